@@ -1,0 +1,1 @@
+"""The core of SRE Gates (pure decisions) and its adapters to Azure."""

@@ -1,0 +1,102 @@
+"""The Azure resources the app expects: queues, tables and settings, in one place.
+
+`infra/` declares each of them and the local runtime creates them; tests hold the three together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Queue(StrEnum):
+    ALERTS = "alerts"
+    CONSENT = "consent"
+    ATTEMPT = "attempt"
+    ELEVATION = "elevation"
+    EXECUTION = "execution"
+    DEADLINES = "deadlines"
+
+
+@dataclass(frozen=True)
+class QueueProperties:
+    max_delivery_count: int = 10
+    lock_duration_seconds: int = 60
+    requires_duplicate_detection: bool = True
+    duplicate_detection_window_seconds: int = 600
+    dead_lettering_on_message_expiration: bool = True
+
+
+# ARM calls (and their long-running operations) run inside the attempt and execution handlers.
+QUEUE_PROPERTIES: dict[Queue, QueueProperties] = {
+    Queue.ALERTS: QueueProperties(),
+    Queue.CONSENT: QueueProperties(),
+    Queue.ATTEMPT: QueueProperties(lock_duration_seconds=300),
+    Queue.ELEVATION: QueueProperties(),
+    Queue.EXECUTION: QueueProperties(lock_duration_seconds=300),
+    Queue.DEADLINES: QueueProperties(),
+}
+
+
+class Table(StrEnum):
+    RUNS = "runs"  # one partition per run: the run, its steps, requests, audit and outbox
+    CORRELATIONS = "correlations"  # open run per (alert rule, target resource)
+    REJECTED_ALERTS = "rejectedalerts"  # alerts that could not be read, with the reason
+
+
+SERVICE_BUS_CONNECTION = "ServiceBusConnection"
+TABLES_CONNECTION = "TablesConnection"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    required: bool
+    secret: bool = False
+    default: str | None = None
+    description: str = ""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(SERVICE_BUS_CONNECTION, True, description=(
+        "Service Bus: a connection string locally; in Azure `ServiceBusConnection__fullyQualifiedNamespace` "
+        "(managed identity)")),
+    Setting(TABLES_CONNECTION, True, description=(
+        "Table Storage: a connection string locally; in Azure `TablesConnection__tableServiceUri` "
+        "(managed identity)")),
+    Setting("GATES_TENANT_ID", True, description="Entra tenant of the app registration"),
+    Setting("GATES_AUTHORITY_HOST", False, default="https://login.microsoftonline.com",
+            description="Entra authority host"),
+    Setting("GATES_CLIENT_ID", True, description="app registration (client) id: validates users, performs OBO"),
+    Setting("GATES_CLIENT_SECRET", True, secret=True,
+            description="app registration credential (Key Vault reference in Azure)"),
+    Setting("GATES_AGENT_IDENTITY", False, default="managed_identity",
+            description="`managed_identity` in Azure, `client_secret` against the local Entra stand-in"),
+    Setting("GATES_AGENT_CLIENT_ID", False,
+            description="client id of a user-assigned identity, or of the local agent app"),
+    Setting("GATES_AGENT_CLIENT_SECRET", False, secret=True, description="local runtime only"),
+    Setting("GATES_ARM_ENDPOINT", False, default="https://management.azure.com",
+            description="Azure Resource Manager endpoint"),
+    Setting("GATES_PUBLIC_BASE_URL", True, description="base URL of the app, for the links in e-mails"),
+    Setting("GATES_LINK_SIGNING_KEY", True, secret=True,
+            description="HMAC key for approval links (Key Vault reference in Azure)"),
+    Setting("GATES_CREDENTIAL_SEALING_KEY", True, secret=True,
+            description="AES key sealing a granted user assertion until its one use (Key Vault reference)"),
+    Setting("GATES_RESPONSE_PLANS", False, default="config/response-plans.json",
+            description="incident response plans file"),
+    Setting("GATES_AUTONOMY_CEILING", False, default="review",
+            description="`review` caps every plan at review; `autonomous` lets plans run autonomously"),
+    Setting("GATES_CORRELATION_COOLDOWN_MINUTES", False, default="180"),
+    Setting("GATES_CONSENT_TIMEOUT_MINUTES", False, default="30"),
+    Setting("GATES_CREDENTIAL_TIMEOUT_MINUTES", False, default="15"),
+    Setting("GATES_EMAIL_TRANSPORT", False, default="acs", description="`acs` in Azure, `smtp` locally"),
+    Setting("GATES_EMAIL_SENDER", True, description="From address of notifications"),
+    Setting("GATES_ACS_ENDPOINT", False, description="Azure Communication Services endpoint (managed identity)"),
+    Setting("GATES_SMTP_HOST", False, default="localhost"),
+    Setting("GATES_SMTP_PORT", False, default="2525"),
+    Setting("GATES_ALERT_WEBHOOK_AUDIENCE", False,
+            description="when set, the alert intake also requires an Entra token with this audience "
+                        "(action group secure webhook)"),
+    Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", False,
+            description="when set, logs and audit events go to Application Insights"),
+)
