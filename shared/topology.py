@@ -16,6 +16,7 @@ class Queue(StrEnum):
     ELEVATION = "elevation"
     EXECUTION = "execution"
     DEADLINES = "deadlines"
+    NOTIFICATIONS = "notifications"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ QUEUE_PROPERTIES: dict[Queue, QueueProperties] = {
     Queue.ELEVATION: QueueProperties(),
     Queue.EXECUTION: QueueProperties(lock_duration_seconds=300),
     Queue.DEADLINES: QueueProperties(),
+    Queue.NOTIFICATIONS: QueueProperties(),
 }
 
 
