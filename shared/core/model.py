@@ -1,0 +1,210 @@
+"""The nouns of the product as plain, immutable data."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Mode(StrEnum):
+    REVIEW = "review"
+    AUTONOMOUS = "autonomous"
+    READ_ONLY = "read-only"
+
+
+class ActionKind(StrEnum):
+    READ = "read"
+    WRITE = "write"
+
+
+class RunState(StrEnum):
+    AWAITING_CONSENT = "awaiting_consent"
+    RUNNING = "running"
+    AWAITING_CREDENTIALS = "awaiting_credentials"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    UNMATCHED = "unmatched"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_RUN_STATES
+
+
+TERMINAL_RUN_STATES = frozenset({
+    RunState.SUCCEEDED, RunState.FAILED, RunState.DENIED, RunState.EXPIRED, RunState.CANCELLED, RunState.UNMATCHED,
+})
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    ATTEMPTING = "attempting"  # claimed; running with the agent's own identity
+    AWAITING_CREDENTIALS = "awaiting_credentials"
+    EXECUTING = "executing"  # claimed; running with a person's delegated credential
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # never run because the run ended first
+
+
+class RequestKind(StrEnum):
+    CONSENT = "consent"
+    CREDENTIALS = "credentials"
+
+
+class RequestState(StrEnum):
+    PENDING = "pending"
+    GRANTED = "granted"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+class CredentialSource(StrEnum):
+    AGENT = "agent"
+    DELEGATED = "delegated"  # a person's, through the on-behalf-of flow
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something: a person, a response plan (autonomous consent), the agent or the system."""
+
+    kind: str  # "person" | "plan" | "agent" | "system"
+    id: str
+    name: str
+
+    @staticmethod
+    def person(object_id: str, name: str) -> Actor:
+        return Actor("person", object_id, name)
+
+    @staticmethod
+    def plan(plan_name: str, version: int) -> Actor:
+        return Actor("plan", f"{plan_name}@v{version}", f"response plan {plan_name} (v{version})")
+
+    @staticmethod
+    def system(reason: str = "sre-gates") -> Actor:
+        return Actor("system", reason, reason)
+
+    @staticmethod
+    def agent() -> Actor:
+        return Actor("agent", "agent", "SRE agent (own identity)")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """What the product needs from an Azure Monitor common-schema alert."""
+
+    alert_id: str
+    rule_id: str
+    rule_name: str
+    severity: str  # "Sev0" .. "Sev4"
+    condition: str  # "Fired" | "Resolved"
+    fired_at: dt.datetime
+    target_resource_ids: tuple[str, ...]
+    description: str = ""
+    custom_properties: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def target_resource_id(self) -> str:
+        return self.target_resource_ids[0]
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int
+    action: str
+    kind: ActionKind
+    permission: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    state: StepState = StepState.PENDING
+    credential_source: CredentialSource | None = None
+    claim_message_id: str | None = None
+    claim_delivery: int = 0
+    outcome: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_write(self) -> bool:
+        return self.kind is ActionKind.WRITE
+
+
+@dataclass(frozen=True)
+class Request:
+    """A question put to people: consent to the plan, or temporary credentials for one step."""
+
+    request_id: str
+    kind: RequestKind
+    deadline: dt.datetime
+    approvers: tuple[str, ...]
+    plan_hash: str
+    step_index: int | None = None
+    state: RequestState = RequestState.PENDING
+    decided_by: Actor | None = None
+    decided_at: dt.datetime | None = None
+    reason: str = ""
+    claims: str | None = None  # a claims challenge from ARM, passed on to the on-behalf-of request
+    sealed_assertion: str | None = None  # ciphertext only, and only between grant and use
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    state: RunState
+    mode: Mode
+    plan_name: str
+    plan_version: int
+    runbook: str
+    resource_id: str
+    alert: Alert
+    steps: tuple[Step, ...]
+    approvers: tuple[str, ...]
+    notify: tuple[str, ...]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    requested_mode: Mode = Mode.REVIEW
+    correlation_key: str = ""
+    requests: tuple[Request, ...] = ()
+    alert_ids: tuple[str, ...] = ()
+    outcome: str = ""
+    audit_seq: int = 0
+    etag: str | None = None  # the store's concurrency token; never part of a decision
+
+    def request(self, request_id: str) -> Request | None:
+        return next((r for r in self.requests if r.request_id == request_id), None)
+
+    def current_step(self) -> Step | None:
+        return next((s for s in self.steps if s.state not in (StepState.SUCCEEDED, StepState.SKIPPED)), None)
+
+    def pending_request(self) -> Request | None:
+        return next((r for r in self.requests if r.state is RequestState.PENDING), None)
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One append-only line of the audit trail: who, what, when, why."""
+
+    seq: int
+    event: str
+    at: dt.datetime
+    actor: Actor
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A message that must follow a state change; stored with it, sent after."""
+
+    queue: str
+    message_id: str
+    body: dict[str, Any]
+    correlation_id: str
+    scheduled_for: dt.datetime | None = None

@@ -1,0 +1,222 @@
+"""Incident response plans: which alerts, which resources, which runbook, which mode, who approves.
+
+The file is versioned (`version`), validated as a whole at start-up, and every mistake names the file,
+the entry and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.core.catalog import CATALOG, resource_group_of, resource_type_of, subscription_of
+from shared.core.errors import ConfigError
+from shared.core.model import ActionKind, Alert, Mode
+
+
+@dataclass(frozen=True)
+class RunbookStep:
+    action: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Runbook:
+    name: str
+    description: str
+    steps: tuple[RunbookStep, ...]
+
+
+@dataclass(frozen=True)
+class Filters:
+    severities: frozenset[str] = frozenset()
+    alert_rules: frozenset[str] = frozenset()
+    resource_types: frozenset[str] = frozenset()
+    resource_groups: frozenset[str] = frozenset()
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scope:
+    subscriptions: frozenset[str]
+    resource_groups: frozenset[str] = frozenset()  # empty: every group of those subscriptions
+
+    def contains(self, resource_id: str) -> bool:
+        if subscription_of(resource_id) not in self.subscriptions:
+            return False
+        return not self.resource_groups or resource_group_of(resource_id) in self.resource_groups
+
+
+@dataclass(frozen=True)
+class ResponsePlan:
+    name: str
+    mode: Mode
+    filters: Filters
+    scope: Scope
+    approvers: tuple[str, ...]
+    notify: tuple[str, ...]
+    runbook: Runbook
+
+    def matches(self, alert: Alert, resource_id: str) -> bool:
+        f = self.filters
+        resource_type = resource_type_of(resource_id).lower()
+        return (
+            self.scope.contains(resource_id)
+            and (not f.severities or alert.severity in f.severities)
+            and (not f.alert_rules or alert.rule_name.lower() in f.alert_rules)
+            and (not f.resource_types or resource_type in f.resource_types)
+            and (not f.resource_groups or resource_group_of(resource_id) in f.resource_groups)
+            and all(alert.custom_properties.get(k) == v for k, v in f.tags.items())
+        )
+
+
+@dataclass(frozen=True)
+class PlanBook:
+    version: int
+    plans: tuple[ResponsePlan, ...]
+    source: str
+
+    def match(self, alert: Alert, resource_id: str) -> ResponsePlan | None:
+        """The first plan, in file order, that claims this alert on this resource."""
+        return next((p for p in self.plans if p.matches(alert, resource_id)), None)
+
+
+def load_plan_book(path: Path) -> PlanBook:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(str(path), "(file)", f"cannot be read: {error.strerror}") from None
+    return parse_plan_book(text, str(path))
+
+
+def parse_plan_book(text: str, source: str) -> PlanBook:
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise ConfigError(source, "(file)", f"is not valid JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(source, "(file)", "must be a JSON object with 'version', 'runbooks' and 'plans'")
+    version = document.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise ConfigError(source, "version", "must be a positive whole number, raised with every change")
+    runbooks = _runbooks(document.get("runbooks"), source)
+    raw_plans = document.get("plans")
+    if not isinstance(raw_plans, list) or not raw_plans:
+        raise ConfigError(source, "plans", "must be a non-empty list")
+    plans: list[ResponsePlan] = []
+    names: set[str] = set()
+    for i, raw in enumerate(raw_plans):
+        plan = _plan(raw, f"plans[{i}]", runbooks, source)
+        if plan.name in names:
+            raise ConfigError(source, f"plans[{i}]", f"name {plan.name!r} is used twice")
+        names.add(plan.name)
+        plans.append(plan)
+    return PlanBook(version=version, plans=tuple(plans), source=source)
+
+
+def _runbooks(raw: Any, source: str) -> dict[str, Runbook]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(source, "runbooks", "must be an object of named runbooks")
+    books: dict[str, Runbook] = {}
+    for name, body in raw.items():
+        entry = f"runbooks.{name}"
+        if not isinstance(body, dict) or not isinstance(body.get("steps"), list) or not body["steps"]:
+            raise ConfigError(source, entry, "must have a non-empty 'steps' list")
+        steps: list[RunbookStep] = []
+        for j, step in enumerate(body["steps"]):
+            step_entry = f"{entry}.steps[{j}]"
+            if not isinstance(step, dict) or not isinstance(step.get("action"), str):
+                raise ConfigError(source, step_entry, "must be an object with an 'action'")
+            spec = CATALOG.get(step["action"])
+            if spec is None:
+                raise ConfigError(source, step_entry,
+                                  f"unknown action {step['action']!r}; known: {', '.join(sorted(CATALOG))}")
+            parameters = step.get("parameters", {})
+            if not isinstance(parameters, dict):
+                raise ConfigError(source, step_entry, "'parameters' must be an object")
+            missing = [p for p in spec.parameters if p not in parameters]
+            if missing:
+                raise ConfigError(source, step_entry, f"action {spec.name} needs parameters {missing}")
+            steps.append(RunbookStep(spec.name, parameters))
+        books[name] = Runbook(name, str(body.get("description", "")), tuple(steps))
+    return books
+
+
+def _plan(raw: Any, entry: str, runbooks: dict[str, Runbook], source: str) -> ResponsePlan:
+    if not isinstance(raw, dict):
+        raise ConfigError(source, entry, "must be an object")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(source, entry, "needs a 'name'")
+    entry = f"plans[{name}]"
+    try:
+        mode = Mode(raw.get("mode", Mode.REVIEW.value))
+    except ValueError:
+        raise ConfigError(source, entry, f"mode {raw.get('mode')!r} is not review, autonomous or read-only") from None
+    runbook = runbooks.get(str(raw.get("runbook")))
+    if runbook is None:
+        raise ConfigError(source, entry, f"runbook {raw.get('runbook')!r} is not defined under 'runbooks'")
+    filters = _filters(raw.get("filters", {}), entry, source)
+    scope = _scope(raw.get("scope"), entry, source)
+    approvers = _addresses(raw.get("approvers", []), f"{entry}.approvers", source)
+    notify = _addresses(raw.get("notify", []), f"{entry}.notify", source)
+    kinds = {CATALOG[s.action].kind for s in runbook.steps}
+    if mode is Mode.READ_ONLY and ActionKind.WRITE in kinds:
+        raise ConfigError(source, entry, f"is read-only but runbook {runbook.name!r} has write actions")
+    if mode is Mode.REVIEW and ActionKind.WRITE in kinds and not approvers:
+        raise ConfigError(source, entry, "asks for consent to write actions but names no approvers")
+    # Credentials can be needed in every mode, so someone must be there to be asked.
+    if not approvers:
+        raise ConfigError(source, entry, "names no approvers to ask for consent or credentials")
+    action_types = {CATALOG[s.action].resource_type.lower() for s in runbook.steps}
+    if len(action_types) != 1:
+        raise ConfigError(source, f"runbooks.{runbook.name}", f"mixes resource types {sorted(action_types)}")
+    if filters.resource_types != action_types:
+        raise ConfigError(source, f"{entry}.filters.resourceTypes",
+                          f"must be {sorted(action_types)}, the type runbook {runbook.name!r} acts on")
+    return ResponsePlan(name, mode, filters, scope, approvers, notify, runbook)
+
+
+def _filters(raw: Any, entry: str, source: str) -> Filters:
+    if not isinstance(raw, dict):
+        raise ConfigError(source, f"{entry}.filters", "must be an object")
+    tags = raw.get("tags", {})
+    if not isinstance(tags, dict):
+        raise ConfigError(source, f"{entry}.filters.tags", "must be an object of tag name to value")
+    return Filters(
+        severities=frozenset(_strings(raw.get("severities", []), f"{entry}.filters.severities", source)),
+        alert_rules=frozenset(s.lower() for s in _strings(raw.get("alertRules", []), f"{entry}.filters.alertRules",
+                                                            source)),
+        resource_types=frozenset(s.lower() for s in _strings(raw.get("resourceTypes", []),
+                                                               f"{entry}.filters.resourceTypes", source)),
+        resource_groups=frozenset(s.lower() for s in _strings(raw.get("resourceGroups", []),
+                                                                f"{entry}.filters.resourceGroups", source)),
+        tags={str(k): str(v) for k, v in tags.items()},
+    )
+
+
+def _scope(raw: Any, entry: str, source: str) -> Scope:
+    if not isinstance(raw, dict):
+        raise ConfigError(source, f"{entry}.scope",
+                          "is required: the subscriptions (and resource groups) it may act in")
+    subscriptions = _strings(raw.get("subscriptions", []), f"{entry}.scope.subscriptions", source)
+    if not subscriptions:
+        raise ConfigError(source, f"{entry}.scope.subscriptions", "must name at least one subscription")
+    groups = _strings(raw.get("resourceGroups", []), f"{entry}.scope.resourceGroups", source)
+    return Scope(frozenset(s.lower() for s in subscriptions), frozenset(g.lower() for g in groups))
+
+
+def _strings(raw: Any, entry: str, source: str) -> list[str]:
+    if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
+        raise ConfigError(source, entry, "must be a list of non-empty strings")
+    return list(raw)
+
+
+def _addresses(raw: Any, entry: str, source: str) -> tuple[str, ...]:
+    values = _strings(raw, entry, source)
+    for value in values:
+        if "@" not in value:
+            raise ConfigError(source, entry, f"{value!r} is not a user principal name or e-mail address")
+    return tuple(v.lower() for v in values)
