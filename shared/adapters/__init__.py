@@ -1,0 +1,1 @@
+"""Adapters from the ports in `shared.ports` to Azure services (and SMTP)."""

@@ -1,0 +1,147 @@
+"""Runs, audit lines and outbound messages to and from plain JSON-able dictionaries."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from shared.core.model import (
+    ActionKind,
+    Actor,
+    Alert,
+    AuditEvent,
+    CredentialSource,
+    Mode,
+    OutboundMessage,
+    Request,
+    RequestKind,
+    RequestState,
+    Run,
+    RunState,
+    Step,
+    StepState,
+)
+
+
+def _time(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def actor_to_dict(actor: Actor) -> dict[str, str]:
+    return {"kind": actor.kind, "id": actor.id, "name": actor.name}
+
+
+def actor_from_dict(data: dict[str, str]) -> Actor:
+    return Actor(data["kind"], data["id"], data["name"])
+
+
+def alert_to_dict(alert: Alert) -> dict[str, Any]:
+    return {
+        "alert_id": alert.alert_id, "rule_id": alert.rule_id, "rule_name": alert.rule_name,
+        "severity": alert.severity, "condition": alert.condition, "fired_at": alert.fired_at.isoformat(),
+        "targets": list(alert.target_resource_ids), "description": alert.description,
+        "custom_properties": alert.custom_properties,
+    }
+
+
+def alert_from_dict(data: dict[str, Any]) -> Alert:
+    return Alert(
+        alert_id=data["alert_id"], rule_id=data["rule_id"], rule_name=data["rule_name"],
+        severity=data["severity"], condition=data["condition"], fired_at=dt.datetime.fromisoformat(data["fired_at"]),
+        target_resource_ids=tuple(data["targets"]), description=data.get("description", ""),
+        custom_properties=dict(data.get("custom_properties", {})),
+    )
+
+
+def step_to_dict(step: Step) -> dict[str, Any]:
+    return {
+        "index": step.index, "action": step.action, "kind": step.kind.value, "permission": step.permission,
+        "parameters": step.parameters, "state": step.state.value,
+        "credential_source": step.credential_source.value if step.credential_source else None,
+        "claim_message_id": step.claim_message_id, "claim_delivery": step.claim_delivery,
+        "outcome": step.outcome, "result": step.result,
+    }
+
+
+def step_from_dict(data: dict[str, Any]) -> Step:
+    return Step(
+        index=data["index"], action=data["action"], kind=ActionKind(data["kind"]), permission=data["permission"],
+        parameters=dict(data.get("parameters", {})), state=StepState(data["state"]),
+        credential_source=CredentialSource(data["credential_source"]) if data.get("credential_source") else None,
+        claim_message_id=data.get("claim_message_id"), claim_delivery=int(data.get("claim_delivery", 0)),
+        outcome=data.get("outcome", ""), result=dict(data.get("result", {})),
+    )
+
+
+def request_to_dict(request: Request) -> dict[str, Any]:
+    return {
+        "request_id": request.request_id, "kind": request.kind.value, "deadline": request.deadline.isoformat(),
+        "approvers": list(request.approvers), "plan_hash": request.plan_hash, "step_index": request.step_index,
+        "state": request.state.value,
+        "decided_by": actor_to_dict(request.decided_by) if request.decided_by else None,
+        "decided_at": _iso(request.decided_at), "reason": request.reason, "claims": request.claims,
+        "sealed_assertion": request.sealed_assertion,
+    }
+
+
+def request_from_dict(data: dict[str, Any]) -> Request:
+    return Request(
+        request_id=data["request_id"], kind=RequestKind(data["kind"]),
+        deadline=dt.datetime.fromisoformat(data["deadline"]), approvers=tuple(data["approvers"]),
+        plan_hash=data["plan_hash"], step_index=data.get("step_index"), state=RequestState(data["state"]),
+        decided_by=actor_from_dict(data["decided_by"]) if data.get("decided_by") else None,
+        decided_at=_time(data.get("decided_at")), reason=data.get("reason", ""), claims=data.get("claims"),
+        sealed_assertion=data.get("sealed_assertion"),
+    )
+
+
+def run_to_dict(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id, "state": run.state.value, "mode": run.mode.value,
+        "requested_mode": run.requested_mode.value, "plan_name": run.plan_name, "plan_version": run.plan_version,
+        "runbook": run.runbook, "resource_id": run.resource_id, "alert": alert_to_dict(run.alert),
+        "steps": [step_to_dict(s) for s in run.steps], "approvers": list(run.approvers),
+        "notify": list(run.notify), "created_at": run.created_at.isoformat(),
+        "updated_at": run.updated_at.isoformat(), "correlation_key": run.correlation_key,
+        "requests": [request_to_dict(r) for r in run.requests], "alert_ids": list(run.alert_ids),
+        "outcome": run.outcome, "audit_seq": run.audit_seq,
+    }
+
+
+def run_from_dict(data: dict[str, Any], etag: str | None = None) -> Run:
+    return Run(
+        run_id=data["run_id"], state=RunState(data["state"]), mode=Mode(data["mode"]),
+        requested_mode=Mode(data.get("requested_mode", data["mode"])), plan_name=data["plan_name"],
+        plan_version=int(data["plan_version"]), runbook=data["runbook"], resource_id=data["resource_id"],
+        alert=alert_from_dict(data["alert"]), steps=tuple(step_from_dict(s) for s in data["steps"]),
+        approvers=tuple(data["approvers"]), notify=tuple(data["notify"]),
+        created_at=dt.datetime.fromisoformat(data["created_at"]),
+        updated_at=dt.datetime.fromisoformat(data["updated_at"]), correlation_key=data.get("correlation_key", ""),
+        requests=tuple(request_from_dict(r) for r in data.get("requests", [])),
+        alert_ids=tuple(data.get("alert_ids", [])), outcome=data.get("outcome", ""),
+        audit_seq=int(data.get("audit_seq", 0)), etag=etag,
+    )
+
+
+def audit_to_dict(event: AuditEvent) -> dict[str, Any]:
+    return {"seq": event.seq, "event": event.event, "at": event.at.isoformat(), "actor": actor_to_dict(event.actor),
+            "summary": event.summary, "details": event.details}
+
+
+def audit_from_dict(data: dict[str, Any]) -> AuditEvent:
+    return AuditEvent(seq=int(data["seq"]), event=data["event"], at=dt.datetime.fromisoformat(data["at"]),
+                      actor=actor_from_dict(data["actor"]), summary=data["summary"], details=dict(data["details"]))
+
+
+def message_to_dict(message: OutboundMessage) -> dict[str, Any]:
+    return {"queue": message.queue, "message_id": message.message_id, "body": message.body,
+            "correlation_id": message.correlation_id, "scheduled_for": _iso(message.scheduled_for)}
+
+
+def message_from_dict(data: dict[str, Any]) -> OutboundMessage:
+    return OutboundMessage(queue=data["queue"], message_id=data["message_id"], body=dict(data["body"]),
+                           correlation_id=data["correlation_id"], scheduled_for=_time(data.get("scheduled_for")))

@@ -1,0 +1,101 @@
+"""The ports the gates talk through. Adapters in `shared/adapters` implement them for Azure; tests
+use the in-memory fakes in `tests/fakes.py`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from azure.core.credentials import TokenCredential
+
+from shared.core.arm_outcomes import ArmOutcome
+from shared.core.catalog import ActionSpec
+from shared.core.model import AuditEvent, OutboundMessage, Run, RunState
+from shared.core.workflow import Change
+
+
+class RunStore(Protocol):
+    """A run, its audit trail and its outbox: one partition, written in one transaction."""
+
+    def get_run(self, run_id: str) -> Run | None: ...
+
+    def create_run(self, change: Change) -> bool:
+        """Write a new run with its audit and outbox; False if the run already exists."""
+
+    def commit(self, change: Change) -> Run:
+        """Write `change` if the run is unchanged since `change.run.etag` was read (else
+        `ConcurrencyConflict`); returns the run with its new etag."""
+
+    def pending_messages(self, run_id: str) -> list[OutboundMessage]: ...
+
+    def delete_messages(self, run_id: str, message_ids: Sequence[str]) -> None: ...
+
+    def list_audit(self, run_id: str) -> list[AuditEvent]: ...
+
+    def list_runs(self, state: RunState | None = None, limit: int = 100) -> list[Run]: ...
+
+    def runs_with_pending_messages(self, older_than: dt.datetime) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Correlation:
+    key: str
+    run_id: str
+    opened_at: dt.datetime
+    etag: str
+
+
+class CorrelationStore(Protocol):
+    def get(self, key: str) -> Correlation | None: ...
+
+    def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
+        """Insert-if-absent: False when another alert of the same rule and resource got there first."""
+
+    def replace(self, current: Correlation, run_id: str, opened_at: dt.datetime) -> bool:
+        """Point the key at a new run if it still holds `current` (ETag); False if it changed."""
+
+
+class RejectedAlertStore(Protocol):
+    def add(self, message_id: str, reason: str, body: str, received_at: dt.datetime) -> None: ...
+
+    def list_recent(self, limit: int = 50) -> list[dict[str, Any]]: ...
+
+
+class MessageBus(Protocol):
+    def send(self, messages: Sequence[OutboundMessage]) -> None: ...
+
+
+class ResourceManager(Protocol):
+    def perform(self, action: ActionSpec, resource_id: str, parameters: dict[str, Any],
+                credential: TokenCredential) -> ArmOutcome: ...
+
+
+class CredentialUnavailable(Exception):
+    """The on-behalf-of exchange did not yield a token; `reason` is safe to log (no token in it)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TokenBroker(Protocol):
+    def agent_credential(self) -> TokenCredential: ...
+
+    def on_behalf_of(self, user_assertion: str, claims: str | None = None) -> TokenCredential:
+        """A credential good for one use, holding an ARM token for the assertion's user."""
+
+
+class Notifier(Protocol):
+    def send(self, to: Sequence[str], subject: str, text: str, html: str) -> None: ...
+
+
+class Sealer(Protocol):
+    def seal(self, plaintext: str, context: str) -> str: ...
+
+    def unseal(self, sealed: str, context: str) -> str: ...
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime: ...
