@@ -1,0 +1,72 @@
+"""Build the real adapters from settings. Called once per process, on first use."""
+
+from __future__ import annotations
+
+from azure.data.tables import TableServiceClient
+from azure.identity import DefaultAzureCredential
+from azure.servicebus import ServiceBusClient
+
+from shared.adapters.arm_client import ArmResourceManager
+from shared.adapters.identity import MsalTokenBroker, agent_credential_from_settings
+from shared.adapters.notifier import AcsEmailNotifier, SmtpNotifier
+from shared.adapters.sealing import AesGcmSealer
+from shared.adapters.servicebus_bus import ServiceBusMessageBus
+from shared.adapters.table_store import (
+    TableCorrelationStore,
+    TableRejectedAlertStore,
+    TableRunStore,
+    open_tables,
+)
+from shared.core.plans import PlanBook
+from shared.core.workflow import Timeouts
+from shared.ports import Notifier
+from shared.services import Services
+from shared.settings import Settings
+from shared.telemetry import configure
+from shared.topology import Table
+
+
+def build_services(settings: Settings, plans: PlanBook) -> Services:
+    azure_credential = None
+    if settings.tables_connection_string:
+        table_service = TableServiceClient.from_connection_string(settings.tables_connection_string)
+    else:
+        azure_credential = azure_credential or DefaultAzureCredential()
+        table_service = TableServiceClient(str(settings.tables_endpoint), credential=azure_credential)
+    tables = open_tables(table_service)
+    if settings.servicebus_connection_string:
+        sb_client = ServiceBusClient.from_connection_string(settings.servicebus_connection_string)
+    else:
+        azure_credential = azure_credential or DefaultAzureCredential()
+        sb_client = ServiceBusClient(str(settings.servicebus_namespace), credential=azure_credential)
+    agent = agent_credential_from_settings(
+        settings.agent_identity, tenant_id=settings.tenant_id, authority_host=settings.authority_host,
+        client_id=settings.agent_client_id, client_secret=settings.agent_client_secret)
+    notifier: Notifier
+    if settings.email_transport == "smtp":
+        notifier = SmtpNotifier(settings.smtp_host, settings.smtp_port, settings.email_sender)
+    else:
+        azure_credential = azure_credential or DefaultAzureCredential()
+        notifier = AcsEmailNotifier(str(settings.acs_endpoint), settings.email_sender, azure_credential)
+    authority = f"{settings.authority_host.rstrip('/')}/{settings.tenant_id}"
+    return Services(
+        runs=TableRunStore(tables[Table.RUNS]),
+        correlations=TableCorrelationStore(tables[Table.CORRELATIONS]),
+        rejected_alerts=TableRejectedAlertStore(tables[Table.REJECTED_ALERTS]),
+        bus=ServiceBusMessageBus(sb_client),
+        arm=ArmResourceManager(settings.arm_endpoint),
+        tokens=MsalTokenBroker(authority_host=settings.authority_host, tenant_id=settings.tenant_id,
+                               client_id=settings.client_id, client_secret=settings.client_secret, agent=agent),
+        notifier=notifier,
+        sealer=AesGcmSealer.from_setting(settings.credential_sealing_key),
+        plans=plans,
+        ceiling=settings.autonomy_ceiling,
+        timeouts=Timeouts(consent=settings.consent_timeout, credentials=settings.credential_timeout),
+        cooldown=settings.correlation_cooldown,
+        public_base_url=settings.public_base_url,
+        link_key=settings.link_signing_key,
+        audit_sink=configure(settings.appinsights_connection_string),
+        webhook_audience=settings.alert_webhook_audience,
+        jwks_uri=f"{authority}/discovery/v2.0/keys",
+        issuer=f"{authority}/v2.0",
+    )

@@ -1,0 +1,66 @@
+"""Logs and audit events for Application Insights.
+
+Every audit event becomes a custom event `gates.<event>` (through OpenTelemetry, when
+APPLICATIONINSIGHTS_CONNECTION_STRING is set) with the run id, step, stage and correlation id as custom
+dimensions. Nothing secret is in an audit event: tokens never enter the core, and link signatures are
+not part of any event.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from shared.core.model import AuditEvent, Run
+
+logger = logging.getLogger("sre_gates")
+EVENT_LOGGER_NAME = "sre_gates.events"
+_SAFE_DETAIL_KEYS = ("step", "action", "identity", "status", "code", "request_id", "deadline", "state", "mode",
+                     "plan", "version")
+
+
+class AuditSink(Protocol):
+    def emit(self, run: Run, event: AuditEvent, stage: str) -> None: ...
+
+
+def dimensions(run: Run, event: AuditEvent, stage: str) -> dict[str, Any]:
+    dims: dict[str, Any] = {
+        "run_id": run.run_id, "correlation_id": run.run_id, "stage": stage, "state": run.state.value,
+        "actor": event.actor.id, "actor_kind": event.actor.kind, "plan": run.plan_name, "resource_id": run.resource_id,
+    }
+    for key in _SAFE_DETAIL_KEYS:
+        value = event.details.get(key)
+        if value is not None and isinstance(value, (str, int, float, bool)):
+            dims[key] = value
+    if event.event == "run_ended":
+        dims["outcome"] = run.state.value
+        dims["duration_ms"] = int((event.at - run.created_at).total_seconds() * 1000)
+    return dims
+
+
+class LoggingAuditSink:
+    """Structured log lines, one per audit event; the OpenTelemetry sink adds custom events."""
+
+    def emit(self, run: Run, event: AuditEvent, stage: str) -> None:
+        logger.info("%s: %s", event.event, event.summary, extra={"custom_dimensions": dimensions(run, event, stage)})
+
+
+class OpenTelemetryAuditSink(LoggingAuditSink):
+    def __init__(self) -> None:
+        self._events = logging.getLogger(EVENT_LOGGER_NAME)
+
+    def emit(self, run: Run, event: AuditEvent, stage: str) -> None:
+        super().emit(run, event, stage)
+        # azure-monitor-opentelemetry turns a log record with `microsoft.custom_event.name` into a
+        # customEvents row.
+        attributes = {"microsoft.custom_event.name": f"gates.{event.event}", **dimensions(run, event, stage)}
+        self._events.info(f"gates.{event.event}", extra=attributes)
+
+
+def configure(connection_string: str | None) -> AuditSink:
+    if not connection_string:
+        return LoggingAuditSink()
+    from azure.monitor.opentelemetry import configure_azure_monitor
+
+    configure_azure_monitor(connection_string=connection_string, logger_name="sre_gates")
+    return OpenTelemetryAuditSink()
