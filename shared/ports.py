@@ -80,10 +80,15 @@ class CredentialUnavailable(Exception):
         self.reason = reason
 
 
+class DelegatedCredential(TokenCredential, Protocol):
+    def revoke(self) -> None:
+        """Drop the token; the credential refuses to hand it out afterwards."""
+
+
 class TokenBroker(Protocol):
     def agent_credential(self) -> TokenCredential: ...
 
-    def on_behalf_of(self, user_assertion: str, claims: str | None = None) -> TokenCredential:
+    def on_behalf_of(self, user_assertion: str, claims: str | None = None) -> DelegatedCredential:
         """A credential good for one use, holding an ARM token for the assertion's user."""
 
 

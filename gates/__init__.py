@@ -1,0 +1,14 @@
+"""The function app's stages, one blueprint each."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from gates import approvals, attempt, consent, deadlines, elevate, execute, intake, notify, plan, relay, status
+from shared.services import ServicesProvider
+
+STAGES = (intake, plan, consent, attempt, elevate, execute, deadlines, notify, approvals, status, relay)
+
+
+def blueprints(services: ServicesProvider) -> list[func.Blueprint]:
+    return [stage.blueprint(services) for stage in STAGES]

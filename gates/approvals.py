@@ -1,0 +1,134 @@
+"""Approvals over HTTP: `GET` shows the request and changes nothing (mail scanners follow links);
+`POST` records a decision by a signed-in approver, bound to the plan they saw; the first one wins."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.parse
+
+import azure.functions as func
+
+from gates.http_auth import is_api_call, principal_from, user_assertion
+from gates.pages import message_page, request_page
+from gates.shell import transact
+from shared.core.links import form_token, form_token_is_valid, link_is_valid
+from shared.core.model import Decision, RequestKind
+from shared.core.workflow import DecisionRefused, check_decision, decide, is_authorised
+from shared.services import Services, ServicesProvider
+
+logger = logging.getLogger("sre_gates")
+STAGE = "approval"
+ROUTE = "runs/{run_id}/requests/{request_id}"
+
+
+def _reply(req: func.HttpRequest, status: int, title: str, message: str, **extra: object) -> func.HttpResponse:
+    if _wants_json(req):
+        return func.HttpResponse(json.dumps({"status": status, "message": message, **extra}), status_code=status,
+                                 mimetype="application/json")
+    return func.HttpResponse(message_page(title, message), status_code=status, mimetype="text/html")
+
+
+def _wants_json(req: func.HttpRequest) -> bool:
+    return "application/json" in req.headers.get("Accept", "") or "application/json" in req.headers.get(
+        "Content-Type", "")
+
+
+def show_request(services: Services, req: func.HttpRequest) -> func.HttpResponse:
+    run_id, request_id = req.route_params.get("run_id", ""), req.route_params.get("request_id", "")
+    principal = principal_from(req)
+    if principal is None:
+        return _reply(req, 401, "Sign in", "Sign in to see this request.")
+    if not link_is_valid(services.link_key, run_id, request_id, req.params.get("sig", "")):
+        return _reply(req, 404, "Not found", "This link is not valid. Use the link from the e-mail.")
+    run = services.runs.get_run(run_id)
+    request = run.request(request_id) if run else None
+    if run is None or request is None:
+        return _reply(req, 404, "Not found", "No such request.")
+    form: dict[str, str] | None = None
+    note = ""
+    if is_authorised(principal, request):
+        form = {"plan_hash": request.plan_hash, "sig": req.params.get("sig", ""),
+                "form_token": form_token(services.link_key, principal.object_id, request_id)}
+    else:
+        note = "You are not an approver of this plan, so you cannot decide."
+    if _wants_json(req):
+        return func.HttpResponse(json.dumps({
+            "run_id": run_id, "request_id": request_id, "kind": request.kind.value, "state": request.state.value,
+            "deadline": request.deadline.isoformat(), "plan_hash": request.plan_hash,
+            "resource_id": run.resource_id, "mode": run.mode.value, "step": request.step_index,
+            "steps": [{"action": s.action, "kind": s.kind.value, "permission": s.permission} for s in run.steps],
+            "can_decide": form is not None}), mimetype="application/json")
+    html = request_page(run, request, form=form, action_url=f"/api/runs/{run_id}/requests/{request_id}",
+                        viewer=principal.name, note=note)
+    return func.HttpResponse(html, mimetype="text/html", headers={"Cache-Control": "no-store"})
+
+
+def _form(req: func.HttpRequest) -> dict[str, str]:
+    content_type = req.headers.get("Content-Type", "")
+    raw = req.get_body()
+    if "application/json" in content_type:
+        document = json.loads(raw or b"{}")
+        if not isinstance(document, dict):
+            raise ValueError("the body must be a JSON object")
+        return {str(k): str(v) for k, v in document.items()}
+    return {k: v[-1] for k, v in urllib.parse.parse_qs(raw.decode("utf-8"), keep_blank_values=True).items()}
+
+
+def record_decision(services: Services, req: func.HttpRequest) -> func.HttpResponse:
+    run_id, request_id = req.route_params.get("run_id", ""), req.route_params.get("request_id", "")
+    principal = principal_from(req)
+    if principal is None:
+        return _reply(req, 401, "Sign in", "Sign in to decide.")
+    try:
+        form = _form(req)
+    except (ValueError, UnicodeDecodeError):
+        return _reply(req, 400, "Bad request", "The decision must be a form or a JSON object.")
+    if not link_is_valid(services.link_key, run_id, request_id, form.get("sig", "") or req.params.get("sig", "")):
+        return _reply(req, 404, "Not found", "This link is not valid. Use the link from the e-mail.")
+    # A browser session rides on a cookie, so its form must carry the token shown to this person;
+    # an API call carries its own bearer token and cannot be forged cross-site.
+    if not is_api_call(req) and not form_token_is_valid(services.link_key, principal.object_id, request_id,
+                                                        form.get("form_token", "")):
+        return _reply(req, 403, "Refused", "This form was not issued to you. Open the link again.")
+    try:
+        decision = Decision(form.get("decision", ""))
+    except ValueError:
+        return _reply(req, 400, "Bad request", "decision must be 'approve' or 'deny'.")
+    seen_hash = form.get("plan_hash", "")
+    now = services.clock.now()
+    run = services.runs.get_run(run_id)
+    if run is None:
+        return _reply(req, 404, "Not found", "No such request.")
+    try:
+        request = check_decision(run, request_id, principal, seen_hash, now)
+        sealed = None
+        if request.kind is RequestKind.CREDENTIALS and decision is Decision.APPROVE:
+            assertion = user_assertion(req)
+            if not assertion:
+                raise DecisionRefused(401, "Granting credentials needs your sign-in token; sign in again.")
+            sealed = services.sealer.seal(assertion, f"{run_id}/{request_id}")
+        transact(services, run_id,
+                 lambda latest: decide(latest, request_id, decision, principal, seen_hash, now, sealed), STAGE)
+    except DecisionRefused as refusal:
+        return _reply(req, refusal.status, "Not recorded", refusal.message)
+    verb = {Decision.APPROVE: "approved", Decision.DENY: "denied"}[decision]
+    logger.info("request %s of run %s %s by %s", request_id, run_id, verb, principal.object_id)
+    return _reply(req, 200, "Recorded", f"Your decision is recorded: {verb}. You can close this page.",
+                  decision=verb, run_id=run_id, request_id=request_id)
+
+
+def blueprint(services: ServicesProvider) -> func.Blueprint:
+    bp = func.Blueprint()
+
+    @bp.function_name("show_request")
+    @bp.route(route=ROUTE, methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+    def show(req: func.HttpRequest) -> func.HttpResponse:
+        return show_request(services(), req)
+
+    @bp.function_name("decide_request")
+    @bp.route(route=ROUTE, methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+    def post(req: func.HttpRequest) -> func.HttpResponse:
+        return record_decision(services(), req)
+
+    return bp

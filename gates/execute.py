@@ -1,0 +1,71 @@
+"""Stage 5 — execute: run a step with a person's credentials, obtained through the on-behalf-of
+flow for this step only and revoked when it completes."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from gates.shell import read_json, transact
+from gates.steps import act, claim, finish
+from shared.adapters.sealing import SealBroken
+from shared.core.model import CredentialSource, Run
+from shared.core.workflow import credentials_unusable, granted_credential
+from shared.ports import CredentialUnavailable
+from shared.services import Services, ServicesProvider
+from shared.topology import SERVICE_BUS_CONNECTION, Queue
+
+logger = logging.getLogger("sre_gates")
+STAGE = "execution"
+
+
+def handle_execution(services: Services, run_id: str, step: int, message_id: str, delivery_count: int) -> None:
+    def granter(run: Run) -> object:
+        request = granted_credential(run, step)
+        return request.decided_by if request else None
+
+    run = claim(services, run_id, step, CredentialSource.DELEGATED, message_id, delivery_count, STAGE,
+                actor=granter)  # type: ignore[arg-type]
+    if run is None:
+        return
+    request = granted_credential(run, step)
+    if request is None or request.sealed_assertion is None:
+        _unusable(services, run_id, step, "the granted credential is gone")
+        return
+    try:
+        assertion = services.sealer.unseal(request.sealed_assertion, f"{run_id}/{request.request_id}")
+        credential = services.tokens.on_behalf_of(assertion, request.claims)
+    except CredentialUnavailable as error:
+        _unusable(services, run_id, step, f"Entra ID refused the on-behalf-of exchange: {error.reason}")
+        return
+    except SealBroken as error:
+        _unusable(services, run_id, step, str(error))
+        return
+    finally:
+        assertion = ""
+    try:
+        outcome = act(services, run, step, credential)
+    finally:
+        credential.revoke()
+    finish(services, run_id, step, outcome, STAGE)
+
+
+def _unusable(services: Services, run_id: str, step: int, reason: str) -> None:
+    logger.warning("run %s step %s: %s", run_id, step, reason)
+    now = services.clock.now()
+    transact(services, run_id, lambda run: credentials_unusable(run, step, reason, now), STAGE)
+
+
+def blueprint(services: ServicesProvider) -> func.Blueprint:
+    bp = func.Blueprint()
+
+    @bp.function_name("execute")
+    @bp.service_bus_queue_trigger(arg_name="msg", queue_name=Queue.EXECUTION.value,
+                                  connection=SERVICE_BUS_CONNECTION)
+    def execute(msg: func.ServiceBusMessage) -> None:
+        body = read_json(msg)
+        handle_execution(services(), body["run_id"], int(body["step"]), msg.message_id or "",
+                         msg.delivery_count or 1)
+
+    return bp

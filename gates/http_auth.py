@@ -1,0 +1,60 @@
+"""Who is calling, as App Service Authentication tells the app (the same headers in Azure and on the
+local host, which strips any that a client forges)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+import azure.functions as func
+
+from shared.core.workflow import APPROVER_ROLE, READER_ROLE, Principal
+
+OID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
+NAME_CLAIMS = ("preferred_username", "upn", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn",
+               "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name", "name")
+DISPLAY_NAME_CLAIMS = ("name",)
+ROLE_CLAIMS = ("roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role")
+
+
+def principal_from(req: func.HttpRequest) -> Principal | None:
+    encoded = req.headers.get("X-MS-CLIENT-PRINCIPAL")
+    if not encoded:
+        return None
+    try:
+        document = json.loads(base64.b64decode(encoded))
+    except (ValueError, binascii.Error):
+        return None
+    claims = document.get("claims") if isinstance(document, dict) else None
+    if not isinstance(claims, list):
+        return None
+    role_type = document.get("role_typ") or ROLE_CLAIMS[1]
+    pairs = [(c.get("typ"), c.get("val")) for c in claims if isinstance(c, dict)]
+    oid = next((v for t, v in pairs if t in OID_CLAIMS and v), None) or req.headers.get("X-MS-CLIENT-PRINCIPAL-ID")
+    name = next((v for t, v in pairs if t in NAME_CLAIMS and v), None) or req.headers.get(
+        "X-MS-CLIENT-PRINCIPAL-NAME")
+    if not oid or not name:
+        return None
+    roles = frozenset(v for t, v in pairs if (t == role_type or t in ROLE_CLAIMS) and v)
+    return Principal(object_id=str(oid), name=str(name), roles=roles)
+
+
+def user_assertion(req: func.HttpRequest) -> str | None:
+    """The signed-in person's access token for this app: the token store's header for a browser
+    session, the bearer token for an API call. Used only for the on-behalf-of exchange."""
+    stored = req.headers.get("X-MS-TOKEN-AAD-ACCESS-TOKEN")
+    if stored:
+        return stored
+    authorization = req.headers.get("Authorization", "")
+    if authorization.lower().startswith("bearer "):
+        return authorization[7:].strip() or None
+    return None
+
+
+def is_api_call(req: func.HttpRequest) -> bool:
+    return req.headers.get("Authorization", "").lower().startswith("bearer ")
+
+
+def can_read(principal: Principal) -> bool:
+    return bool({READER_ROLE, APPROVER_ROLE} & principal.roles)

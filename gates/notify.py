@@ -1,0 +1,89 @@
+"""Notifications: tell the people a plan names that a decision waits for them, and how a run ended."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from gates.pages import plan_table
+from gates.shell import read_json
+from shared.core.links import sign_link
+from shared.core.model import RequestKind, RequestState, Run
+from shared.services import Services, ServicesProvider
+from shared.topology import SERVICE_BUS_CONNECTION, Queue
+
+logger = logging.getLogger("sre_gates")
+
+
+def request_link(services: Services, run_id: str, request_id: str) -> str:
+    signature = sign_link(services.link_key, run_id, request_id)
+    return f"{services.public_base_url}/api/runs/{run_id}/requests/{request_id}?sig={signature}"
+
+
+def run_link(services: Services, run_id: str) -> str:
+    return f"{services.public_base_url}/api/runs/{run_id}"
+
+
+def handle_notification(services: Services, run_id: str, kind: str, request_id: str | None) -> None:
+    run = services.runs.get_run(run_id)
+    if run is None:
+        logger.warning("notification for unknown run %s", run_id)
+        return
+    if kind == "request_opened" and request_id:
+        _request_opened(services, run, request_id)
+    elif kind == "run_ended":
+        _run_ended(services, run)
+    else:
+        raise ValueError(f"unknown notification kind {kind!r}")
+
+
+def _request_opened(services: Services, run: Run, request_id: str) -> None:
+    request = run.request(request_id)
+    if request is None or request.state is not RequestState.PENDING:
+        return  # decided or expired before the mail went out: nothing to ask any more
+    link = request_link(services, run.run_id, request_id)
+    if request.kind is RequestKind.CONSENT:
+        subject = f"[SRE agent] Consent needed: {run.runbook} on {run.resource_id.rsplit('/', 1)[-1]}"
+        ask = "The SRE agent asks for your consent to run this plan."
+    else:
+        step = (request.step_index or 0) + 1
+        subject = f"[SRE agent] Credentials needed for step {step} on {run.resource_id.rsplit('/', 1)[-1]}"
+        ask = (f"The agent's own identity may not perform step {step}. It asks for temporary use of your "
+               "credentials (Microsoft Entra on-behalf-of) for that step only.")
+    deadline = request.deadline.strftime("%H:%M UTC")
+    text = (f"{ask}\n\nAlert: {run.alert.rule_name} ({run.alert.severity})\nResource: {run.resource_id}\n"
+            f"Plan: {run.plan_name} v{run.plan_version}, runbook {run.runbook}, mode {run.mode.value}\n"
+            f"Steps: {', '.join(s.action for s in run.steps)}\n\nReview and decide before {deadline}: {link}\n"
+            "Opening the link changes nothing; you decide on the page after signing in.\n"
+            "No answer by the deadline means no action.")
+    html = (f"<p>{ask}</p><p><b>Alert</b> {run.alert.rule_name} ({run.alert.severity})<br><b>Resource</b> "
+            f"<code>{run.resource_id}</code></p>{plan_table(run, request.step_index)}"
+            f"<p><a href='{link}'>Review and decide</a> before {deadline}. No answer means no action.</p>")
+    services.notifier.send(list(request.approvers), subject, text, html)
+
+
+def _run_ended(services: Services, run: Run) -> None:
+    recipients = sorted({*run.approvers, *run.notify})
+    if not recipients:
+        return
+    link = run_link(services, run.run_id)
+    subject = f"[SRE agent] Run {run.state.value}: {run.runbook or run.alert.rule_name} on " \
+              f"{run.resource_id.rsplit('/', 1)[-1]}"
+    text = f"Run {run.run_id} {run.state.value}: {run.outcome}\nResource: {run.resource_id}\nTimeline: {link}\n"
+    html = (f"<p>Run <b>{run.state.value}</b>: {run.outcome}</p><p><code>{run.resource_id}</code></p>"
+            f"{plan_table(run)}<p><a href='{link}'>Timeline</a></p>")
+    services.notifier.send(recipients, subject, text, html)
+
+
+def blueprint(services: ServicesProvider) -> func.Blueprint:
+    bp = func.Blueprint()
+
+    @bp.function_name("notify")
+    @bp.service_bus_queue_trigger(arg_name="msg", queue_name=Queue.NOTIFICATIONS.value,
+                                  connection=SERVICE_BUS_CONNECTION)
+    def notify(msg: func.ServiceBusMessage) -> None:
+        body = read_json(msg)
+        handle_notification(services(), body["run_id"], str(body.get("kind")), body.get("request_id"))
+
+    return bp

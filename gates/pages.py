@@ -1,0 +1,113 @@
+"""Small HTML pages, readable on a phone at 3 a.m.: what will happen, to what, and who decides."""
+
+from __future__ import annotations
+
+import datetime as dt
+from html import escape
+from typing import Any
+
+from shared.core.catalog import CATALOG
+from shared.core.model import AuditEvent, Request, RequestKind, RequestState, Run
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:40rem;margin:1rem auto;padding:0 1rem;line-height:1.45;color:#1b1b1b}
+h1{font-size:1.3rem} .state{display:inline-block;padding:.1rem .5rem;border-radius:.3rem;background:#eee}
+.write{color:#a4262c;font-weight:600} .read{color:#107c10} table{border-collapse:collapse;width:100%}
+td,th{text-align:left;padding:.3rem;border-bottom:1px solid #ddd;vertical-align:top;font-size:.95rem}
+button{font-size:1.1rem;padding:.7rem 1.2rem;margin:.3rem .5rem .3rem 0;border-radius:.4rem;border:1px solid #888}
+.approve{background:#107c10;color:#fff} .deny{background:#a4262c;color:#fff} code{word-break:break-all}
+.note{color:#555;font-size:.9rem}
+"""
+
+
+def page(title: str, body: str) -> str:
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+            f"<meta name=viewport content='width=device-width,initial-scale=1'><title>{escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>{body}</body></html>")
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
+
+
+def plan_table(run: Run, highlight_step: int | None = None) -> str:
+    rows = []
+    for step in run.steps:
+        spec = CATALOG.get(step.action)
+        what = spec.description if spec else step.action
+        mark = " ◀ this step" if step.index == highlight_step else ""
+        params = f" {escape(str(step.parameters))}" if step.parameters else ""
+        rows.append(
+            f"<tr><td>{step.index + 1}</td><td><span class={step.kind.value}>{step.kind.value}</span></td>"
+            f"<td>{escape(what)}{params}<br><code>{escape(step.permission)}</code>{mark}</td>"
+            f"<td>{escape(step.state.value)}</td></tr>")
+    return ("<table><tr><th>#</th><th>kind</th><th>action</th><th>state</th></tr>" + "".join(rows) + "</table>")
+
+
+def request_page(run: Run, request: Request, *, form: dict[str, str] | None, action_url: str,
+                 viewer: str, note: str = "") -> str:
+    asking = ("consent to run this plan" if request.kind is RequestKind.CONSENT
+              else f"temporary use of your credentials for step {(request.step_index or 0) + 1}")
+    head = (f"<h1>SRE agent asks for {escape(asking)}</h1>"
+            f"<p><b>Resource</b><br><code>{escape(run.resource_id)}</code></p>"
+            f"<p><b>Alert</b> {escape(run.alert.rule_name)} ({escape(run.alert.severity)}), fired "
+            f"{_when(run.alert.fired_at)}<br>{escape(run.alert.description)}</p>"
+            f"<p><b>Plan</b> {escape(run.plan_name)} (v{run.plan_version}), runbook {escape(run.runbook)}, "
+            f"mode {escape(run.mode.value)}</p>{plan_table(run, request.step_index)}"
+            f"<p><b>Request</b> <span class=state>{escape(request.state.value)}</span> — deadline "
+            f"{_when(request.deadline)}</p>")
+    if request.kind is RequestKind.CREDENTIALS:
+        head += ("<p class=note>Granting lets the agent exchange your sign-in for an Azure Resource Manager token "
+                 "(scope user_impersonation) through the Microsoft Entra on-behalf-of flow, use it for this one "
+                 "step, and discard it when the step completes. It is never stored in clear text.</p>")
+    if request.state is not RequestState.PENDING:
+        by = f" by {escape(request.decided_by.name)}" if request.decided_by else ""
+        return page("Request", head + f"<p>This request is {escape(request.state.value)}{by}. Nothing to decide.</p>")
+    if form is None:
+        return page("Request", head + f"<p>Signed in as {escape(viewer)}. {escape(note)}</p>")
+    hidden = "".join(f"<input type=hidden name={escape(k)} value='{escape(v)}'>" for k, v in form.items())
+    yes = "Approve" if request.kind is RequestKind.CONSENT else "Grant credentials"
+    buttons = (f"<form method=post action='{escape(action_url)}'>{hidden}"
+               f"<button class=approve name=decision value=approve>{yes}</button>"
+               f"<button class=deny name=decision value=deny>Deny</button></form>")
+    return page("Request", head + f"<p>Signed in as {escape(viewer)}.</p>{buttons}"
+                "<p class=note>Opening this page changed nothing. Only a button press records a decision; "
+                "the first decision wins.</p>")
+
+
+def message_page(title: str, message: str) -> str:
+    return page(title, f"<h1>{escape(title)}</h1><p>{escape(message)}</p>")
+
+
+def run_page(run: Run, audit: list[AuditEvent]) -> str:
+    timeline = "".join(
+        f"<tr><td>{_when(e.at)}</td><td>{escape(e.event)}</td><td>{escape(e.actor.name)}</td>"
+        f"<td>{escape(e.summary)}</td></tr>" for e in audit)
+    body = (f"<h1>Run {escape(run.run_id)}</h1><p><span class=state>{escape(run.state.value)}</span> "
+            f"{escape(run.outcome)}</p><p><b>Resource</b><br><code>{escape(run.resource_id)}</code></p>"
+            f"<p><b>Plan</b> {escape(run.plan_name or '(none)')} v{run.plan_version}, mode {escape(run.mode.value)}"
+            f"</p>{plan_table(run)}<h2>Timeline</h2><table><tr><th>when</th><th>event</th><th>who</th>"
+            f"<th>what</th></tr>{timeline}</table>")
+    return page(f"Run {run.run_id}", body)
+
+
+def run_json(run: Run, audit: list[AuditEvent] | None = None) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "run_id": run.run_id, "state": run.state.value, "outcome": run.outcome, "mode": run.mode.value,
+        "requested_mode": run.requested_mode.value, "plan": run.plan_name, "plan_version": run.plan_version,
+        "runbook": run.runbook, "resource_id": run.resource_id, "alert_rule": run.alert.rule_name,
+        "severity": run.alert.severity, "created_at": run.created_at.isoformat(),
+        "updated_at": run.updated_at.isoformat(),
+        "steps": [{"index": s.index, "action": s.action, "kind": s.kind.value, "permission": s.permission,
+                   "state": s.state.value, "identity": s.credential_source.value if s.credential_source else None,
+                   "outcome": s.outcome} for s in run.steps],
+        "requests": [{"request_id": r.request_id, "kind": r.kind.value, "state": r.state.value,
+                      "deadline": r.deadline.isoformat(), "step": r.step_index,
+                      "decided_by": r.decided_by.name if r.decided_by else None,
+                      "decided_at": r.decided_at.isoformat() if r.decided_at else None} for r in run.requests],
+    }
+    if audit is not None:
+        document["timeline"] = [{"seq": e.seq, "at": e.at.isoformat(), "event": e.event,
+                                 "actor": {"kind": e.actor.kind, "id": e.actor.id, "name": e.actor.name},
+                                 "summary": e.summary, "details": e.details} for e in audit]
+    return document

@@ -1,0 +1,74 @@
+"""What every gate does around a decision: load, decide, persist on the ETag, emit the outbox."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+
+from shared.core.errors import ConcurrencyConflict
+from shared.core.model import Run
+from shared.core.workflow import Change
+from shared.services import Services
+
+logger = logging.getLogger("sre_gates")
+MAX_CONFLICT_RETRIES = 8
+
+
+def flush(services: Services, run_id: str) -> None:
+    """Send what the run's outbox holds, then clear it. Safe to repeat: message ids are stable."""
+    pending = services.runs.pending_messages(run_id)
+    if not pending:
+        return
+    services.bus.send(pending)
+    services.runs.delete_messages(run_id, [m.message_id for m in pending])
+
+
+def record(services: Services, change: Change, stage: str) -> None:
+    if services.audit_sink is None:
+        return
+    for event in change.audit:
+        services.audit_sink.emit(change.run, event, stage)
+
+
+def create(services: Services, change: Change, stage: str) -> bool:
+    created = services.runs.create_run(change)
+    if created:
+        record(services, change, stage)
+    flush(services, change.run.run_id)
+    return created
+
+
+def transact(services: Services, run_id: str, decide: Callable[[Run], Change | None], stage: str) -> Run | None:
+    """Decide on the latest run and write the change on its ETag, retrying on a concurrent writer.
+
+    When the decision changes nothing (a duplicate, or the run has moved on), whatever the outbox
+    still holds from an earlier, interrupted delivery is sent now.
+    """
+    for _ in range(MAX_CONFLICT_RETRIES):
+        run = services.runs.get_run(run_id)
+        if run is None:
+            return None
+        change = decide(run)
+        if change is None:
+            flush(services, run_id)
+            return run
+        try:
+            committed = services.runs.commit(change)
+        except ConcurrencyConflict:
+            logger.info("run %s changed under %s; deciding again", run_id, stage)
+            continue
+        record(services, change, stage)
+        flush(services, run_id)
+        return committed
+    raise ConcurrencyConflict(f"run {run_id}: gave up after {MAX_CONFLICT_RETRIES} concurrent changes")
+
+
+def read_json(msg: func.ServiceBusMessage) -> dict[str, Any]:
+    body = json.loads(msg.get_body())
+    if not isinstance(body, dict) or not isinstance(body.get("run_id"), str):
+        raise ValueError(f"message {msg.message_id} has no run_id")
+    return body
