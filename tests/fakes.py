@@ -1,0 +1,264 @@
+"""In-memory fakes at each port, with the semantics that matter: ETags, insert-if-absent, at-least-once."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import itertools
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from azure.core.credentials import AccessToken
+
+from shared.core import codec
+from shared.core.arm_outcomes import ArmOutcome, OutcomeKind
+from shared.core.catalog import ActionSpec
+from shared.core.errors import ConcurrencyConflict
+from shared.core.model import AuditEvent, OutboundMessage, Run, RunState
+from shared.core.workflow import Change
+from shared.ports import Correlation, CredentialUnavailable
+
+
+class FakeClock:
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        self.current = start or dt.datetime(2026, 11, 24, 3, 0, tzinfo=dt.UTC)
+
+    def now(self) -> dt.datetime:
+        return self.current
+
+    def advance(self, delta: dt.timedelta) -> None:
+        self.current += delta
+
+
+class FakeRunStore:
+    """Stores serialised copies, as the table store does, and enforces the ETag on every commit."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, tuple[str, str]] = {}  # run_id -> (json, etag)
+        self._audit: dict[str, list[str]] = {}
+        self._outbox: dict[str, dict[str, tuple[str, dt.datetime]]] = {}
+        self._etags = itertools.count(1)
+        self._lock = threading.RLock()
+        self.commits = 0
+
+    def get_run(self, run_id: str) -> Run | None:
+        with self._lock:
+            stored = self._runs.get(run_id)
+            return codec.run_from_dict(json.loads(stored[0]), etag=stored[1]) if stored else None
+
+    def _write(self, change: Change) -> str:
+        etag = f"W/{next(self._etags)}"
+        run_id = change.run.run_id
+        self._runs[run_id] = (json.dumps(codec.run_to_dict(change.run)), etag)
+        audit = self._audit.setdefault(run_id, [])
+        seqs = {json.loads(a)["seq"] for a in audit}
+        for event in change.audit:
+            if event.seq in seqs:
+                raise AssertionError(f"audit line {event.seq} written twice")
+            audit.append(json.dumps(codec.audit_to_dict(event)))
+        outbox = self._outbox.setdefault(run_id, {})
+        for message in change.messages:
+            outbox[message.message_id] = (json.dumps(codec.message_to_dict(message)), change.run.updated_at)
+        self.commits += 1
+        return etag
+
+    def create_run(self, change: Change) -> bool:
+        with self._lock:
+            if change.run.run_id in self._runs:
+                return False
+            self._write(change)
+            return True
+
+    def commit(self, change: Change) -> Run:
+        with self._lock:
+            stored = self._runs.get(change.run.run_id)
+            if stored is None or stored[1] != change.run.etag:
+                raise ConcurrencyConflict(change.run.run_id)
+            return replace(change.run, etag=self._write(change))
+
+    def pending_messages(self, run_id: str) -> list[OutboundMessage]:
+        with self._lock:
+            return [codec.message_from_dict(json.loads(m)) for m, _ in self._outbox.get(run_id, {}).values()]
+
+    def delete_messages(self, run_id: str, message_ids: Sequence[str]) -> None:
+        with self._lock:
+            for message_id in message_ids:
+                self._outbox.get(run_id, {}).pop(message_id, None)
+
+    def list_audit(self, run_id: str) -> list[AuditEvent]:
+        with self._lock:
+            return sorted((codec.audit_from_dict(json.loads(a)) for a in self._audit.get(run_id, [])),
+                          key=lambda e: e.seq)
+
+    def list_runs(self, state: RunState | None = None, limit: int = 100) -> list[Run]:
+        with self._lock:
+            runs = [r for r in (self.get_run(i) for i in self._runs) if r and (state is None or r.state is state)]
+        return sorted(runs, key=lambda r: r.created_at, reverse=True)[:limit]
+
+    def runs_with_pending_messages(self, older_than: dt.datetime) -> list[str]:
+        with self._lock:
+            return sorted(r for r, box in self._outbox.items() if any(t < older_than for _, t in box.values()))
+
+    def raw_rows(self) -> str:
+        """Everything the store holds, as text: for asserting that no secret is at rest."""
+        with self._lock:
+            return json.dumps([self._runs, self._audit, {k: list(v) for k, v in self._outbox.items()}])
+
+
+class FakeCorrelationStore:
+    def __init__(self) -> None:
+        self._rows: dict[str, Correlation] = {}
+        self._etags = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Correlation | None:
+        with self._lock:
+            return self._rows.get(key)
+
+    def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
+        with self._lock:
+            if key in self._rows:
+                return False
+            self._rows[key] = Correlation(key, run_id, opened_at, str(next(self._etags)))
+            return True
+
+    def replace(self, current: Correlation, run_id: str, opened_at: dt.datetime) -> bool:
+        with self._lock:
+            if self._rows.get(current.key) != current:
+                return False
+            self._rows[current.key] = Correlation(current.key, run_id, opened_at, str(next(self._etags)))
+            return True
+
+
+class FakeRejectedAlerts:
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, message_id: str, reason: str, body: str, received_at: dt.datetime) -> None:
+        self.items.append({"message_id": message_id, "reason": reason, "body": body,
+                           "received_at": received_at.isoformat()})
+
+    def list_recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        return list(reversed(self.items))[:limit]
+
+
+@dataclass
+class Delivery:
+    message: OutboundMessage
+    delivery_count: int = 1
+
+
+class FakeBus:
+    """Queues in memory. Duplicate detection by message id, as the real queues are configured."""
+
+    def __init__(self) -> None:
+        self.queues: dict[str, list[Delivery]] = {}
+        self.sent: list[OutboundMessage] = []
+        self._seen: set[str] = set()
+        self.fail_next_sends = 0
+        self._lock = threading.Lock()
+
+    def send(self, messages: Sequence[OutboundMessage]) -> None:
+        with self._lock:
+            if self.fail_next_sends:
+                self.fail_next_sends -= 1
+                raise ConnectionError("injected: the host died before the send")
+            for message in messages:
+                self.sent.append(message)
+                if message.message_id in self._seen:
+                    continue
+                self._seen.add(message.message_id)
+                self.queues.setdefault(message.queue, []).append(Delivery(copy.deepcopy(message)))
+
+    def take(self, queue: str) -> Delivery | None:
+        with self._lock:
+            items = self.queues.get(queue, [])
+            return items.pop(0) if items else None
+
+    def put_back(self, delivery: Delivery) -> None:
+        with self._lock:
+            delivery.delivery_count += 1
+            self.queues.setdefault(delivery.message.queue, []).insert(0, delivery)
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self.queues.values())
+
+
+@dataclass
+class FakeResource:
+    """What really happened to the resource: every executed write, with the identity that did it."""
+
+    executed: list[tuple[str, str]] = field(default_factory=list)  # (action, identity)
+    reads: list[tuple[str, str]] = field(default_factory=list)
+
+
+class FakeCredential:
+    def __init__(self, identity: str) -> None:
+        self.identity = identity
+        self.revoked = False
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        if self.revoked:
+            raise AssertionError("a revoked credential was used")
+        return AccessToken(f"token-of-{self.identity}", 0)
+
+    def revoke(self) -> None:
+        self.revoked = True
+
+
+class FakeArm:
+    """Grants by identity: `agent_can` and `user_can` list the permissions each holds."""
+
+    def __init__(self, agent_can: set[str] | None = None, user_can: set[str] | None = None) -> None:
+        self.agent_can = agent_can if agent_can is not None else set()
+        self.user_can = user_can if user_can is not None else set()
+        self.resource = FakeResource()
+        self.calls: list[tuple[str, str]] = []
+        self.fail_with: ArmOutcome | None = None
+
+    def perform(self, action: ActionSpec, resource_id: str, parameters: dict[str, Any],
+                credential: Any) -> ArmOutcome:
+        identity = credential.identity
+        credential.get_token("https://management.azure.com/.default")
+        self.calls.append((action.name, identity))
+        allowed = self.agent_can if identity == "agent" else self.user_can
+        if action.permission not in allowed:
+            return ArmOutcome(OutcomeKind.SECURITY_CHALLENGE, 403, "AuthorizationFailed",
+                              f"'{identity}' may not perform {action.permission}")
+        if self.fail_with is not None:
+            return self.fail_with
+        if action.kind.value == "write":
+            self.resource.executed.append((action.name, identity))
+        else:
+            self.resource.reads.append((action.name, identity))
+        return ArmOutcome(OutcomeKind.SUCCEEDED, 200, body={"status": "Succeeded"})
+
+
+class FakeTokenBroker:
+    def __init__(self) -> None:
+        self.exchanges: list[str] = []
+        self.refuse_with: str | None = None
+        self.issued: list[FakeCredential] = []
+
+    def agent_credential(self) -> FakeCredential:
+        return FakeCredential("agent")
+
+    def on_behalf_of(self, user_assertion: str, claims: str | None = None) -> FakeCredential:
+        self.exchanges.append(user_assertion)
+        if self.refuse_with:
+            raise CredentialUnavailable(self.refuse_with)
+        credential = FakeCredential(f"user:{user_assertion.split('.', maxsplit=1)[0]}")
+        self.issued.append(credential)
+        return credential
+
+
+class FakeNotifier:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, to: Sequence[str], subject: str, text: str, html: str) -> None:
+        self.sent.append({"to": list(to), "subject": subject, "text": text, "html": html})
