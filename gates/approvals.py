@@ -109,7 +109,8 @@ def record_decision(services: Services, req: func.HttpRequest) -> func.HttpRespo
                 raise DecisionRefused(401, "Granting credentials needs your sign-in token; sign in again.")
             sealed = services.sealer.seal(assertion, f"{run_id}/{request_id}")
         transact(services, run_id,
-                 lambda latest: decide(latest, request_id, decision, principal, seen_hash, now, sealed), STAGE)
+                 lambda latest: decide(latest, request_id, decision, principal, seen_hash, now, sealed), STAGE,
+                 sends_may_wait=True)
     except DecisionRefused as refusal:
         return _reply(req, refusal.status, "Not recorded", refusal.message)
     verb = {Decision.APPROVE: "approved", Decision.DENY: "denied"}[decision]

@@ -42,11 +42,13 @@ def create(services: Services, change: Change, stage: str) -> bool:
     return created
 
 
-def transact(services: Services, run_id: str, decide: Callable[[Run], Change | None], stage: str) -> Run | None:
+def transact(services: Services, run_id: str, decide: Callable[[Run], Change | None], stage: str, *,
+             sends_may_wait: bool = False) -> Run | None:
     """Decide on the latest run and write the change on its ETag, retrying on a concurrent writer.
 
     When the decision changes nothing (a duplicate, or the run has moved on), whatever the outbox
-    still holds from an earlier, interrupted delivery is sent now.
+    still holds from an earlier, interrupted delivery is sent now. With `sends_may_wait` (an HTTP
+    caller, which no queue will redeliver) a failed send after the commit is left to the outbox relay.
     """
     for _ in range(MAX_CONFLICT_RETRIES):
         run = services.runs.get_run(run_id)
@@ -62,7 +64,13 @@ def transact(services: Services, run_id: str, decide: Callable[[Run], Change | N
             logger.info("run %s changed under %s; deciding again", run_id, stage)
             continue
         record(services, change, stage)
-        flush(services, run_id)
+        try:
+            flush(services, run_id)
+        except Exception:
+            if not sends_may_wait:
+                raise
+            logger.warning("run %s: %s committed; its messages wait for the outbox relay", run_id, stage,
+                           exc_info=True)
         return committed
     raise ConcurrencyConflict(f"run {run_id}: gave up after {MAX_CONFLICT_RETRIES} concurrent changes")
 
