@@ -1,0 +1,147 @@
+"""Links identify, never authorise; GET changes nothing; decisions are POSTs by authorised people,
+bound to the plan they saw; first decision wins; expired requests refuse; no token at rest."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from shared.core.model import RequestKind, RunState
+from tests.pipeline import ALICE, BOB, MALLORY, Pipeline, alert, plan_book, principal_headers
+
+RESTART = "Microsoft.Compute/virtualMachines/restart/action"
+
+
+def waiting_for_consent() -> Pipeline:
+    p = Pipeline(plan_book("review", ["vm.restart"]), agent_can=set(), user_can={RESTART})
+    p.send_alert(alert())
+    p.drain()
+    return p
+
+
+def test_opening_the_link_changes_nothing() -> None:
+    p = waiting_for_consent()
+    before = p.store.raw_rows()
+    for _ in range(3):
+        assert p.open_page(p.pending_request(RequestKind.CONSENT)).status_code == 200
+    assert p.store.raw_rows() == before
+
+
+def test_the_page_shows_the_plan_and_a_form_to_an_approver() -> None:
+    p = waiting_for_consent()
+    html = p.open_page(p.pending_request(RequestKind.CONSENT)).get_body().decode()
+    assert "vm-web-01" in html and "restart" in html and "method=post" in html
+
+
+def test_a_link_with_a_wrong_signature_is_not_found() -> None:
+    p = waiting_for_consent()
+    request = p.pending_request(RequestKind.CONSENT)
+    run_id = p.run().run_id
+    response = p.http("GET", "runs/{run_id}/requests/{request_id}", "https://x", headers=principal_headers(ALICE),
+                      params={"sig": "0" * 32}, route_params={"run_id": run_id, "request_id": request.request_id})
+    assert response.status_code == 404
+
+
+def test_an_anonymous_caller_sees_nothing() -> None:
+    p = waiting_for_consent()
+    request = p.pending_request(RequestKind.CONSENT)
+    run_id = p.run().run_id
+    response = p.http("GET", "runs/{run_id}/requests/{request_id}", "https://x",
+                      route_params={"run_id": run_id, "request_id": request.request_id})
+    assert response.status_code == 401
+
+
+def test_a_signed_in_person_who_is_not_an_approver_cannot_decide() -> None:
+    p = waiting_for_consent()
+    response = p.post_decision(p.pending_request(RequestKind.CONSENT), "approve", MALLORY)
+    assert response.status_code == 403
+    assert p.run().state is RunState.AWAITING_CONSENT
+
+
+def test_a_form_issued_to_someone_else_is_refused() -> None:
+    p = waiting_for_consent()
+    from shared.core.links import form_token
+    from tests.pipeline import LINK_KEY
+
+    request = p.pending_request(RequestKind.CONSENT)
+    response = p.post_decision(request, "approve", BOB, token=form_token(LINK_KEY, ALICE.object_id,
+                                                                          request.request_id))
+    assert response.status_code == 403
+    assert p.run().state is RunState.AWAITING_CONSENT
+
+
+def test_a_decision_on_a_plan_other_than_the_one_seen_is_refused() -> None:
+    p = waiting_for_consent()
+    response = p.post_decision(p.pending_request(RequestKind.CONSENT), "approve", plan_hash="f" * 64)
+    assert response.status_code == 409
+    assert p.run().state is RunState.AWAITING_CONSENT
+
+
+def test_the_first_decision_wins() -> None:
+    p = waiting_for_consent()
+    request = p.pending_request(RequestKind.CONSENT)
+    assert p.post_decision(request, "deny", BOB).status_code == 200
+    second = p.post_decision(request, "approve", ALICE)
+    assert second.status_code == 409
+    assert b"bob@contoso.test" in second.get_body()
+    assert p.run().state is RunState.DENIED
+
+
+def test_an_expired_request_refuses_a_decision() -> None:
+    p = waiting_for_consent()
+    request = p.pending_request(RequestKind.CONSENT)
+    p.clock.advance(dt.timedelta(minutes=31))
+    assert p.post_decision(request, "approve").status_code == 410
+    assert p.arm.calls == []
+
+
+def test_granting_credentials_without_a_sign_in_token_is_refused() -> None:
+    p = waiting_for_consent()
+    p.decide(RequestKind.CONSENT, "approve")
+    request = p.pending_request(RequestKind.CREDENTIALS)
+    response = p.post_decision(request, "approve", headers={"X-MS-TOKEN-AAD-ACCESS-TOKEN": ""})
+    assert response.status_code == 401
+    assert p.run().state is RunState.AWAITING_CREDENTIALS
+
+
+def test_no_plaintext_token_is_at_rest_in_the_store_or_in_a_queue_message() -> None:
+    p = waiting_for_consent()
+    p.decide(RequestKind.CONSENT, "approve")
+    token = "alice.SECRET-user-assertion"
+    p.post_decision(p.pending_request(RequestKind.CREDENTIALS), "approve",
+                    headers={"X-MS-TOKEN-AAD-ACCESS-TOKEN": token})
+    granted = next(r for r in p.run().requests if r.kind is RequestKind.CREDENTIALS)
+    assert granted.sealed_assertion and token not in granted.sealed_assertion
+    assert token not in p.store.raw_rows()
+    assert all(token not in str(m.body) for m in p.bus.sent)
+    p.drain()
+    assert p.run().state is RunState.SUCCEEDED
+    assert token not in p.store.raw_rows()
+    assert all(r.sealed_assertion is None for r in p.run().requests)
+
+
+def test_no_token_or_link_signature_reaches_a_log_line(caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level("DEBUG")
+    p = waiting_for_consent()
+    p.decide(RequestKind.CONSENT, "approve")
+    token = "alice.SECRET-user-assertion"
+    p.post_decision(p.pending_request(RequestKind.CREDENTIALS), "approve",
+                    headers={"X-MS-TOKEN-AAD-ACCESS-TOKEN": token})
+    p.drain()
+    from shared.core.links import sign_link
+    from tests.pipeline import LINK_KEY
+
+    signatures = [sign_link(LINK_KEY, p.run().run_id, r.request_id) for r in p.run().requests]
+    logged = caplog.text + " ".join(str(getattr(r, "custom_dimensions", "")) for r in caplog.records)
+    assert token not in logged
+    assert all(s not in logged for s in signatures)
+
+
+def test_status_needs_a_reader_or_approver_role() -> None:
+    p = waiting_for_consent()
+    run_id = p.run().run_id
+    denied = p.http("GET", "runs/{run_id}", "https://x", headers=principal_headers(MALLORY),
+                    route_params={"run_id": run_id})
+    allowed = p.http("GET", "runs/{run_id}", "https://x", headers=principal_headers(ALICE),
+                     route_params={"run_id": run_id})
+    assert denied.status_code == 403
+    assert allowed.status_code == 200
