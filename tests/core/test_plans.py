@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.core.errors import ConfigError
+from shared.core.plans import load_plan_book, parse_plan_book
+from tests.pipeline import SUB, VM, plan_book
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_response_plans_are_valid() -> None:
+    book = load_plan_book(ROOT / "config" / "response-plans.json")
+    assert book.version >= 1
+    assert {p.name for p in book.plans} >= {"vm-not-responding"}
+
+
+def _broken(**changes: object) -> str:
+    document = json.loads(plan_book("review", ["vm.restart"]))
+    plan = document["plans"][0]
+    for key, value in changes.items():
+        if value is None:
+            plan.pop(key)
+        else:
+            plan[key] = value
+    return json.dumps(document)
+
+
+@pytest.mark.parametrize(("text", "entry", "problem"), [
+    ("{", "(file)", "not valid JSON"),
+    (_broken(mode="yolo"), "plans[plan]", "not review, autonomous or read-only"),
+    (_broken(runbook="missing"), "plans[plan]", "not defined"),
+    (_broken(scope=None), "plans[plan].scope", "is required"),
+    (_broken(approvers=[]), "plans[plan]", "no approvers"),
+    (_broken(mode="read-only"), "plans[plan]", "write actions"),
+    (_broken(filters={"resourceTypes": ["Microsoft.Web/sites"]}), "plans[plan].filters.resourceTypes", "must be"),
+])
+def test_a_mistake_names_the_file_the_entry_and_the_problem(text: str, entry: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_plan_book(text, "plans.json")
+    assert raised.value.file == "plans.json"
+    assert raised.value.entry == entry
+    assert problem in raised.value.problem
+
+
+def test_an_unknown_action_is_named() -> None:
+    document = json.loads(plan_book("review", ["vm.restart"]))
+    document["runbooks"]["book"]["steps"].append({"action": "vm.delete"})
+    with pytest.raises(ConfigError, match="unknown action 'vm.delete'"):
+        parse_plan_book(json.dumps(document), "plans.json")
+
+
+def test_a_plan_matches_only_inside_its_scope() -> None:
+    from shared.core.alerts import parse_alert
+    from tests.pipeline import alert
+
+    book = parse_plan_book(plan_book("review", ["vm.restart"]), "p")
+    elsewhere = VM.replace(SUB, "99999999-0000-4000-8000-000000000000")
+    assert book.match(parse_alert(json.dumps(alert())), VM.lower()) is not None
+    assert book.match(parse_alert(json.dumps(alert(resource=elsewhere))), elsewhere.lower()) is None
