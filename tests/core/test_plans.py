@@ -49,7 +49,7 @@ def test_a_mistake_names_the_file_the_entry_and_the_problem(text: str, entry: st
 def test_an_unknown_action_is_named() -> None:
     document = json.loads(plan_book("review", ["vm.restart"]))
     document["runbooks"]["book"]["steps"].append({"action": "vm.delete"})
-    with pytest.raises(ConfigError, match="unknown action 'vm.delete'"):
+    with pytest.raises(ConfigError, match=r"unknown action 'vm\.delete'"):
         parse_plan_book(json.dumps(document), "plans.json")
 
 

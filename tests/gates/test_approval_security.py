@@ -29,7 +29,9 @@ def test_opening_the_link_changes_nothing() -> None:
 def test_the_page_shows_the_plan_and_a_form_to_an_approver() -> None:
     p = waiting_for_consent()
     html = p.open_page(p.pending_request(RequestKind.CONSENT)).get_body().decode()
-    assert "vm-web-01" in html and "restart" in html and "method=post" in html
+    assert "vm-web-01" in html
+    assert "restart" in html
+    assert "method=post" in html
 
 
 def test_a_link_with_a_wrong_signature_is_not_found() -> None:
@@ -110,7 +112,8 @@ def test_no_plaintext_token_is_at_rest_in_the_store_or_in_a_queue_message() -> N
     p.post_decision(p.pending_request(RequestKind.CREDENTIALS), "approve",
                     headers={"X-MS-TOKEN-AAD-ACCESS-TOKEN": token})
     granted = next(r for r in p.run().requests if r.kind is RequestKind.CREDENTIALS)
-    assert granted.sealed_assertion and token not in granted.sealed_assertion
+    assert granted.sealed_assertion
+    assert token not in granted.sealed_assertion
     assert token not in p.store.raw_rows()
     assert all(token not in str(m.body) for m in p.bus.sent)
     p.drain()

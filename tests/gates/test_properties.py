@@ -80,7 +80,8 @@ def _check(p: Pipeline, calls_at_end: int | None) -> int | None:
     writes = p.arm.resource.executed
     if run.mode is Mode.REVIEW and writes:
         consent = [r for r in run.requests if r.kind is RequestKind.CONSENT]
-        assert consent and consent[0].state is RequestState.GRANTED, "a write ran without consent"
+        assert consent, "a write ran without consent"
+        assert consent[0].state is RequestState.GRANTED, "a write ran without consent"
     if run.mode is Mode.READ_ONLY:
         assert not writes
     if run.state in (RunState.DENIED, RunState.EXPIRED, RunState.CANCELLED):
