@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,7 +40,7 @@ def azurite_connection_string() -> Iterator[str]:
     port = _free_port()
     with tempfile.TemporaryDirectory() as workdir:
         process = subprocess.Popen(  # noqa: S603
-            ["node", str(AZURITE_TABLE), "--tableHost", "127.0.0.1", "--tablePort", str(port),
+            [shutil.which("node") or "node", str(AZURITE_TABLE), "--tableHost", "127.0.0.1", "--tablePort", str(port),
              "--skipApiVersionCheck", "--loose", "--inMemoryPersistence"], cwd=workdir,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)  # noqa: PLW1509
         try:
