@@ -1,0 +1,12 @@
+"""Service Bus stand-in: an AMQP 1.0 endpoint (Qpid Proton) for the real `azure-servicebus` SDK.
+
+Speaks `$cbs` put-token, peek-lock and receive-and-delete links, settlement echoes, the dead-letter
+subqueue, scheduled messages and the `$management` operations an app and a Functions host use.
+Queues come from an emulator-style Config.json (see `local_azure/config/servicebus.json`).
+Messages live in memory only: nothing survives `stop()`. Never deployed; nothing in the app imports it.
+"""
+
+from .config import QueueSettings, emulator_config, load_queues
+from .server import ServiceBusStandIn
+
+__all__ = ["QueueSettings", "ServiceBusStandIn", "emulator_config", "load_queues"]
