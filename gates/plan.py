@@ -11,7 +11,7 @@ from shared.core.alerts import parse_alert
 from shared.core.correlation import correlation_key, joins_open_run
 from shared.core.errors import ConcurrencyConflict, MalformedAlert
 from shared.core.model import Alert
-from shared.core.workflow import join_run, start_run
+from shared.core.workflow import alert_key, join_run, start_run
 from shared.services import Services, ServicesProvider
 from shared.topology import SERVICE_BUS_CONNECTION, Queue
 
@@ -56,7 +56,8 @@ def _handle_target(services: Services, alert: Alert, resource_id: str) -> str | 
         if run is None:
             # The correlation was written and the host stopped before the run was: finish that run.
             return _start(services, existing.run_id, alert, resource_id, key)
-        if joins_open_run(run, existing.opened_at, now, services.cooldown):
+        # A redelivery of an alert this run already took is a duplicate, even after the run ended.
+        if alert_key(alert) in run.alert_ids or joins_open_run(run, existing.opened_at, now, services.cooldown):
             transact(services, run.run_id, lambda r: join_run(r, alert, now), STAGE)
             return run.run_id
         run_id = services.ids()

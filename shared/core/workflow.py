@@ -168,7 +168,7 @@ def start_run(
         run = Run(
             run_id=run_id, state=RunState.UNMATCHED, mode=Mode.REVIEW, plan_name="", plan_version=plan_version,
             runbook="", resource_id=resource_id, alert=alert, steps=(), approvers=(), notify=(), created_at=now,
-            updated_at=now, correlation_key=correlation_key, alert_ids=(_alert_key(alert),),
+            updated_at=now, correlation_key=correlation_key, alert_ids=(alert_key(alert),),
             outcome="no response plan matched this alert; recorded, no action taken",
         )
         b = _Builder(run, now)
@@ -190,7 +190,7 @@ def start_run(
         mode=mode, requested_mode=plan.mode, plan_name=plan.name, plan_version=plan_version,
         runbook=plan.runbook.name, resource_id=resource_id, alert=alert, steps=steps,
         approvers=plan.approvers, notify=plan.notify, created_at=now, updated_at=now,
-        correlation_key=correlation_key, alert_ids=(_alert_key(alert),),
+        correlation_key=correlation_key, alert_ids=(alert_key(alert),),
     )
     b = _Builder(run, now)
     b.log("alert_received", Actor.system("azure-monitor"), f"alert {alert.rule_name} ({alert.severity})",
@@ -217,7 +217,7 @@ def start_run(
 def join_run(run: Run, alert: Alert, now: dt.datetime) -> Change | None:
     """A repeat of an open run's alert is recorded on that run; a Resolved one cancels a run still
     waiting for consent."""
-    key = _alert_key(alert)
+    key = alert_key(alert)
     if key in run.alert_ids:
         return None
     b = _Builder(replace(run, alert_ids=(*run.alert_ids[-49:], key)), now)
@@ -233,7 +233,7 @@ def join_run(run: Run, alert: Alert, now: dt.datetime) -> Change | None:
     return b.build()
 
 
-def _alert_key(alert: Alert) -> str:
+def alert_key(alert: Alert) -> str:
     return f"{alert.alert_id}|{alert.condition}|{alert.fired_at.isoformat()}"
 
 

@@ -194,3 +194,20 @@ def test_a_host_dying_during_the_action_fails_the_run_instead_of_repeating_it() 
     assert run.state is RunState.FAILED
     assert "action_interrupted" in p.events()
     assert p.arm.resource.executed == []
+
+
+def test_an_alert_redelivered_after_its_run_ended_starts_no_second_run() -> None:
+    p = new()
+    p.send_alert(alert())
+    first = p.bus.take(Queue.ALERTS.value)
+    assert first is not None
+    p.bus.fail_next_sends = 1
+    assert p.deliver(copy.deepcopy(first)) is False  # committed, then the host died before the send
+    p.bus.take(Queue.ALERTS.value)  # the broker's redelivery of it waits; a duplicate copy runs first
+    p.deliver(copy.deepcopy(first))
+    p.drain()
+    assert p.run().state is RunState.SUCCEEDED
+    p.deliver(first)  # and now the redelivery arrives
+    p.drain()
+    assert len(p.store.list_runs()) == 1
+    assert p.arm.calls.count(("vm.restart", "agent")) == 1
