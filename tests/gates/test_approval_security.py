@@ -148,3 +148,11 @@ def test_status_needs_a_reader_or_approver_role() -> None:
                      route_params={"run_id": run_id})
     assert denied.status_code == 403
     assert allowed.status_code == 200
+
+
+def test_alert_text_is_escaped_in_the_email_and_the_page() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"], rule="<script>x</script>"), agent_can=set())
+    p.send_alert(alert(rule="<script>x</script>"))
+    p.drain()
+    assert "<script>" not in p.notifier.sent[0]["html"]
+    assert b"<script>" not in p.open_page(p.pending_request(RequestKind.CONSENT)).get_body()
