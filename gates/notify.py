@@ -73,7 +73,8 @@ def _run_ended(services: Services, run: Run) -> None:
               f"{run.resource_id.rsplit('/', 1)[-1]}"
     text = f"Run {run.run_id} {run.state.value}: {run.outcome}\nResource: {run.resource_id}\nTimeline: {link}\n"
     html = (f"<p>Run <b>{escape(run.state.value)}</b>: {escape(run.outcome)}</p>"
-            f"<p><code>{escape(run.resource_id)}</code></p>{plan_table(run)}<p><a href='{escape(link)}'>Timeline</a></p>")
+            f"<p><code>{escape(run.resource_id)}</code></p>{plan_table(run)}"
+            f"<p><a href='{escape(link)}'>Timeline</a></p>")
     services.notifier.send(recipients, subject, text, html)
 
 
