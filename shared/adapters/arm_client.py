@@ -80,7 +80,7 @@ class ArmResourceManager:
             response = error.response
             if response is None:
                 return ArmOutcome(OutcomeKind.FAILED, 0, "OperationFailed", str(error.message))
-            return classify(response.status_code, dict(response.headers), _body(response))
+            return classify(int(response.status_code or 0), dict(getattr(response, "headers", {})), _body(response))
         except AzureError as error:
             return ArmOutcome(OutcomeKind.FAILED, 0, "OperationFailed", str(error))
         if not poller.done():

@@ -155,7 +155,7 @@ class TableCorrelationStore:
             entity = self._table.get_entity(key, self.ROW)
         except ResourceNotFoundError:
             return None
-        return Correlation(key, entity["RunId"], _aware(entity["OpenedAt"]), entity.metadata["etag"])
+        return Correlation(key, entity["RunId"], _aware(entity["OpenedAt"]), str(entity.metadata["etag"]))
 
     def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
         try:

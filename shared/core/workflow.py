@@ -519,7 +519,7 @@ def _step(run: Run, index: int) -> Step | None:
 
 def _summary(outcome: ArmOutcome) -> dict[str, Any]:
     body = outcome.body or {}
-    keep = {k: body[k] for k in ("status", "name", "id") if k in body and isinstance(body[k], str)}
+    keep: dict[str, Any] = {k: body[k] for k in ("status", "name", "id") if k in body and isinstance(body[k], str)}
     statuses = body.get("statuses")
     if isinstance(statuses, list):
         keep["statuses"] = [s.get("code") for s in statuses if isinstance(s, dict)][:5]
