@@ -1,0 +1,106 @@
+"""Service Bus queue triggers: the host drives the sample app's functions through the real SDK and the stand-in."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from local_azure.host import FunctionsHost
+from local_azure.servicebus import ServiceBusStandIn
+from tests.local_azure.sample_app.harness import (
+    FLAKY_MAX_DELIVERIES,
+    receive_json,
+    running_host,
+    send,
+    service_bus,
+)
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[ServiceBusStandIn]:
+    with service_bus() as stand_in:
+        yield stand_in
+
+
+@pytest.fixture(scope="module")
+def host(broker: ServiceBusStandIn) -> Iterator[FunctionsHost]:
+    with running_host({"SAMPLE_SERVICEBUS": broker.connection_string}) as running:
+        yield running
+
+
+def test_a_message_flows_from_queue_through_function_to_queue(broker: ServiceBusStandIn, host: FunctionsHost) -> None:
+    send(broker.connection_string, "inbox", "hello", message_id="m-1", correlation_id="c-1", subject="greeting",
+         application_properties={"tenant": "contoso"})
+
+    [relayed] = receive_json(broker.connection_string, "outbox")
+
+    assert relayed["body"] == "hello"
+    assert relayed["message_id"] == "m-1"
+    assert relayed["correlation_id"] == "c-1"
+
+
+def test_the_function_sees_the_message_metadata_the_runtime_passes(broker: ServiceBusStandIn,
+                                                                   host: FunctionsHost) -> None:
+    send(broker.connection_string, "inbox", "{}", message_id="m-2", subject="greeting", content_type="application/json",
+         application_properties={"tenant": "contoso"})
+
+    [seen] = receive_json(broker.connection_string, "outbox")
+
+    assert seen["delivery_count"] == 1  # the runtime counts from one
+    assert seen["subject"] == seen["label"] == "greeting"
+    assert seen["content_type"] == "application/json"
+    assert seen["application_properties"] == seen["user_properties"] == {"tenant": "contoso"}
+    assert seen["has_lock_token"] and seen["has_enqueued_time"]
+    assert isinstance(seen["sequence_number"], int)
+
+
+def test_a_failed_invocation_is_redelivered_with_a_higher_delivery_count(broker: ServiceBusStandIn,
+                                                                         host: FunctionsHost) -> None:
+    send(broker.connection_string, "flaky", json.dumps({"succeed_on": 2}), message_id="f-1")
+
+    deliveries = receive_json(broker.connection_string, "outbox", count=2)
+
+    assert [seen["delivery_count"] for seen in deliveries] == [1, 2]
+    assert receive_json(broker.connection_string, "flaky", dead_letter=True, wait_seconds=1) == []
+
+
+def test_a_message_that_always_fails_is_dead_lettered_after_the_max_delivery_count(broker: ServiceBusStandIn,
+                                                                                   host: FunctionsHost) -> None:
+    send(broker.connection_string, "flaky", json.dumps({"succeed_on": 99}), message_id="f-2")
+
+    deliveries = receive_json(broker.connection_string, "outbox", count=FLAKY_MAX_DELIVERIES)
+    [dead] = receive_json(broker.connection_string, "flaky", dead_letter=True)
+
+    assert [seen["delivery_count"] for seen in deliveries] == list(range(1, FLAKY_MAX_DELIVERIES + 1))
+    assert json.loads(dead["body"]) == {"succeed_on": 99}
+    assert dead["reason"] == "MaxDeliveryCountExceeded"
+
+
+def test_a_service_bus_output_binding_is_sent_after_the_function_returns(broker: ServiceBusStandIn,
+                                                                         host: FunctionsHost) -> None:
+    send(broker.connection_string, "via-output", "through the binding")
+
+    [sent] = receive_json(broker.connection_string, "outbox")
+
+    assert sent == {"body": "through the binding", "via": "output binding"}
+
+
+def test_the_host_stops_within_a_few_seconds_while_receivers_wait(broker: ServiceBusStandIn) -> None:
+    host = FunctionsHost(**_sample_host_arguments(broker))
+    host.start()
+    started = time.monotonic()
+
+    host.stop()
+
+    assert time.monotonic() - started < 10  # a bound against hanging, not a speed claim
+
+
+def _sample_host_arguments(broker: ServiceBusStandIn) -> dict[str, object]:
+    from tests.local_azure.sample_app.harness import APP_REFERENCE, SAMPLE_APP, SAMPLE_LOCAL_SETTINGS
+    return {"project_dir": SAMPLE_APP, "app": APP_REFERENCE, "local_settings": SAMPLE_LOCAL_SETTINGS,
+            "settings": {"SAMPLE_SERVICEBUS": broker.connection_string}}
