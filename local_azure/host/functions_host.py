@@ -53,8 +53,10 @@ class FunctionsHost:
         self._timers: list[TimerListener] = []
         self._outputs = ServiceBusOutputs(self._connection_string)
         self.functions: list[FunctionSpec] = []
-        self.keys = FunctionKeys.from_settings(self.settings.get("LOCAL_FUNCTION_KEYS"),
-                                               self.settings.get("LOCAL_MASTER_KEY"))
+        # Keys come from this host's own settings only: another host in the process may have put its keys
+        # in os.environ.
+        self.keys = FunctionKeys.from_settings(self.settings.values.get("LOCAL_FUNCTION_KEYS"),
+                                               self.settings.values.get("LOCAL_MASTER_KEY"))
         self.easy_auth: EasyAuth | None = None
 
     # ----- public surface --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 # (lowest, highest, names) per field, in schedule order.
 _FIELDS: tuple[tuple[int, int, tuple[str, ...]], ...] = (
-    (0, 59, ()), (0, 59, ()), (0, 23, ()), (1, 31, ()), (1, 12, _MONTHS), (0, 6, _WEEKDAYS),
+    (0, 59, ()), (0, 59, ()), (0, 23, ()), (1, 31, ()), (1, 12, _MONTHS), (0, 7, _WEEKDAYS),
 )
 _SEARCH_DAYS = 366 * 5  # Feb 29 on a given weekday can be years away; anything further is "never"
 
@@ -47,12 +47,11 @@ def _parse_field(text: str, lowest: int, highest: int, names: tuple[str, ...]) -
         else:
             start = _value(span, lowest, names)
             end = highest if step_text else start
-        if names is _WEEKDAYS and end == 7:  # 7 is Sunday too
-            values.add(0)
-            end = 6
         if not (lowest <= start <= highest and lowest <= end <= highest) or start > end:
             raise ScheduleError(f"{part!r} is outside {lowest}-{highest}")
         values.update(range(start, end + 1, step))
+    if names is _WEEKDAYS:
+        values = {value % 7 for value in values}  # 7 is Sunday too
     return frozenset(values)
 
 

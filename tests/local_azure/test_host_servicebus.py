@@ -55,7 +55,8 @@ def test_the_function_sees_the_message_metadata_the_runtime_passes(broker: Servi
     assert seen["subject"] == seen["label"] == "greeting"
     assert seen["content_type"] == "application/json"
     assert seen["application_properties"] == seen["user_properties"] == {"tenant": "contoso"}
-    assert seen["has_lock_token"] and seen["has_enqueued_time"]
+    assert seen["has_lock_token"]
+    assert seen["has_enqueued_time"]
     assert isinstance(seen["sequence_number"], int)
 
 
