@@ -198,6 +198,9 @@ class Broker(proton.Handler):
         # The service answers an attach to an unknown entity with an attach, then a detach carrying the error.
         link.condition = Condition(NOT_FOUND, f"The messaging entity 'sb://localhost/{address}' could not be "
                                               "found. To know more visit https://aka.ms/sbResourceMgrExceptions.")
+        # Echo the termini: the SDK treats an attach without them as a broken link, not a missing entity.
+        _copy_terminus(link.source, link.remote_source)
+        _copy_terminus(link.target, link.remote_target)
         link.open()
         link.close()
 
@@ -273,11 +276,14 @@ class Broker(proton.Handler):
     def _incoming(self, link: Link, delivery: Delivery) -> None:
         raw = link.recv(delivery.pending) or b""
         link.advance()
+        if not link.state & Endpoint.LOCAL_ACTIVE:  # a refused link: its detach already carries the error
+            delivery.settle()
+            return
         address = entity_path(link.target.address)
         try:
             if address == CBS_NODE:
                 request = codec.decode_message(raw)
-                self._respond(link.connection, request, management.put_token(request), CBS_NODE, cbs=True)
+                self._respond(link.connection, request, management.put_token(request, lambda path: path.lower() in self.entities), CBS_NODE, cbs=True)
             elif address.endswith(MANAGEMENT_SUFFIX):
                 request = codec.decode_message(raw)
                 entity = self.entities[address[: -len(MANAGEMENT_SUFFIX)].lower()]

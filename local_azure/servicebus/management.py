@@ -52,8 +52,15 @@ def response_message(request: proton.Message, response: Response, *, cbs: bool) 
 
 
 # ---- $cbs ---------------------------------------------------------------------------------------
-def put_token(request: proton.Message) -> Response:
-    """Any SAS or JWT token is accepted locally; a malformed request gets 400 as from the service."""
+SAS_TOKEN_TYPE = "servicebus.windows.net:sastoken"  # the SDK sends SAS tokens typed "jwt"; the body tells
+
+
+def put_token(request: proton.Message, entity_exists: Callable[[str], bool]) -> Response:
+    """Any SAS or JWT token is accepted locally; a malformed request gets 400 as from the service.
+
+    A SAS token for an entity that does not exist is refused with 404 at put-token, as the service does
+    (the SDK raises `ServiceBusAuthenticationError`); with a JWT the missing entity shows at link attach.
+    """
     props = request.properties or {}
     operation = props.get("operation")
     if operation != "put-token":
@@ -63,6 +70,13 @@ def put_token(request: proton.Message) -> Response:
             return Response(BAD_REQUEST, f"The put-token request is missing the '{required}' application property.")
     if not isinstance(request.body, str) or not request.body:
         return Response(BAD_REQUEST, "The put-token request must carry the token as a string body.")
+    audience = str(props["name"])
+    path = audience.split("://", 1)[1].split("/", 1)[1] if audience.count("/") >= 3 else ""
+    path = path.strip("/").removesuffix("/$management")
+    is_sas = props["type"] == SAS_TOKEN_TYPE or request.body.startswith("SharedAccessSignature ")
+    if is_sas and path and not entity_exists(path):
+        return Response(NOT_FOUND, f"The messaging entity '{audience}' could not be found. To know more visit "
+                                   "https://aka.ms/sbResourceMgrExceptions.")
     return Response(ACCEPTED, "Accepted")
 
 
