@@ -283,7 +283,8 @@ class Broker(proton.Handler):
         try:
             if address == CBS_NODE:
                 request = codec.decode_message(raw)
-                self._respond(link.connection, request, management.put_token(request, lambda path: path.lower() in self.entities), CBS_NODE, cbs=True)
+                response = management.put_token(request, lambda path: path.lower() in self.entities)
+                self._respond(link.connection, request, response, CBS_NODE, cbs=True)
             elif address.endswith(MANAGEMENT_SUFFIX):
                 request = codec.decode_message(raw)
                 entity = self.entities[address[: -len(MANAGEMENT_SUFFIX)].lower()]

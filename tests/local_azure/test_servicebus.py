@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from azure.core.credentials import AccessToken
 from azure.servicebus import (
     ServiceBusClient,
     ServiceBusMessage,
@@ -21,7 +22,6 @@ from azure.servicebus import (
     ServiceBusReceiveMode,
     ServiceBusSubQueue,
 )
-from azure.core.credentials import AccessToken
 from azure.servicebus.exceptions import (
     MessageLockLostError,
     MessagingEntityNotFoundError,
