@@ -12,6 +12,7 @@ from local_azure.host import FunctionsHost
 from local_azure.servicebus import ServiceBusStandIn
 from tests.local_azure.sample_app.harness import (
     FLAKY_MAX_DELIVERIES,
+    SLOW_LOCK_SECONDS,
     receive_json,
     running_host,
     send,
@@ -80,6 +81,28 @@ def test_a_message_that_always_fails_is_dead_lettered_after_the_max_delivery_cou
     assert [seen["delivery_count"] for seen in deliveries] == list(range(1, FLAKY_MAX_DELIVERIES + 1))
     assert json.loads(dead["body"]) == {"succeed_on": 99}
     assert dead["reason"] == "MaxDeliveryCountExceeded"
+
+
+def test_max_concurrent_calls_lets_invocations_of_one_function_overlap(broker: ServiceBusStandIn,
+                                                                       host: FunctionsHost) -> None:
+    # host.json says maxConcurrentCalls 2; the function only returns once two invocations are inside it.
+    send(broker.connection_string, "paired", "one")
+    send(broker.connection_string, "paired", "two")
+
+    seen = receive_json(broker.connection_string, "outbox", count=2)
+
+    assert sorted(message["body"] for message in seen) == ["one", "two"]
+    assert [message["delivery_count"] for message in seen] == [1, 1]
+
+
+def test_lock_renewal_keeps_a_long_invocation_from_being_redelivered(broker: ServiceBusStandIn,
+                                                                     host: FunctionsHost) -> None:
+    send(broker.connection_string, "slow", json.dumps({"seconds": SLOW_LOCK_SECONDS * 4}))
+
+    [seen] = receive_json(broker.connection_string, "outbox")
+
+    assert seen["delivery_count"] == 1
+    assert receive_json(broker.connection_string, "outbox", wait_seconds=SLOW_LOCK_SECONDS * 2) == []
 
 
 def test_a_service_bus_output_binding_is_sent_after_the_function_returns(broker: ServiceBusStandIn,

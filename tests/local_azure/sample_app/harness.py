@@ -19,12 +19,15 @@ SAMPLE_LOCAL_SETTINGS = SAMPLE_APP / "sample.local.settings.json"
 APP_REFERENCE = "sample_function_app:app"
 FLAKY_MAX_DELIVERIES = 3
 WAIT_SECONDS = 10.0
+SLOW_LOCK_SECONDS = 1.0
 
 QUEUES = [
     QueueSettings("inbox"),
     QueueSettings("outbox"),
     QueueSettings("via-output"),
     QueueSettings("flaky", max_delivery_count=FLAKY_MAX_DELIVERIES, lock_duration_seconds=5),
+    QueueSettings("paired"),
+    QueueSettings("slow", lock_duration_seconds=SLOW_LOCK_SECONDS),
 ]
 
 

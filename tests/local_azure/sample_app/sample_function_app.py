@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import threading
+import time
 
 import azure.functions as func
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
@@ -58,6 +59,23 @@ def flaky(msg: func.ServiceBusMessage) -> None:
     succeed_on = int(json.loads(msg.get_body())["succeed_on"])
     if msg.delivery_count < succeed_on:
         raise RuntimeError(f"failing delivery {msg.delivery_count} on purpose")
+
+
+# Two invocations must be inside the function at once to pass: proof of maxConcurrentCalls.
+PAIRED = threading.Barrier(2, timeout=10)
+
+
+@app.service_bus_queue_trigger(arg_name="msg", queue_name="paired", connection="SAMPLE_SERVICEBUS")
+def paired(msg: func.ServiceBusMessage) -> None:
+    PAIRED.wait()
+    _send(os.environ["SAMPLE_OUTPUT_QUEUE"], _observed(msg))
+
+
+@app.service_bus_queue_trigger(arg_name="msg", queue_name="slow", connection="SAMPLE_SERVICEBUS")
+def slow(msg: func.ServiceBusMessage) -> None:
+    """Outlives the queue's lock duration; lock renewal must keep the message from being redelivered."""
+    time.sleep(float(json.loads(msg.get_body())["seconds"]))
+    _send(os.environ["SAMPLE_OUTPUT_QUEUE"], _observed(msg))
 
 
 @app.service_bus_queue_trigger(arg_name="msg", queue_name="via-output", connection="SAMPLE_SERVICEBUS")
