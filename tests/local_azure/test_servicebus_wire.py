@@ -136,3 +136,15 @@ def test_a_plain_amqp_message_is_queued(stand_in: ServiceBusStandIn, connection:
     while stand_in.queue_depth("work") and time.monotonic() < deadline:
         time.sleep(0.02)
     assert stand_in.queue_depth("work") == 0
+
+
+def test_undecodable_message_is_rejected_with_decode_error(
+        stand_in: ServiceBusStandIn, connection: BlockingConnection) -> None:
+    sender = connection.create_sender("work")
+    delivery = sender.link.delivery("undecodable")
+    sender.link.send(b"\xff\x00 not AMQP")
+    sender.link.advance()
+    connection.wait(lambda: bool(delivery.remote_state), timeout=TIMEOUT)
+    assert delivery.remote_state == proton.Disposition.REJECTED
+    assert delivery.remote.condition.name == "amqp:decode-error"
+    assert stand_in.queue_depth("work") == 0
