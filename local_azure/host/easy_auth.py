@@ -318,6 +318,9 @@ class EasyAuth:
             "client_id": self.settings.client_id,
             "response_type": "code",
             "redirect_uri": redirect_uri,
+            # App Service asks for form_post; that needs the Nonce cookie as SameSite=None, which browsers
+            # accept only with Secure, over https. Locally the host is plain http, so the code comes back
+            # on a top-level GET, which carries a SameSite=Lax cookie.
             "response_mode": "query",
             "scope": self.settings.scope,
             "state": state,
