@@ -9,6 +9,7 @@ import json
 import logging
 import ssl
 import threading
+from collections import deque
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +31,9 @@ LOG = logging.getLogger("local_azure.entra")
 MAX_BODY_BYTES = 1 << 20
 SOCKET_TIMEOUT_SECONDS = 30.0
 FAULTS_PATH = "/_standin/faults"
+SECRET_PARAMETERS = frozenset({"client_secret", "client_assertion", "assertion", "password", "refresh_token", "code",
+                               "code_verifier"})
+MASKED = "***"
 
 
 class _Server(ThreadingHTTPServer):
@@ -145,6 +149,8 @@ class EntraStandIn:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._minter: TokenMinter | None = None
+        self._seen: deque[dict[str, str]] = deque(maxlen=100)
+        self._seen_lock = threading.Lock()
 
     # Lifecycle -----------------------------------------------------------------------------------
 
@@ -287,6 +293,7 @@ class EntraStandIn:
         if rest == "oauth2/v2.0/token":
             if method != "POST":
                 return Reply.oauth_error(OAuthError.post_only(method))
+            self._remember(form, headers)
             try:
                 return Reply.json(self._token_endpoint.handle(form, headers.get("authorization")))
             except OAuthError as error:
@@ -296,6 +303,19 @@ class EntraStandIn:
                 return self._authorize.post(form, path)
             return self._authorize.get(query, path)
         return self._logout(query)
+
+    @property
+    def token_requests(self) -> list[dict[str, str]]:
+        """The last token requests' parameters, secrets and tokens masked: what a client really posted."""
+        with self._seen_lock:
+            return list(self._seen)
+
+    def _remember(self, form: Mapping[str, str], headers: Mapping[str, str]) -> None:
+        seen = {name: (MASKED if name in SECRET_PARAMETERS else value) for name, value in form.items()}
+        if headers.get("authorization", "").lower().startswith("basic "):
+            seen["(authorization)"] = "Basic " + MASKED
+        with self._seen_lock:
+            self._seen.append(seen)
 
     def openid_configuration(self) -> dict[str, Any]:
         base = self.authority

@@ -41,3 +41,9 @@ def user_token_result(authority: str, client_id: str, client_secret: str | None,
                                                  instance_discovery=False, token_cache=msal.TokenCache())
     result: dict[str, Any] = app.acquire_token_by_username_password(username, password, scopes=[scope])
     return result
+
+
+def confidential_app(authority: str, client_id: str, client_secret: str) -> msal.ConfidentialClientApplication:
+    """A fresh MSAL app with its own cache: MSAL also throttles repeated failing requests per app."""
+    return msal.ConfidentialClientApplication(client_id, client_credential=client_secret, authority=authority,
+                                              instance_discovery=False, token_cache=msal.TokenCache())
