@@ -65,6 +65,8 @@ class Entity:
     _available: list[int] = field(default_factory=list)  # heap of sequence numbers, stale entries skipped
     _locks: dict[uuid.UUID, int] = field(default_factory=dict)
     _seen_message_ids: dict[str, float] = field(default_factory=dict)
+    # No lock, schedule or expiry falls due before this moment, so `sweep` can skip its scan until then.
+    _wake_at: float = 0.0
 
     @classmethod
     def queue(cls, settings: QueueSettings) -> Entity:
@@ -104,6 +106,7 @@ class Entity:
         self.messages[stored.sequence_number] = stored
         if state is State.AVAILABLE:
             heapq.heappush(self._available, stored.sequence_number)
+        self._wake_at = min(self._wake_at, visible_at if state is State.SCHEDULED else stored.expires_at)
         return stored
 
     def adopt(self, stored: StoredMessage) -> None:
@@ -143,10 +146,7 @@ class Entity:
         stored.lock_token = uuid.uuid4()
         stored.locked_until = now + self.settings.lock_duration_seconds
         self._locks[stored.lock_token] = stored.sequence_number
-
-    def has_available(self, now: float) -> bool:
-        self.sweep(now)
-        return any(self.messages[s].state is State.AVAILABLE for s in self._available if s in self.messages)
+        self._wake_at = min(self._wake_at, stored.locked_until)
 
     # ---- settlement ----------------------------------------------------------------------------
     def locked(self, lock_token: uuid.UUID, now: float) -> StoredMessage:
@@ -239,6 +239,8 @@ class Entity:
     # ---- time ----------------------------------------------------------------------------------
     def sweep(self, now: float) -> bool:
         """Apply the clock: ended locks, due scheduled messages, expired messages. True when anything changed."""
+        if now < self._wake_at:
+            return False
         changed = False
         for stored in list(self.messages.values()):
             if stored.state is State.LOCKED and stored.locked_until <= now:
@@ -250,6 +252,7 @@ class Entity:
             if stored.state in (State.AVAILABLE, State.DEFERRED) and stored.expires_at <= now:
                 self._expire(stored)
                 changed = True
+        self._wake_at = self.next_deadline() or float("inf")
         return changed
 
     def _expire(self, stored: StoredMessage) -> None:
@@ -261,7 +264,7 @@ class Entity:
     def next_deadline(self) -> float | None:
         """The earliest moment at which `sweep` would change something."""
         times = [
-            stored.locked_until if stored.state is State.LOCKED
+            min(stored.locked_until, stored.expires_at) if stored.state is State.LOCKED
             else stored.enqueued_at if stored.state is State.SCHEDULED
             else stored.expires_at
             for stored in self.messages.values()
