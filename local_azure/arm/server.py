@@ -128,11 +128,14 @@ class ArmStandIn:
     def __init__(self, fixture_path: Path | None = None, *, state_dir: Path, jwks: dict[str, Any] | None = None,
                  jwks_uri: str | None = None, issuers: list[str] | None = None, host: str = "127.0.0.1",
                  port: int = 0, operation_polls: int = 2, operation_seconds: float | None = None,
-                 operation_retry_after: int = 0, tls_dir: Path | None = None) -> None:
+                 operation_retry_after: int = 0, tls_dir: Path | None = None,
+                 certificate_authority: LocalCertificateAuthority | None = None) -> None:
         self.host = host
         self.state_dir = Path(state_dir)
         self._requested_port = port
-        self.authority = LocalCertificateAuthority.ensure(Path(tls_dir) if tls_dir else self.state_dir)
+        # Share one CA with the other HTTPS stand-ins (pass it, or its directory) so one bundle trusts them all.
+        self.authority = certificate_authority or LocalCertificateAuthority.ensure(
+            Path(tls_dir) if tls_dir else self.state_dir / "tls")
         self.state = ArmState(Path(fixture_path) if fixture_path else None, operation_polls, operation_seconds)
         validator = TokenValidator(jwks, jwks_uri, issuers, self.authority.trust_bundle_path)
         self._api = ArmApi(self.state, validator, operation_retry_after)
@@ -154,7 +157,7 @@ class ArmStandIn:
         except OSError:
             server.server_close()
             raise
-        context = self.authority.issue_server_certificate().server_context()
+        context = self.authority.issue_server_certificate("arm").server_context()
         # The handshake happens on the handler's thread, bounded by its socket timeout, so a silent client
         # cannot stall accept().
         server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
