@@ -278,10 +278,12 @@ def test_the_shipped_authsettings_file_reads(tmp_path: Path) -> None:
     from local_azure.host.auth_settings import AuthSettings
     shipped = Path(__file__).parents[2] / "local_azure" / "config" / "authsettings.json"
     values = {"GATES_AUTHORITY_HOST": "https://127.0.0.1:8443", "GATES_TENANT_ID": "tenant",
-              "GATES_CLIENT_ID": CLIENT_ID, "GATES_CLIENT_SECRET": "secret"}
+              "GATES_CLIENT_ID": CLIENT_ID, "MICROSOFT_PROVIDER_AUTHENTICATION_SECRET": "secret"}
 
     settings = AuthSettings.load(shipped, values.get)
 
     assert settings.enabled
     assert settings.issuer == "https://127.0.0.1:8443/tenant/v2.0"
     assert settings.client_secret == "secret"
+    assert settings.is_excluded("/api/alerts")  # the alert webhook carries a function key, not a user
+    assert not settings.is_excluded("/api/runs")

@@ -44,7 +44,7 @@ def host(entra: EntraStandIn) -> Iterator[FunctionsHost]:
         "GATES_AUTHORITY_HOST": entra.base_url,
         "GATES_TENANT_ID": entra.tenant_id,
         "GATES_CLIENT_ID": SRE_GATES_CLIENT_ID,
-        "GATES_CLIENT_SECRET": SRE_GATES_SECRET,
+        "MICROSOFT_PROVIDER_AUTHENTICATION_SECRET": SRE_GATES_SECRET,
         # How every part of the local stack trusts the stand-ins' CA: requests reads it from the environment.
         "REQUESTS_CA_BUNDLE": trust,
         "SSL_CERT_FILE": trust,
