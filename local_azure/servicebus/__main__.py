@@ -28,7 +28,11 @@ def main(argv: list[str] | None = None) -> int:
         stand_in.stop()
 
     signal.signal(signal.SIGTERM, stop)
-    stand_in.start()
+    try:
+        stand_in.start()
+    except (OSError, TimeoutError) as error:
+        print(f"Service Bus stand-in: {error}", file=sys.stderr)
+        return 1
     print(f"Service Bus stand-in listening on {args.host}:{stand_in.port} "
           f"(queues: {', '.join(stand_in.queue_names)})", flush=True)
     print(f"ServiceBusConnection={stand_in.connection_string}", flush=True)

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import selectors
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -388,3 +392,30 @@ def test_two_instances_listen_on_different_free_ports() -> None:
     with ServiceBusStandIn(QUEUES) as first, ServiceBusStandIn(QUEUES) as second:
         assert first.port != second.port
         assert first.port > 0
+
+
+def test_command_line_serves_the_config_file_queues_until_sigterm() -> None:
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+        [sys.executable, "-m", "local_azure.servicebus", "--port", "0",
+         "--config", str(root / "local_azure" / "config" / "servicebus.json")],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            assert selector.select(timeout=15), "the stand-in printed nothing"
+            banner = process.stdout.readline()
+            assert selector.select(timeout=5)
+            setting = process.stdout.readline().strip()
+        assert "alerts" in banner
+        connection_string = setting.removeprefix("ServiceBusConnection=")
+        with ServiceBusClient.from_connection_string(connection_string) as sb_client:
+            send(sb_client, "alerts", ServiceBusMessage("from the CLI"))
+            assert str(receive_one(sb_client, "alerts")) == "from the CLI"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
