@@ -1,0 +1,33 @@
+// Parameters for infra/main.bicep. Values come from the environment, so the same file serves
+// `azd up` (azd env set NAME VALUE) and `az deployment group create` (export NAME=VALUE first).
+// Nothing secret goes here: secrets live in Key Vault (infra/README.md).
+using './main.bicep'
+
+param environmentName = readEnvironmentVariable('AZURE_ENV_NAME', 'gates')
+param location = readEnvironmentVariable('AZURE_LOCATION', 'swedencentral')
+
+// From the app registration (infra/README.md, step 1).
+param clientId = readEnvironmentVariable('GATES_CLIENT_ID')
+param applicationIdUri = readEnvironmentVariable('GATES_APPLICATION_ID_URI', 'api://${readEnvironmentVariable('GATES_CLIENT_ID')}')
+
+// Object id of the person or group who puts the secrets into Key Vault (step 5). Optional.
+param secretOfficerPrincipalIds = empty(readEnvironmentVariable('GATES_SECRET_OFFICER_ID', ''))
+  ? []
+  : [readEnvironmentVariable('GATES_SECRET_OFFICER_ID', '')]
+
+param autonomyCeiling = readEnvironmentVariable('GATES_AUTONOMY_CEILING', 'review')
+param alertWebhookAudience = readEnvironmentVariable('GATES_ALERT_WEBHOOK_AUDIENCE', '')
+
+// Where the agent holds Reader on its own; add one object per resource group or subscription.
+param targetResourceGroups = empty(readEnvironmentVariable('GATES_TARGET_RESOURCE_GROUP', ''))
+  ? []
+  : [
+      {
+        subscriptionId: readEnvironmentVariable('GATES_TARGET_SUBSCRIPTION_ID', readEnvironmentVariable('AZURE_SUBSCRIPTION_ID', ''))
+        resourceGroup: readEnvironmentVariable('GATES_TARGET_RESOURCE_GROUP', '')
+      }
+    ]
+
+param oncallEmails = empty(readEnvironmentVariable('GATES_ONCALL_EMAIL', ''))
+  ? []
+  : [readEnvironmentVariable('GATES_ONCALL_EMAIL', '')]
