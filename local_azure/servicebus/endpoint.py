@@ -33,6 +33,7 @@ SEND_CREDIT = 100
 TICK_SECONDS = 0.05
 
 NOT_FOUND = "amqp:not-found"
+SESSION_FILTER = proton.symbol("com.microsoft:session-filter")
 DECODE_ERROR = "amqp:decode-error"
 
 
@@ -194,10 +195,11 @@ class Broker(proton.Handler):
             else:
                 self._attach_incoming(link)
 
-    def _refuse(self, link: Link, address: str) -> None:
+    def _refuse(self, link: Link, address: str, condition: str = NOT_FOUND, description: str | None = None) -> None:
         # The service answers an attach to an unknown entity with an attach, then a detach carrying the error.
-        link.condition = Condition(NOT_FOUND, f"The messaging entity 'sb://localhost/{address}' could not be "
-                                              "found. To know more visit https://aka.ms/sbResourceMgrExceptions.")
+        link.condition = Condition(condition, description or (
+            f"The messaging entity 'sb://localhost/{address}' could not be found. "
+            "To know more visit https://aka.ms/sbResourceMgrExceptions."))
         # Echo the termini: the SDK treats an attach without them as a broken link, not a missing entity.
         _copy_terminus(link.source, link.remote_source)
         _copy_terminus(link.target, link.remote_target)
@@ -235,6 +237,11 @@ class Broker(proton.Handler):
         entity = self.entities.get(address.lower())
         if entity is None:
             self._refuse(link, address)
+            return
+        if SESSION_FILTER in _filters(link.remote_source):
+            self._refuse(link, address, condition="amqp:not-allowed", description=(
+                f"It is not possible for an entity that does not require sessions ('{address}') to create a "
+                "session receiver: the local stand-in has no session-enabled queues."))
             return
         self._open_sender(link)
         receive_and_delete = link.remote_snd_settle_mode == Link.SND_SETTLED
@@ -406,6 +413,15 @@ def _condition_info(condition: Condition | None) -> dict[str, str | None]:
         return {}
     info = condition.info or {}
     return {str(key): (None if value is None else str(value)) for key, value in dict(info).items()}
+
+
+def _filters(terminus: Terminus) -> dict[Any, Any]:
+    data = terminus.filter
+    data.rewind()
+    if not data.next():
+        return {}
+    value = data.get_object()
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def _copy_terminus(local: Terminus, remote: Terminus) -> None:

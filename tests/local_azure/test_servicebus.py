@@ -30,6 +30,7 @@ from azure.servicebus.exceptions import (
     MessageLockLostError,
     MessagingEntityNotFoundError,
     ServiceBusAuthenticationError,
+    ServiceBusError,
 )
 
 from local_azure.servicebus import QueueSettings, ServiceBusStandIn, load_queues
@@ -374,6 +375,12 @@ class StaticToken:
 
     def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
         return AccessToken("header.payload.signature", int(time.time()) + 3600)
+
+
+def test_a_session_receiver_is_refused_because_no_queue_requires_sessions(client: ServiceBusClient) -> None:
+    with pytest.raises(ServiceBusError, match="does not require sessions"), \
+            client.get_queue_receiver("work", session_id="run-1") as receiver:
+        receiver.receive_messages(max_wait_time=1)
 
 
 # ---- lifecycle ----------------------------------------------------------------------------------
