@@ -108,10 +108,13 @@ class ArmApi:
                 raise errors.claims_challenge(challenge.encoded_claims())
 
     # ---- subscriptions and resource groups -----------------------------------------------------
-    def _require_subscription(self, subscription: str) -> dict[str, Any]:
+    def _require_subscription(self, subscription: str, principal: Principal) -> dict[str, Any]:
         found = self.state.subscriptions.get(subscription.lower())
         if found is None:
             raise errors.subscription_not_found(subscription)
+        tenant = self.state.tenant_id
+        if tenant and principal.tenant_id.lower() != tenant.lower():
+            raise errors.wrong_tenant(str(principal.claims.get("iss", "")), tenant)
         return found
 
     def _authorise(self, principal: Principal, action: str, scope: str) -> None:
@@ -123,7 +126,7 @@ class ArmApi:
     def _subscription(self, call: Call, principal: Principal, subscription: str) -> Reply:
         if call.method != "GET":
             raise errors.method_not_allowed(call.method)
-        found = self._require_subscription(subscription)
+        found = self._require_subscription(subscription, principal)
         self._authorise(principal, READ_SUBSCRIPTION, f"/subscriptions/{subscription}")
         return Reply(200, {"id": f"/subscriptions/{found['subscriptionId']}",
                            "subscriptionId": found["subscriptionId"], "tenantId": self.state.tenant_id,
@@ -132,7 +135,7 @@ class ArmApi:
     def _resource_group(self, call: Call, principal: Principal, subscription: str, name: str) -> Reply:
         if call.method != "GET":
             raise errors.method_not_allowed(call.method)
-        self._require_subscription(subscription)
+        self._require_subscription(subscription, principal)
         self._authorise(principal, READ_RESOURCE_GROUP, call.path.rstrip("/"))
         group = self.state.resource_groups.get(f"/subscriptions/{subscription}/resourcegroups/{name}".lower())
         if group is None:
@@ -148,7 +151,7 @@ class ArmApi:
         resource_type = next((t for t in SUPPORTED_TYPES if t.lower() == requested_type.lower()), None)
         if resource_type is None:
             raise errors.invalid_resource_type(type_name, namespace, api_version)
-        self._require_subscription(subscription)
+        self._require_subscription(subscription, principal)
         # ARM authorises over the resource id as the client spelt it, and names it so in AuthorizationFailed.
         scope = "/" + "/".join(segments[:8])
         handling = self._handling(call, resource_type, child, api_version, correlation_id, principal)

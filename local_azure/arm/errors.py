@@ -78,6 +78,18 @@ def wrong_issuer() -> ArmError:
                          "of the tenant associated with this subscription.")
 
 
+def wrong_tenant(token_issuer: str, tenant_id: str) -> ArmError:
+    return ArmError(401, "InvalidAuthenticationTokenTenant",
+                    f"The access token is from the wrong issuer '{token_issuer}'. It must match the tenant "
+                    f"'https://sts.windows.net/{tenant_id}/' associated with this subscription. Please use the "
+                    f"authority (URL) 'https://login.windows.net/{tenant_id}' to get the token. Note, if the "
+                    "subscription is transferred to another tenant there is no impact to the services, but "
+                    "information about new tenant could take time to propagate (up to an hour). If you just "
+                    "transferred your subscription and see this error message, please try back later.",
+                    {"WWW-Authenticate": f'{GATEWAY_AUTHORITY}, error_description="The access token is from the '
+                                        'wrong issuer."'})
+
+
 def claims_challenge(encoded_claims: str) -> ArmError:
     # The shape Entra-protected resources use for Conditional Access step-up and CAE (RFC 6750 plus `claims`).
     return ArmError(401, "InvalidAuthenticationToken",

@@ -534,6 +534,12 @@ def test_a_token_from_an_untrusted_issuer_is_refused(arm: ArmStandIn, signer: Si
     assert response.json()["error"]["code"] == "InvalidAuthenticationToken"
 
 
+def test_a_token_from_another_tenant_is_refused_for_this_subscription(arm: ArmStandIn, signer: Signer,
+                                                                      bundle: str) -> None:
+    response = raw(arm, bundle, VM1, signer.token(AGENT, appid=AGENT_APP, tid=str(uuid.uuid4())))
+    assert (response.status_code, response.json()["error"]["code"]) == (401, "InvalidAuthenticationTokenTenant")
+
+
 def test_garbage_in_place_of_a_token_is_an_invalid_authentication_token(arm: ArmStandIn, bundle: str) -> None:
     response = raw(arm, bundle, VM1, "not-a-jwt")
     assert (response.status_code, response.json()["error"]["code"]) == (401, "InvalidAuthenticationToken")
