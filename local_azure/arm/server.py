@@ -119,10 +119,13 @@ class _Handler(BaseHTTPRequestHandler):
 class ArmStandIn:
     """Azure Resource Manager on https://127.0.0.1:<port> for `azure-core` clients.
 
-    Tokens are checked against `jwks` (a JWKS or one JWK) or the JWKS fetched from `jwks_uri` over https
-    trusting the local CA; `issuers` limits the trusted issuers (None trusts any issuer whose keys verify).
-    A long-running operation answers `InProgress` to `operation_polls` polls and completes on the next;
-    with `operation_seconds` it instead completes after that long, polled or not.
+    Resources, role assignments and locks come from `fixture_path` (default `local_azure/fixtures/arm.json`)
+    and live in memory; `reset()` reloads them. The TLS certificate comes from `certificate_authority`, or
+    the CA in `tls_dir`, or one kept in `state_dir/tls`. Tokens are checked against `jwks` (a JWKS or one
+    JWK) or the JWKS fetched from `jwks_uri` over https trusting the local CA; `issuers` limits the trusted
+    issuers (None trusts any issuer whose keys verify). A long-running operation answers `InProgress` to
+    `operation_polls` polls and completes on the next; with `operation_seconds` it instead completes after
+    that long, polled or not.
     """
 
     def __init__(self, fixture_path: Path | None = None, *, state_dir: Path, jwks: dict[str, Any] | None = None,
