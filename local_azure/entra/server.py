@@ -29,6 +29,7 @@ from local_azure.tls import LocalCertificateAuthority
 
 LOG = logging.getLogger("local_azure.entra")
 MAX_BODY_BYTES = 1 << 20
+MAX_DRAINED_BYTES = 16 << 20
 SOCKET_TIMEOUT_SECONDS = 30.0
 FAULTS_PATH = "/_standin/faults"
 SECRET_PARAMETERS = frozenset({"client_secret", "client_assertion", "assertion", "password", "refresh_token", "code",
@@ -73,6 +74,22 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         LOG.debug("%s " + format, self.client_address[0], *args)
 
+    # A request line or headers http.server cannot parse: answer HTTP/1.1 with OAuth JSON, not an HTML page.
+    default_request_version = "HTTP/1.1"
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        reply = Reply.oauth_error(OAuthError("invalid_request", 90014, message or "The request is malformed.",
+                                             status=code))
+        self.close_connection = True
+        self.send_response(code, message)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(reply.body)
+
     def do_GET(self) -> None:
         self._answer("GET")
 
@@ -93,7 +110,8 @@ class _Handler(BaseHTTPRequestHandler):
             reply = self.server.stand_in.route(method, self.path, headers, body,
                                                self.client_address[0])
         except _BadBody as problem:
-            reply = Reply.oauth_error(OAuthError("invalid_request", 90014, str(problem)), correlation_id)
+            reply = Reply.oauth_error(OAuthError("invalid_request", 90014, str(problem), status=problem.status),
+                                      correlation_id)
         except Exception:  # the answer must stay OAuth JSON, whatever went wrong in here
             LOG.exception("Entra stand-in failed on %s %s", method, urlsplit(self.path).path)
             reply = Reply.oauth_error(OAuthError("server_error", 90033, "A transient error has occurred. "
@@ -118,14 +136,26 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self.close_connection = True
             raise _BadBody("The Content-Length header is not a number.") from None
-        if length < 0 or length > MAX_BODY_BYTES:
+        if length < 0:
             self.close_connection = True
-            raise _BadBody("The request body is too large.")
+            raise _BadBody("The Content-Length header is negative.")
+        if length > MAX_BODY_BYTES:
+            # Read what a client reasonably sends before answering, so it gets the answer rather than a reset.
+            remaining = min(length, MAX_DRAINED_BYTES)
+            while remaining > 0:
+                chunk = self.rfile.read(min(remaining, 65536))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+            self.close_connection = True
+            raise _BadBody("The request body is too large.", status=413)
         return self.rfile.read(length) if length else b""
 
 
 class _BadBody(Exception):
-    pass
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class EntraStandIn:
