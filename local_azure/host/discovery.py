@@ -147,6 +147,8 @@ def discover(app: Any, lookup: Callable[[str], str | None] = lambda name: None) 
             raise DiscoveryError(
                 f"function {name!r}: trigger type {trigger.type!r} is not supported by the local host "
                 f"(supported: {', '.join(SUPPORTED_TRIGGERS)})")
+        if trigger.type == "serviceBusTrigger" and trigger.properties.get("isSessionsEnabled"):
+            raise DiscoveryError(f"function {name!r}: session-enabled Service Bus triggers are not supported locally")
         others = [binding for binding in bindings if binding is not trigger]
         unsupported = [binding for binding in others
                        if binding.direction != "OUT" or binding.type not in SUPPORTED_OUTPUTS]

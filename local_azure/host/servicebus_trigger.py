@@ -137,11 +137,13 @@ class ServiceBusListener:
         self._renewer.close()
 
     def _work(self) -> None:
+        failures = 0
         while not self._stopping.is_set():
             try:
                 with ServiceBusClient.from_connection_string(self._connection_string, retry_total=1) as client, \
                         client.get_queue_receiver(self.queue_name, receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
                                                   prefetch_count=self._options.prefetch_count) as receiver:
+                    failures = 0
                     while not self._stopping.is_set():
                         for message in receiver.receive_messages(max_message_count=1,
                                                                  max_wait_time=RECEIVE_WAIT_SECONDS):
@@ -149,8 +151,11 @@ class ServiceBusListener:
             except Exception as error:
                 if self._stopping.is_set():
                     return
-                LOG.warning("Service Bus receiver for %s (%s): %s: %s; reconnecting", self._invoker.spec.name,
-                            self.queue_name, type(error).__name__, error)
+                failures += 1
+                # Say it once, then now and then: an unreachable namespace should not drown the log.
+                level = logging.WARNING if failures % 60 == 1 else logging.DEBUG
+                LOG.log(level, "Service Bus receiver for %s (%s): %s: %s; reconnecting", self._invoker.spec.name,
+                        self.queue_name, type(error).__name__, error)
                 self._stopping.wait(RECONNECT_DELAY_SECONDS)
 
     def _process(self, receiver: Any, message: ServiceBusReceivedMessage) -> None:

@@ -45,6 +45,27 @@ def test_a_message_flows_from_queue_through_function_to_queue(broker: ServiceBus
     assert relayed["correlation_id"] == "c-1"
 
 
+def test_the_functions_own_logging_and_the_invocation_line_reach_the_log(broker: ServiceBusStandIn,
+                                                                         host: FunctionsHost,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    send(broker.connection_string, "inbox", "logged", message_id="m-log")
+
+    receive_json(broker.connection_string, "outbox")
+
+    def executed() -> list[str]:
+        lines = [record.getMessage() for record in caplog.records]
+        return [line for line in lines if line.startswith("Executed 'Functions.relay'")]
+
+    # The invocation line follows the function's return, so it may land just after the relayed message.
+    deadline = time.monotonic() + 5
+    while not executed() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "relaying m-log" in [record.getMessage() for record in caplog.records]
+    assert executed()[0].startswith("Executed 'Functions.relay' (Succeeded, Id=")
+    assert "trigger=serviceBusTrigger" in executed()[0]
+
+
 def test_the_function_sees_the_message_metadata_the_runtime_passes(broker: ServiceBusStandIn,
                                                                    host: FunctionsHost) -> None:
     send(broker.connection_string, "inbox", "{}", message_id="m-2", subject="greeting", content_type="application/json",
