@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import jwt
 import msal
 import pytest
 import requests
+from azure.identity import ClientSecretCredential
 
 from local_azure.entra import (
     ARM_SCOPE_DEFAULT,
@@ -20,7 +22,8 @@ from local_azure.entra import (
     EntraStandIn,
     Lifetimes,
 )
-from local_azure.entra.testing import confidential_app, skip_user_realm_discovery
+from local_azure.entra.directory import DEFAULT_FIXTURE
+from local_azure.entra.testing import confidential_app, skip_user_realm_discovery, user_token, user_token_result
 
 ALICE = "a11ce000-0000-4000-8000-000000000001"
 TENANT = "72f988bf-0000-4000-8000-00000000c0de"
@@ -168,3 +171,34 @@ def test_the_signing_key_survives_a_restart(tmp_path: Path) -> None:
         kid = first.key.kid
     with EntraStandIn(state_dir=tmp_path) as second:
         assert second.key.kid == kid
+
+
+def test_azure_identity_client_secret_credential_gets_the_agents_arm_token(entra: EntraStandIn) -> None:
+    credential = ClientSecretCredential(entra.tenant_id, SRE_AGENT_CLIENT_ID, secret(entra, SRE_AGENT_CLIENT_ID),
+                                        authority=entra.base_url, disable_instance_discovery=True)
+    access = credential.get_token(ARM_SCOPE_DEFAULT)
+    assert claims_of(access.token)["oid"] == AGENT_SP
+    assert access.expires_on > dt.datetime.now(dt.UTC).timestamp()
+
+
+@pytest.mark.filterwarnings("ignore:This API has been deprecated for public client flows")
+def test_msal_public_client_signs_in_when_the_app_allows_public_flows(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    document = json.loads(DEFAULT_FIXTURE.read_text())
+    document["apps"][0]["allow_public_client"] = True
+    fixture = tmp_path / "entra.json"
+    fixture.write_text(json.dumps(document))
+    with EntraStandIn(fixture, state_dir=tmp_path / "state") as public:
+        for name, value in public.certificate_authority.client_environment().items():
+            monkeypatch.setenv(name, value)
+        token = user_token(public.authority, SRE_GATES_CLIENT_ID, None, "alice@contoso.test", "Passw0rd!",
+                           SRE_GATES_USER_IMPERSONATION)
+    claims = claims_of(token)
+    assert (claims["oid"], claims["azpacr"]) == (ALICE, "0")
+
+
+@pytest.mark.filterwarnings("ignore:This API has been deprecated for public client flows")
+def test_a_confidential_app_refuses_a_public_client_sign_in(entra: EntraStandIn) -> None:
+    result = user_token_result(entra.authority, SRE_GATES_CLIENT_ID, None, "alice@contoso.test", "Passw0rd!",
+                               SRE_GATES_USER_IMPERSONATION)
+    assert (result["error"], result["error_codes"]) == ("invalid_client", [7000218])
