@@ -1,0 +1,113 @@
+"""Azurite's table service, started by `AzuriteTables`, driven with the real azure-data-tables."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+
+from local_azure import azurite
+from local_azure.azurite import AzuriteNotInstalled, AzuriteTables
+from local_azure.processes import ProcessFailed, process_exists
+
+pytestmark = pytest.mark.azurite
+
+
+@pytest.fixture(scope="module")
+def tables() -> Iterator[AzuriteTables]:
+    with AzuriteTables() as running:
+        yield running
+
+
+@pytest.fixture
+def table(tables: AzuriteTables) -> Iterator[TableClient]:
+    service = TableServiceClient.from_connection_string(tables.connection_string)
+    client = service.create_table(f"t{uuid.uuid4().hex[:16]}")
+    yield client
+    service.delete_table(client.table_name)
+
+
+def test_the_connection_string_names_the_development_account_and_port(tables: AzuriteTables) -> None:
+    assert "AccountName=devstoreaccount1;" in tables.connection_string
+    assert f"TableEndpoint=http://127.0.0.1:{tables.port}/devstoreaccount1;" in tables.connection_string
+
+
+def test_an_upserted_entity_reads_back_by_its_keys(table: TableClient) -> None:
+    table.upsert_entity({"PartitionKey": "run-1", "RowKey": "run", "state": "pending", "attempts": 1})
+    entity = table.get_entity("run-1", "run")
+    assert (entity["state"], entity["attempts"]) == ("pending", 1)
+
+
+def test_a_transaction_in_one_partition_commits_every_operation(table: TableClient) -> None:
+    table.submit_transaction([
+        ("create", {"PartitionKey": "run-2", "RowKey": "step-1"}),
+        ("create", {"PartitionKey": "run-2", "RowKey": "step-2"}),
+        ("upsert", {"PartitionKey": "run-2", "RowKey": "run", "state": "approved"}),
+    ])
+    assert sorted(e["RowKey"] for e in table.query_entities("PartitionKey eq 'run-2'")) == ["run", "step-1", "step-2"]
+
+
+def test_a_failed_transaction_commits_nothing(table: TableClient) -> None:
+    table.create_entity({"PartitionKey": "run-3", "RowKey": "taken"})
+    with pytest.raises(TableTransactionError):
+        table.submit_transaction([
+            ("create", {"PartitionKey": "run-3", "RowKey": "new"}),
+            ("create", {"PartitionKey": "run-3", "RowKey": "taken"}),
+        ])
+    assert [e["RowKey"] for e in table.query_entities("PartitionKey eq 'run-3'")] == ["taken"]
+
+
+def test_an_update_with_a_stale_etag_is_refused_with_412(table: TableClient) -> None:
+    table.create_entity({"PartitionKey": "run-4", "RowKey": "run", "state": "pending"})
+    stale = table.get_entity("run-4", "run")
+    table.update_entity({"PartitionKey": "run-4", "RowKey": "run", "state": "approved"}, mode=UpdateMode.MERGE)
+    with pytest.raises(ResourceModifiedError) as refused:
+        table.update_entity({"PartitionKey": "run-4", "RowKey": "run", "state": "denied"}, mode=UpdateMode.MERGE,
+                            etag=stale.metadata["etag"], match_condition=MatchConditions.IfNotModified)
+    assert refused.value.status_code == 412
+    assert table.get_entity("run-4", "run")["state"] == "approved"
+
+
+def test_stopping_leaves_nothing_running() -> None:
+    instance = AzuriteTables().start()
+    pid, port = instance.pid, instance.port
+    instance.stop()
+    assert not process_exists(pid)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_two_instances_on_port_zero_get_ports_of_their_own(tables: AzuriteTables) -> None:
+    with AzuriteTables() as other:
+        assert other.port != tables.port
+
+
+def test_data_on_disk_survives_a_restart(tmp_path: Path) -> None:
+    with AzuriteTables(data_dir=tmp_path, in_memory=False) as first:
+        TableServiceClient.from_connection_string(first.connection_string).create_table("kept").create_entity(
+            {"PartitionKey": "p", "RowKey": "r", "value": "still here"})
+    with AzuriteTables(data_dir=tmp_path, in_memory=False) as second:
+        kept = TableServiceClient.from_connection_string(second.connection_string).get_table_client("kept")
+        assert kept.get_entity("p", "r")["value"] == "still here"
+
+
+def test_a_port_already_taken_fails_with_azurites_own_message() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ProcessFailed, match="EADDRINUSE"):
+            AzuriteTables(port=port).start()
+
+
+def test_without_npm_the_missing_install_is_explained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(azurite, "AZURITE_TABLE_MAIN", tmp_path / "missing" / "main.js")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(AzuriteNotInstalled, match="npm ci --prefix local_azure/node"):
+        azurite.ensure_installed()
