@@ -35,7 +35,7 @@ class Call:
     method: str
     path: str
     query: Mapping[str, list[str]]
-    headers: Mapping[str, str]
+    headers: Mapping[str, str]  # names in lower case: HTTP header names are case-insensitive
     body: bytes
     query_string: str
     base_url: str  # scheme://host[:port] the client used, for the operation URLs we hand back
@@ -73,7 +73,7 @@ class ArmApi:
         return reply
 
     def _handle(self, call: Call, correlation_id: str) -> Reply:
-        principal = self.validator.validate(call.headers.get("Authorization"))
+        principal = self.validator.validate(call.headers.get("authorization"))
         api_version = call.param("api-version")
         if api_version is None or not api_version.strip():
             raise errors.missing_api_version()

@@ -77,16 +77,47 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return Reply(413, {"error": {"code": "RequestEntityTooLarge",
                                          "message": "The request content size exceeds the maximum allowed."}})
-        body = self.rfile.read(length) if length else b""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = self._read_chunked()
+            if body is None:
+                self.close_connection = True
+                return Reply(400, {"error": {"code": "InvalidRequestContent",
+                                             "message": "The chunked request body is malformed or too large."}})
+        else:
+            body = self.rfile.read(length) if length else b""
         split = urlsplit(self.path)
-        host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+        host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_port}"
         call = Call(self.command, split.path, parse_qs(split.query, keep_blank_values=True),
-                    {k: v for k, v in self.headers.items()}, body, split.query, f"https://{host}")
+                    {k.lower(): v for k, v in self.headers.items()}, body, split.query, f"https://{host}")
         if split.path.startswith(PREFIX):
             if not ipaddress.ip_address(self.client_address[0]).is_loopback:
                 return Reply(403, {"error": {"code": "Forbidden", "message": "The control API is loopback only."}})
             return self.server.control.handle(call)
         return self.server.api.handle(call)
+
+    def _read_chunked(self) -> bytes | None:
+        body = b""
+        while True:
+            size_line = self.rfile.readline(1024)
+            try:
+                size = int(size_line.split(b";")[0].strip(), 16)
+            except ValueError:
+                return None
+            if size < 0 or len(body) + size > MAX_BODY_BYTES:
+                return None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return body
+            body += self.rfile.read(size)
+            self.rfile.readline(1024)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Requests too broken to parse still get ARM's JSON, not the stdlib's HTML page."""
+        self.close_connection = True
+        reply = Reply(code, {"error": {"code": "BadRequest" if code == 400 else f"Http{code}",
+                                       "message": message or explain or "The request is invalid."}})
+        self._send(reply, str(uuid.uuid4()))
 
     def _send(self, reply: Reply, request_id: str) -> None:
         payload = b"" if reply.body is None else json.dumps(reply.body).encode()
@@ -100,7 +131,8 @@ class _Handler(BaseHTTPRequestHandler):
             "X-Content-Type-Options": "nosniff",
             **reply.headers,
         }
-        client_request_id = self.headers.get("x-ms-client-request-id")
+        request_headers = getattr(self, "headers", None)  # absent when the request could not be parsed
+        client_request_id = request_headers.get("x-ms-client-request-id") if request_headers else None
         if client_request_id:
             headers["x-ms-client-request-id"] = client_request_id
         if payload:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from local_azure.arm import ArmStandIn
 from local_azure.tls import LocalCertificateAuthority
-from tests.local_azure.test_arm import AGENT, AGENT_APP, ALICE, COMPUTE, ISSUER, SUB, VM1, Signer
+from tests.local_azure.test_arm import AGENT, AGENT_APP, ALICE, COMPUTE, ISSUER, SUB, VM1, VMSS, Signer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,21 +101,54 @@ def test_a_client_that_connects_and_says_nothing_does_not_block_others(arm: ArmS
         assert get(arm, signer.token(AGENT, appid=AGENT_APP)).status_code == 200
 
 
-def test_a_bad_content_length_gets_arms_error_json(arm: ArmStandIn, signer: Signer) -> None:
+def test_a_bad_content_length_gets_arms_error_json(arm: ArmStandIn) -> None:
+    head, body = exchange(arm, f"POST {VM1}/restart?api-version={COMPUTE} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               "Content-Length: banana\r\n\r\n".encode())
+    assert head.startswith(b"HTTP/1.1 400")
+    assert json.loads(body)["error"]["code"] == "InvalidRequestContent"
+
+
+def exchange(arm: ArmStandIn, raw_request: bytes) -> tuple[bytes, bytes]:
+    """Sends bytes as they are over TLS; returns the answer's head and body."""
     context = ssl.create_default_context(cafile=str(arm.authority.trust_bundle_path))
     with socket.create_connection(("127.0.0.1", arm.port), timeout=5) as raw, \
             context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-        tls.sendall(f"POST {VM1}/restart?api-version={COMPUTE} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                    "Content-Length: banana\r\n\r\n".encode())
+        tls.sendall(raw_request)
         reply = b""
-        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+        while True:
+            head, _, body = reply.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), None)
+            if length is not None and len(body) >= length:
+                return head, body[:length]
             chunk = tls.recv(4096)
             if not chunk:
-                break
+                return head, body
             reply += chunk
-    head, _, body = reply.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 400")
-    assert json.loads(body)["error"]["code"] == "InvalidRequestContent"
+
+
+def test_a_chunked_body_is_read_like_any_other(arm: ArmStandIn, signer: Signer) -> None:
+    payload = json.dumps({"sku": {"capacity": 4}}).encode()
+    head, body = exchange(arm, (
+        f"PATCH {VMSS}?api-version={COMPUTE} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {signer.token(ALICE)}\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n").encode()
+        + f"{len(payload):x}\r\n".encode() + payload + b"\r\n0\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert json.loads(body)["sku"]["capacity"] == 4
+
+
+def test_header_names_are_case_insensitive(arm: ArmStandIn, signer: Signer) -> None:
+    head, _ = exchange(arm, (f"GET {VM1}?api-version={COMPUTE} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                             f"authorization: Bearer {signer.token(AGENT, appid=AGENT_APP)}\r\n\r\n").encode())
+    assert head.startswith(b"HTTP/1.1 200")
+
+
+def test_an_unparseable_request_gets_json_not_html(arm: ArmStandIn) -> None:
+    head, body = exchange(arm, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+                          b"X: " + b"y" * 70000 + b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431") or head.startswith(b"HTTP/1.1 400")
+    assert json.loads(body)["error"]["code"]
 
 
 SEGMENTS = st.sampled_from(["subscriptions", SUB, "resourceGroups", "rg-prod-web", "providers", "Microsoft.Compute",
