@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import selectors
+import queue as stdqueue
 import signal
 import subprocess
 import sys
@@ -409,12 +409,10 @@ def test_command_line_serves_the_config_file_queues_until_sigterm() -> None:
         cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert process.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(process.stdout, selectors.EVENT_READ)
-            assert selector.select(timeout=15), "the stand-in printed nothing"
-            banner = process.stdout.readline()
-            assert selector.select(timeout=5)
-            setting = process.stdout.readline().strip()
+        lines: stdqueue.Queue[str] = stdqueue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+        banner = lines.get(timeout=15)
+        setting = lines.get(timeout=5).strip()
         assert "alerts" in banner
         connection_string = setting.removeprefix("ServiceBusConnection=")
         with ServiceBusClient.from_connection_string(connection_string) as sb_client:
