@@ -74,8 +74,7 @@ class AuthorizeEndpoint:
         response_mode = params.get("response_mode", "query")
         state = params.get("state")
         if response_mode not in RESPONSE_MODES:
-            response_mode = "query"
-            return _to_client(redirect_uri, response_mode, state, error=OAuthError(
+            return _to_client(redirect_uri, "query", state, error=OAuthError(
                 "invalid_request", 900144, "The provided value for the input parameter 'response_mode' is not valid."))
         try:
             response_type = params.get("response_type", "")
