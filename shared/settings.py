@@ -47,6 +47,7 @@ class Settings:
     smtp_port: int
     alert_webhook_audience: str | None
     appinsights_connection_string: str | None
+    appinsights_authentication: str | None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -105,6 +106,7 @@ class Settings:
             acs_endpoint=get("GATES_ACS_ENDPOINT"), smtp_host=need("GATES_SMTP_HOST"),
             smtp_port=int(need("GATES_SMTP_PORT")), alert_webhook_audience=get("GATES_ALERT_WEBHOOK_AUDIENCE"),
             appinsights_connection_string=get("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+            appinsights_authentication=get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),
         )
 
     def __repr__(self) -> str:  # settings hold secrets; never print them

@@ -57,10 +57,20 @@ class OpenTelemetryAuditSink(LoggingAuditSink):
         self._events.info(f"gates.{event.event}", extra=attributes)
 
 
-def configure(connection_string: str | None) -> AuditSink:
+def configure(connection_string: str | None, authentication: str | None = None) -> AuditSink:
+    """`authentication` is APPLICATIONINSIGHTS_AUTHENTICATION_STRING: `Authorization=AAD` (and an optional
+    `ClientId=`) makes the exporter sign in with the managed identity, as the resource requires."""
     if not connection_string:
         return LoggingAuditSink()
     from azure.monitor.opentelemetry import configure_azure_monitor
 
-    configure_azure_monitor(connection_string=connection_string, logger_name="sre_gates")
+    options: dict[str, Any] = {"connection_string": connection_string, "logger_name": "sre_gates"}
+    if authentication and "authorization=aad" in authentication.lower():
+        from azure.identity import ManagedIdentityCredential
+
+        fields = dict(part.split("=", 1) for part in authentication.split(";") if "=" in part)
+        client_id = fields.get("ClientId")
+        options["credential"] = ManagedIdentityCredential(client_id=client_id) if client_id \
+            else ManagedIdentityCredential()
+    configure_azure_monitor(**options)
     return OpenTelemetryAuditSink()

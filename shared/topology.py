@@ -101,4 +101,6 @@ SETTINGS: tuple[Setting, ...] = (
                         "(action group secure webhook)"),
     Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", False,
             description="when set, logs and audit events go to Application Insights"),
+    Setting("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", False,
+            description="`Authorization=AAD`: telemetry is sent with the managed identity (local auth is off)"),
 )
