@@ -252,3 +252,18 @@ def test_the_apps_own_token_broker_gets_a_one_shot_arm_credential(entra: EntraSt
     credential = broker.on_behalf_of(user_token(entra))
     token = credential.get_token("https://management.azure.com/.default")
     assert claims_of(token.token)["oid"] == ALICE
+
+
+def test_a_fixture_flag_withholds_a_users_consent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    document = json.loads(DEFAULT_FIXTURE.read_text())
+    document["users"][1]["flags"] = {"consent_missing_for": [ARM]}
+    fixture = tmp_path / "entra.json"
+    fixture.write_text(json.dumps(document))
+    with EntraStandIn(fixture, state_dir=tmp_path / "state") as strict:
+        for name, value in strict.certificate_authority.client_environment().items():
+            monkeypatch.setenv(name, value)
+        bob = strict.issue_token(SRE_GATES_USER_IMPERSONATION, client_id=SRE_GATES_CLIENT_ID, user="bob@contoso.test")
+        alice = strict.issue_token(SRE_GATES_USER_IMPERSONATION, client_id=SRE_GATES_CLIENT_ID, user=ALICE)
+        refused, granted = obo(strict, bob), obo(strict, alice)
+    assert refused["suberror"] == "consent_required"
+    assert "access_token" in granted
