@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,3 +115,58 @@ def test_without_npm_the_missing_install_is_explained(monkeypatch: pytest.Monkey
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(AzuriteNotInstalled, match="npm ci --prefix local_azure/node"):
         azurite.ensure_installed()
+
+
+# ----- the pytest plugin's `azurite` fixture, in a pytest run of its own --------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+NESTED_TEST = '''
+import os, time
+from azure.data.tables import TableServiceClient
+
+def test_uses_azurite(azurite, table_prefix):
+    open(os.environ["AZURITE_PID_FILE"], "w").write(str(azurite.pid))
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    service.create_table(table_prefix + "runs").upsert_entity({"PartitionKey": "p", "RowKey": "r"})
+    if os.environ.get("HANG"):
+        time.sleep(600)
+
+def test_empty_azurite_has_no_tables(empty_azurite):
+    assert list(TableServiceClient.from_connection_string(empty_azurite.connection_string).list_tables()) == []
+'''
+
+
+def start_nested_run(tmp_path: Path, hang: bool) -> tuple[subprocess.Popen[bytes], Path]:
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["local_azure.pytest_plugin"]\n')
+    (tmp_path / "test_nested.py").write_text(NESTED_TEST)
+    pid_file = tmp_path / "azurite.pid"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AZURITE_PID_FILE": str(pid_file), "HANG": "1" if hang else ""}
+    run = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", str(tmp_path)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return run, pid_file
+
+
+def test_the_plugins_azurite_serves_the_run_and_ends_with_it(tmp_path: Path) -> None:
+    run, pid_file = start_nested_run(tmp_path, hang=False)
+    output, _ = run.communicate(timeout=120)
+    assert run.returncode == 0, output.decode()
+    assert not process_exists(int(pid_file.read_text()))
+
+
+def test_the_plugins_azurite_ends_when_pytest_is_killed(tmp_path: Path) -> None:
+    run, pid_file = start_nested_run(tmp_path, hang=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        azurite_pid = int(pid_file.read_text())
+        assert process_exists(azurite_pid)
+    finally:
+        run.kill()
+        run.communicate(timeout=30)
+    deadline = time.monotonic() + 15
+    while process_exists(azurite_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not process_exists(azurite_pid)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import smtplib
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -14,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from local_azure.smtp import MailCatcher
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -119,3 +124,21 @@ def test_after_stop_the_port_refuses_connections(tmp_path: Path) -> None:
     catcher.stop()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_the_plugins_mailbox_fixture_starts_each_test_empty(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["local_azure.pytest_plugin"]\n')
+    (tmp_path / "test_nested.py").write_text(
+        "import smtplib\n"
+        "from email.message import EmailMessage\n"
+        "def send(port):\n"
+        "    m = EmailMessage(); m['From'] = 'a@contoso.test'; m['To'] = 'b@contoso.test'; m['Subject'] = 'hi'\n"
+        "    with smtplib.SMTP('127.0.0.1', port, timeout=10) as c: c.send_message(m)\n"
+        "def test_first(mailbox):\n"
+        "    send(mailbox.port); assert len(mailbox.messages()) == 1\n"
+        "def test_second(mailbox, mail_catcher):\n"
+        "    assert mailbox is mail_catcher and mailbox.messages() == []\n")
+    run = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
