@@ -1,5 +1,6 @@
 """Actions on Azure Resource Manager through `azure-core`: its pipeline (bearer token, retries with
-`Retry-After`, request ids, redacted logging) and its long-running-operation polling."""
+`Retry-After`, request ids, redacted logging) and ARM's long-running-operation polling (`azure-mgmt-core`'s
+`ARMPolling`, which follows `Azure-AsyncOperation` first, as the generated management SDKs do)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from azure.core.pipeline.policies import (
     UserAgentPolicy,
 )
 from azure.core.polling import LROPoller
-from azure.core.polling.base_polling import LROBasePolling
 from azure.core.rest import HttpRequest
+from azure.mgmt.core.polling.arm_polling import ARMPolling
 
 from shared.core.arm_outcomes import ArmOutcome, OutcomeKind, classify
 from shared.core.catalog import ActionSpec
@@ -66,33 +67,50 @@ class ArmResourceManager:
                 return ArmOutcome(OutcomeKind.FAILED, 0, "ServiceUnavailable", f"ARM could not be reached: {error}")
             http = response.http_response
             status = http.status_code
-            if status == 202 or (action.long_running and status == 201):
+            # ARM answers some updates 200 with an operation still running (a scale-set PATCH: 200,
+            # provisioningState Updating, Azure-AsyncOperation): follow the operation whenever one is named.
+            if status in (201, 202) or (status == 200 and "Azure-AsyncOperation" in http.headers):
                 return self._poll(client, response)
             return classify(status, dict(http.headers), _body(http))
 
     def _poll(self, client: PipelineClient[Any, Any], initial: PipelineResponse[Any, Any]) -> ArmOutcome:
         poller: LROPoller[Any] = LROPoller(
             client, initial, lambda pipeline_response: pipeline_response,
-            LROBasePolling(self._polling_interval, lro_options={"final-state-via": "azure-async-operation"}))
+            ARMPolling(self._polling_interval, lro_options={"final-state-via": "azure-async-operation"}))
         try:
             final = poller.result(timeout=self._operation_timeout)
         except HttpResponseError as error:
             response = error.response
             if response is None:
                 return ArmOutcome(OutcomeKind.FAILED, 0, "OperationFailed", str(error.message))
-            return classify(int(response.status_code or 0), dict(getattr(response, "headers", {})), _body(response))
+            status = int(response.status_code or 0)
+            if 200 <= status < 300:  # the operation's own status said Failed or Canceled
+                return _operation_failure(_json(_body(response)), "Failed")
+            return classify(status, dict(getattr(response, "headers", {})), _body(response))
         except AzureError as error:
             return ArmOutcome(OutcomeKind.FAILED, 0, "OperationFailed", str(error))
         if not poller.done():
             return ArmOutcome(OutcomeKind.FAILED, 0, "OperationTimeout",
                               f"the operation was still running after {self._operation_timeout:.0f}s")
-        body: dict[str, Any] = {}
-        if final is not None:
-            try:
-                body = json.loads(_body(final.http_response) or b"{}")
-            except ValueError:
-                body = {}
+        body = _json(_body(final.http_response)) if final is not None else {}
+        if poller.status().lower() in ("failed", "canceled", "cancelled") or isinstance(body.get("error"), dict):
+            return _operation_failure(body, poller.status())
         return ArmOutcome(OutcomeKind.SUCCEEDED, 200, body=body or {"status": "Succeeded"})
+
+
+def _operation_failure(body: dict[str, Any], status: str) -> ArmOutcome:
+    found = body.get("error")
+    error: dict[str, Any] = found if isinstance(found, dict) else {}
+    return ArmOutcome(OutcomeKind.FAILED, 200, str(error.get("code", "OperationFailed")),
+                      str(error.get("message", f"the operation ended {status}")), body=body)
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _body(response: Any) -> bytes:

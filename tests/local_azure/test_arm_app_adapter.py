@@ -102,9 +102,6 @@ def test_a_failed_operation_is_a_failure(arm: ArmStandIn, manager: ArmResourceMa
     assert outcome.code == "VMAgentStatusCommunicationError"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Compute answers a scale-set PATCH with 200 + Azure-AsyncOperation (provisioningState Updating); the "
-    "adapter polls only after 202/201, so it reports success before the update has completed"))
 def test_scaling_waits_for_the_update_to_complete(arm: ArmStandIn, manager: ArmResourceManager,
                                                   signer: Signer) -> None:
     outcome = manager.perform(CATALOG["vmss.set_capacity"], VMSS, {"capacity": 3}, Credential(signer, ALICE))
