@@ -1,0 +1,1 @@
+pytest_plugins = ["local_azure.pytest_plugin"]
