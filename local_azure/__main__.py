@@ -1,0 +1,79 @@
+"""`python -m local_azure up`: the whole local stack in the foreground; Ctrl-C (or SIGTERM) stops it.
+
+There is no `down`: the stack lives as long as this process, and its children die with it however it
+ends. State (the local CA, signing keys, caught mail, persisted tables) lives under `.local/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from local_azure.processes import exit_on_sigterm
+from local_azure.stack import PROJECT_DIR, LocalStack, StackPorts
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m local_azure", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start every stand-in and the Functions host; Ctrl-C stops them")
+    up.add_argument("--project", type=Path, default=PROJECT_DIR, help="the function app's folder")
+    up.add_argument("--state-dir", type=Path, default=None, help="default: <project>/.local")
+    up.add_argument("--any-ports", action="store_true",
+                    help="free ports instead of 10002/5672/8443/8444/2525/7071 (for a second stack)")
+    up.add_argument("--no-host", action="store_true", help="only the stand-ins (run the host yourself)")
+    up.add_argument("--keep-tables", action="store_true",
+                    help="persist Azurite's tables in <state-dir>/azurite (queues are always in memory)")
+    up.add_argument("--verbose", action="store_true", help="the stand-ins' and the host's own logs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    exit_on_sigterm()
+    stack = LocalStack(args.project, state_dir=args.state_dir, start_host=not args.no_host,
+                       ports=StackPorts() if args.any_ports else StackPorts.standard(),
+                       persist_tables=args.keep_tables, say=lambda line: print(line, flush=True))
+    settings_file = stack.state_dir / "stack-settings.json"
+    try:
+        stack.start()
+        settings_file.write_text(json.dumps(stack.settings(), indent=2) + "\n")
+        settings_file.chmod(0o600)
+        print(f"\nSRE Gates local stack up in {stack.startup_seconds:.2f} s "
+              f"({', '.join(f'{name} {seconds:.2f} s' for name, seconds in stack.timings.items())})", flush=True)
+        print(stack.summary(), flush=True)
+        print(f"\nSettings also in {settings_file}. Ctrl-C stops the stack.", flush=True)
+        _watch(stack)
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+    except SystemExit:
+        print("\nstopping (SIGTERM)...", flush=True)
+    except Exception as error:  # a readable last line, not a traceback, for a part that failed
+        if args.verbose:
+            logging.exception("the local stack failed")
+        print(f"\nthe local stack stopped: {error}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        stack.stop()
+        settings_file.unlink(missing_ok=True)
+    print("stopped", flush=True)
+    return 0
+
+
+def _watch(stack: LocalStack) -> None:
+    """Sleep until interrupted, but say so and end if Azurite dies under us."""
+    while True:
+        time.sleep(1.0)
+        if stack.azurite is not None and not stack.azurite.running:
+            raise RuntimeError(f"Azurite exited unexpectedly:\n{stack.azurite.log_tail()}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
