@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             logging.exception("the local stack failed")
         print(f"\nthe local stack stopped: {error}", file=sys.stderr, flush=True)
+        if "in use" in str(error):
+            print("another stack (or service) holds that port: stop it, or run with --any-ports", file=sys.stderr)
         return 1
     finally:
         stack.stop()

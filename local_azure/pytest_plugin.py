@@ -7,6 +7,8 @@
 - `table_prefix`: a fresh, valid table-name prefix (letters and digits, starts with a letter).
 - `empty_azurite`: the session's Azurite with no tables, before and after the test.
 - `mail_catcher` (session): one SMTP mail catcher; `mailbox`: the same, emptied for this test.
+- `local_stack` (session, started on first use): the whole `LocalStack` on free ports, Functions host
+  included. The host applies the app settings to `os.environ` until the session ends.
 
 Azurite is a child process in its own process group with a parent-death signal, so it ends with the
 run even when the run is interrupted (Ctrl-C) or pytest is killed outright.
@@ -19,8 +21,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from local_azure.azurite import AzuriteNotInstalled, AzuriteTables
+from local_azure.azurite import AzuriteNotInstalled, AzuriteTables, ensure_installed
 from local_azure.smtp import MailCatcher
+from local_azure.stack import LocalStack
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +68,16 @@ def mail_catcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailCatch
 def mailbox(mail_catcher: MailCatcher) -> MailCatcher:
     mail_catcher.clear()
     return mail_catcher
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    try:
+        ensure_installed()
+    except AzuriteNotInstalled as missing:
+        pytest.skip(str(missing))
+    stack = LocalStack(state_dir=tmp_path_factory.mktemp("local-stack")).start()
+    try:
+        yield stack
+    finally:
+        stack.stop()

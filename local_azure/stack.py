@@ -39,6 +39,10 @@ SRE_GATES_APP = "sre-gates"
 SRE_AGENT_APP = "sre-agent"
 
 
+class StackStartError(RuntimeError):
+    """A part of the stack did not start; the message names it, `__cause__` holds its own error."""
+
+
 @dataclass(frozen=True)
 class StackPorts:
     """0 picks a free port (tests); `standard()` gives the ports in local_azure/README.md."""
@@ -171,7 +175,10 @@ class LocalStack:
         began = time.perf_counter()
         # Registered first: a part that fails half-way through start() may hold a port or a child process.
         self._stops.append((name, stop))
-        start()
+        try:
+            start()
+        except Exception as error:
+            raise StackStartError(f"{name} could not start: {error}") from error
         self.timings[name] = time.perf_counter() - began
 
     def _create_tables(self) -> None:

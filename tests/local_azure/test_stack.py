@@ -24,7 +24,7 @@ from azure.data.tables import TableServiceClient
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from local_azure.processes import live_processes
-from local_azure.stack import LocalStack, StackPorts
+from local_azure.stack import LocalStack, StackPorts, StackStartError
 from shared.topology import SETTINGS, Queue, Table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,7 +159,7 @@ def test_a_part_that_cannot_start_stops_the_parts_started_before_it(tmp_path: Pa
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         stack = LocalStack(state_dir=tmp_path, start_host=False, ports=StackPorts(entra=taken.getsockname()[1]))
-        with pytest.raises(OSError, match="in use"):
+        with pytest.raises(StackStartError, match=r"Entra ID could not start: .*in use"):
             stack.start()
     assert set(map(id, live_processes())) == before
     assert stack.azurite is not None
@@ -255,3 +255,15 @@ def test_azurite_dies_with_up_when_up_is_killed(up: Up) -> None:
     while not refuses_connections(tables_port) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert refuses_connections(tables_port)
+
+
+def test_the_plugins_local_stack_fixture_runs_the_app(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["local_azure.pytest_plugin"]\n')
+    (tmp_path / "test_nested.py").write_text(
+        "import requests\n"
+        "def test_health(local_stack):\n"
+        "    assert requests.get(local_stack.host.base_url + '/api/health', timeout=10).json() == {'status': 'ok'}\n")
+    run = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=180, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
