@@ -12,6 +12,9 @@ left running when the test run or `python -m local_azure up` ends, however it en
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
+import json
 import shutil
 import signal
 import subprocess
@@ -36,8 +39,22 @@ class AzuriteNotInstalled(RuntimeError):
     pass
 
 
+def locked_version() -> str:
+    """The Azurite version `package-lock.json` pins."""
+    lock = json.loads((NODE_DIR / "package-lock.json").read_text(encoding="utf-8"))
+    return str(lock["packages"]["node_modules/azurite"]["version"])
+
+
+def installed_version() -> str | None:
+    try:
+        return str(json.loads((AZURITE_PACKAGE / "package.json").read_text(encoding="utf-8"))["version"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def is_installed() -> bool:
-    return AZURITE_TABLE_MAIN.is_file()
+    """The table service is there, in the version the lock file pins (a changed pin means a new install)."""
+    return AZURITE_TABLE_MAIN.is_file() and installed_version() == locked_version()
 
 
 def ensure_installed() -> Path:
@@ -49,6 +66,18 @@ def ensure_installed() -> Path:
         raise AzuriteNotInstalled(
             "Azurite (the Table Storage emulator) is not installed and npm is not on PATH. Install Node.js 18+ "
             "with npm, then run `npm ci --prefix local_azure/node`.")
+    # Test runs in parallel may all find Azurite missing; one installs, the others wait and reuse it.
+    # The lock lives outside the project (npm ci replaces node_modules; git should not see it).
+    project_key = hashlib.sha256(bytes(NODE_DIR)).hexdigest()[:16]
+    lock_path = Path(tempfile.gettempdir()) / f"sre-gates-azurite-{project_key}.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not is_installed():
+            _npm_ci(npm)
+    return AZURITE_TABLE_MAIN
+
+
+def _npm_ci(npm: str) -> None:
     try:
         result = subprocess.run(  # noqa: S603 - fixed argv
             [npm, "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund", "--loglevel=error"],
@@ -58,7 +87,6 @@ def ensure_installed() -> Path:
     if result.returncode != 0 or not is_installed():
         raise AzuriteNotInstalled(
             f"`npm ci --prefix {NODE_DIR}` failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
-    return AZURITE_TABLE_MAIN
 
 
 def node_executable() -> str:

@@ -170,3 +170,9 @@ def test_the_plugins_azurite_ends_when_pytest_is_killed(tmp_path: Path) -> None:
     while process_exists(azurite_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not process_exists(azurite_pid)
+
+
+def test_the_installed_azurite_is_the_version_the_lock_file_pins() -> None:
+    azurite.ensure_installed()
+    assert azurite.installed_version() == azurite.locked_version()
+    assert azurite.locked_version().startswith("3.35.")
