@@ -55,8 +55,9 @@ class _AnyPortController(Controller):
     """aiosmtpd's Controller, but `port=0` works: it learns the bound port before its self-test connects."""
 
     def _trigger_server(self) -> None:
-        if self.server is not None and self.server.sockets:
-            self.port = int(self.server.sockets[0].getsockname()[1])
+        sockets = getattr(self.server, "sockets", None)  # an asyncio.Server; typed as AbstractServer
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
         super()._trigger_server()
 
 
