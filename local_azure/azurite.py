@@ -201,6 +201,29 @@ class AzuriteTables:
         return Path(self._temporary_dir.name)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`python -m local_azure.azurite [--port 10002] [--data-dir .local/azurite]`: Azurite's tables until Ctrl-C."""
+    import argparse
+    import time
+
+    from local_azure.processes import exit_on_sigterm
+
+    parser = argparse.ArgumentParser(prog="python -m local_azure.azurite", description="Azurite's table service")
+    parser.add_argument("--port", type=int, default=10002, help="0 picks a free port")
+    parser.add_argument("--data-dir", type=Path, default=None, help="keep tables on disk here (default: in memory)")
+    args = parser.parse_args(argv)
+    exit_on_sigterm()
+    with AzuriteTables(args.data_dir, port=args.port, in_memory=args.data_dir is None) as tables:
+        print(f"Azurite table service on {tables.endpoint}\nTablesConnection={tables.connection_string}", flush=True)
+        try:
+            while tables.running:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return 0
+        print(f"Azurite exited:\n{tables.log_tail()}", flush=True)
+        return 1
+
+
 __all__ = [
     "ACCOUNT_KEY",
     "ACCOUNT_NAME",
@@ -211,3 +234,7 @@ __all__ = [
     "connection_string",
     "ensure_installed",
 ]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
