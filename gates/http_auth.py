@@ -12,9 +12,9 @@ import azure.functions as func
 from shared.core.workflow import APPROVER_ROLE, READER_ROLE, Principal
 
 OID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
-NAME_CLAIMS = ("preferred_username", "upn", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn",
-               "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name", "name")
-DISPLAY_NAME_CLAIMS = ("name",)
+# The sign-in name, in order of preference; plans name approvers by it.
+SIGN_IN_NAME_CLAIMS = ("preferred_username", "upn", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn",
+                       "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress")
 ROLE_CLAIMS = ("roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role")
 
 
@@ -31,13 +31,21 @@ def principal_from(req: func.HttpRequest) -> Principal | None:
         return None
     role_type = document.get("role_typ") or ROLE_CLAIMS[1]
     pairs = [(c.get("typ"), c.get("val")) for c in claims if isinstance(c, dict)]
-    oid = next((v for t, v in pairs if t in OID_CLAIMS and v), None) or req.headers.get("X-MS-CLIENT-PRINCIPAL-ID")
-    name = next((v for t, v in pairs if t in NAME_CLAIMS and v), None) or req.headers.get(
-        "X-MS-CLIENT-PRINCIPAL-NAME")
+    claims_by_type: dict[str, str] = {}
+    for claim_type, value in pairs:
+        if claim_type and value:
+            claims_by_type.setdefault(str(claim_type), str(value))
+    oid = _first(claims_by_type, OID_CLAIMS) or req.headers.get("X-MS-CLIENT-PRINCIPAL-ID")
+    name = _first(claims_by_type, SIGN_IN_NAME_CLAIMS) or req.headers.get("X-MS-CLIENT-PRINCIPAL-NAME")
     if not oid or not name:
         return None
-    roles = frozenset(v for t, v in pairs if (t == role_type or t in ROLE_CLAIMS) and v)
-    return Principal(object_id=str(oid), name=str(name), roles=roles)
+    roles = frozenset(str(v) for t, v in pairs if (t == role_type or t in ROLE_CLAIMS) and v)
+    return Principal(object_id=str(oid), name=str(name), roles=roles,
+                     display_name=claims_by_type.get("name", str(name)))
+
+
+def _first(claims: dict[str, str], types: tuple[str, ...]) -> str | None:
+    return next((claims[t] for t in types if t in claims), None)
 
 
 def user_assertion(req: func.HttpRequest) -> str | None:

@@ -54,8 +54,9 @@ class Principal:
     """A signed-in person, as App Service Authentication describes them."""
 
     object_id: str
-    name: str
+    name: str  # the sign-in name (UPN), which plans name approvers by
     roles: frozenset[str]
+    display_name: str = ""
 
     @property
     def actor(self) -> Actor:
