@@ -440,17 +440,20 @@ def record_outcome(run: Run, step_index: int, outcome: ArmOutcome, now: dt.datet
     if step is None or step.state not in (StepState.ATTEMPTING, StepState.EXECUTING) or run.state.is_terminal:
         return None
     source = step.credential_source or CredentialSource.AGENT
+    granted = _granted_credential(run, step_index)
+    acted_as = granted.decided_by if source is CredentialSource.DELEGATED and granted and granted.decided_by \
+        else Actor.agent()
     b = _Builder(run, now)
     if source is CredentialSource.DELEGATED:
         _revoke(b, step_index)
     if outcome.kind.value == "succeeded":
         b.set_step(replace(step, state=StepState.SUCCEEDED, outcome=f"HTTP {outcome.status}",
                            result=_summary(outcome)))
-        b.log("action_executed", Actor.agent(), f"step {step_index + 1} ({step.action}) succeeded",
+        b.log("action_executed", acted_as, f"step {step_index + 1} ({step.action}) succeeded",
               step=step_index, action=step.action, identity=source.value, status=outcome.status)
         following = _step(b.run, step_index + 1)
         if following is None:
-            b.end(RunEvent.LAST_STEP_SUCCEEDED, Actor.agent(), "every step succeeded")
+            b.end(RunEvent.LAST_STEP_SUCCEEDED, Actor.system(), "every step succeeded")
         else:
             b.move(RunEvent.STEP_SUCCEEDED)
             b.send(Queue.ATTEMPT, f"step-{following.index}", {"step": following.index})
@@ -467,9 +470,9 @@ def record_outcome(run: Run, step_index: int, outcome: ArmOutcome, now: dt.datet
     why = (f"the approver's credentials lack permission too ({outcome.code})" if outcome.is_challenge
            else f"{outcome.code}: {outcome.message}")
     b.set_step(replace(step, state=StepState.FAILED, outcome=why[:500]))
-    b.log("action_failed", Actor.agent(), f"step {step_index + 1} ({step.action}) failed: {why}"[:1000],
+    b.log("action_failed", acted_as, f"step {step_index + 1} ({step.action}) failed: {why}"[:1000],
           step=step_index, code=outcome.code, status=outcome.status, identity=source.value)
-    b.end(RunEvent.STEP_FAILED, Actor.agent(), f"step {step_index + 1} ({step.action}) failed")
+    b.end(RunEvent.STEP_FAILED, Actor.system(), f"step {step_index + 1} ({step.action}) failed")
     return b.build()
 
 

@@ -184,3 +184,12 @@ def test_approvers_are_emailed_a_link_and_told_how_the_run_ended() -> None:
     assert "sig=" in request_mail["text"]
     p.decide(RequestKind.CONSENT, "approve", ALICE)
     assert "succeeded" in p.notifier.sent[-1]["subject"]
+
+
+def test_a_step_run_with_delegated_credentials_is_recorded_as_that_persons() -> None:
+    p = pipeline("review", ["vm.restart"], agent_can=set())
+    p.decide(RequestKind.CONSENT, "approve")
+    p.decide(RequestKind.CREDENTIALS, "approve", ALICE)
+    executed = next(e for e in p.store.list_audit(p.run().run_id) if e.event == "action_executed")
+    assert executed.actor.id == ALICE.object_id
+    assert executed.details["identity"] == "delegated"
