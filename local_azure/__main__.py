@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--keep-tables", action="store_true",
                     help="persist Azurite's tables in <state-dir>/azurite (queues are always in memory)")
     up.add_argument("--verbose", action="store_true", help="the stand-ins' and the host's own logs")
+    demo = commands.add_parser("demo", help="bring the stack up on free ports, play the VM-restart story end "
+                                            "to end, print the audit timeline, stop; exit 0 when it held")
+    demo.add_argument("--verbose", action="store_true", help="the stand-ins' and the host's own logs")
     return parser
 
 
@@ -38,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     exit_on_sigterm()
+    if args.command == "demo":
+        return _demo()
     stack = LocalStack(args.project, state_dir=args.state_dir, start_host=not args.no_host,
                        ports=StackPorts() if args.any_ports else StackPorts.standard(),
                        persist_tables=args.keep_tables, say=lambda line: print(line, flush=True))
@@ -67,6 +73,22 @@ def main(argv: list[str] | None = None) -> int:
         settings_file.unlink(missing_ok=True)
     print("stopped", flush=True)
     return 0
+
+
+def _demo() -> int:
+    from local_azure.demo import play
+
+    with tempfile.TemporaryDirectory(prefix="sre-gates-demo-") as state:
+        stack = LocalStack(state_dir=Path(state), say=lambda line: print(line, flush=True))
+        try:
+            stack.start()
+            print(f"local stack up in {stack.startup_seconds:.2f} s\n", flush=True)
+            held = play(stack, say=lambda line: print(line, flush=True))
+        finally:
+            stack.stop()
+    print("\nthe story held: consent, elevation, one restart by alice, credential discarded" if held
+          else "\nTHE STORY DID NOT HOLD: see above", flush=True)
+    return 0 if held else 1
 
 
 def _watch(stack: LocalStack) -> None:

@@ -108,3 +108,22 @@ def timeline(run: dict[str, Any]) -> str:
     for event in run.get("timeline", []):
         lines.append(f"  {event['at'][11:19]}  {event['event']:<22} {event['actor']['name']:<34} {event['summary']}")
     return "\n".join(lines)
+
+
+SUBSCRIPTION = "2b5c3f6e-0000-4000-8000-0000000005b1"
+VM_WEB_01 = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-prod-web/providers/Microsoft.Compute/"
+             "virtualMachines/vm-web-01")
+
+
+def common_alert(rule: str, resource_id: str, *, condition: str = "Fired", severity: str = "Sev1",
+                 alert_id: str | None = None, fired_at: str | None = None,
+                 description: str = "") -> dict[str, Any]:
+    """An Azure Monitor alert in the common alert schema, as an action group's webhook posts it."""
+    fired = fired_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    identifier = alert_id or f"{int(time.time() * 1000):x}"
+    return {"schemaId": "azureMonitorCommonAlertSchema", "data": {"essentials": {
+        "alertId": f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.AlertsManagement/alerts/{identifier}",
+        "alertRule": rule, "severity": severity, "signalType": "Metric", "monitorCondition": condition,
+        "monitoringService": "Platform", "alertTargetIDs": [resource_id.lower()],
+        "originAlertId": identifier, "firedDateTime": fired, "description": description,
+        "essentialsVersion": "1.0", "alertContextVersion": "1.0"}, "alertContext": {}}}

@@ -429,7 +429,7 @@ def claim_step(
     b.set_step(replace(step, state=in_flight, credential_source=source, claim_message_id=message_id,
                        claim_delivery=delivery_count))
     who = actor or Actor.agent()
-    b.log("action_attempted", who, f"step {step_index + 1}: {step.action} on {run.resource_id} "
+    b.log("action_attempted", who, f"step {step_index + 1}: {step.action} on {run.resource_id.rsplit('/', 1)[-1]} "
           f"with {'the agent identity' if source is CredentialSource.AGENT else who.name + ' credentials'}",
           step=step_index, action=step.action, identity=source.value)
     return Claim(b.build(), True, "claimed")

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job: set everything up on a fresh machine, bring the local stack up, play the scenario end to end
+# (alert → consent → 403 → credential grant → OBO → VM restarted → credential discarded), print the timeline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+exec .venv/bin/python -m local_azure demo "$@"
