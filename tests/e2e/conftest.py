@@ -1,0 +1,79 @@
+"""The whole local runtime: the stand-ins once per session, a Functions host per configuration.
+
+Every test here goes through the real function app on the local host: the alert is posted to the HTTP
+intake, people read e-mail from the SMTP catcher, sign in through the Entra stand-in, press buttons on
+the pages, and the VM is restarted (or not) in the ARM stand-in."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from local_azure.azurite import AzuriteNotInstalled, ensure_installed
+from local_azure.host.signin import sign_in
+from local_azure.processes import ManagedProcess, wait_for_port
+from local_azure.stack import AUTH_SETTINGS, PROJECT_DIR, LocalStack
+
+PLANS = Path(__file__).resolve().parent / "plans.json"
+PASSWORD = "Passw0rd!"
+FUNCTION_KEY = "e2e-local-function-key"
+
+
+@pytest.fixture(scope="session")
+def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    try:
+        ensure_installed()
+    except AzuriteNotInstalled as missing:
+        pytest.skip(str(missing))
+    stack = LocalStack(state_dir=tmp_path_factory.mktemp("e2e"), start_host=False).start()
+    environment = pytest.MonkeyPatch()
+    assert stack.certificate_authority is not None
+    # People's browsers here are `requests` sessions: they trust the local CA as the app does.
+    for name, value in stack.certificate_authority.client_environment().items():
+        environment.setenv(name, value)
+    try:
+        yield stack
+    finally:
+        environment.undo()
+        stack.stop()
+
+
+@dataclass
+class App:
+    """The function app on a Functions host of its own, in its own process, as the runtime runs a
+    worker: each configuration gets a fresh import of the app and its own environment."""
+
+    stack: LocalStack
+    base_url: str
+    function_key: str
+    process: ManagedProcess
+
+    def session(self, user: str) -> requests.Session:
+        return sign_in(self.base_url, user, PASSWORD)
+
+
+def start_app(stack: LocalStack, **overrides: str) -> Iterator[App]:
+    settings = {**stack.settings(), "GATES_RESPONSE_PLANS": str(PLANS), "LOCAL_FUNCTION_KEYS": FUNCTION_KEY,
+                **overrides}
+    with tempfile.TemporaryDirectory(prefix="e2e-host-") as folder:
+        local_settings = Path(folder) / "local.settings.json"
+        local_settings.write_text(json.dumps({"IsEncrypted": False, "Values": settings}))
+        local_settings.chmod(0o600)
+        process = ManagedProcess(
+            [sys.executable, "-m", "local_azure.host", "--project", str(PROJECT_DIR), "--port",
+             str(stack.host_port), "--local-settings", str(local_settings), "--auth-settings", str(AUTH_SETTINGS)],
+            name="functions host", cwd=PROJECT_DIR, log_path=Path(folder) / "host.log")
+        process.start()
+        base_url = f"http://127.0.0.1:{stack.host_port}"
+        try:
+            wait_for_port("127.0.0.1", stack.host_port, 60, process=process)
+            yield App(stack, base_url, FUNCTION_KEY, process)
+        finally:
+            process.stop()
