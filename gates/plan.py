@@ -26,9 +26,8 @@ def handle_alert(services: Services, body: bytes, message_id: str) -> list[str]:
     except MalformedAlert as error:
         now = services.clock.now()
         services.rejected_alerts.add(message_id, error.reason, body.decode("utf-8", "replace"), now)
-        logger.warning("alert %s rejected: %s", message_id, error.reason,
-                       extra={"custom_dimensions": {"stage": STAGE, "message_id": message_id,
-                                                    "event": "alert_rejected"}})
+        if services.audit_sink is not None:
+            services.audit_sink.alert_rejected(message_id, error.reason)
         return []
     # A multi-resource alert makes one run per resource: a run acts only on the resource it names.
     return [run_id for resource_id in alert.target_resource_ids

@@ -22,6 +22,8 @@ _SAFE_DETAIL_KEYS = ("step", "action", "identity", "status", "code", "request_id
 class AuditSink(Protocol):
     def emit(self, run: Run, event: AuditEvent, stage: str) -> None: ...
 
+    def alert_rejected(self, message_id: str, reason: str) -> None: ...
+
 
 def dimensions(run: Run, event: AuditEvent, stage: str) -> dict[str, Any]:
     dims: dict[str, Any] = {
@@ -44,6 +46,10 @@ class LoggingAuditSink:
     def emit(self, run: Run, event: AuditEvent, stage: str) -> None:
         logger.info("%s: %s", event.event, event.summary, extra={"custom_dimensions": dimensions(run, event, stage)})
 
+    def alert_rejected(self, message_id: str, reason: str) -> None:
+        logger.warning("alert %s rejected: %s", message_id, reason,
+                       extra={"custom_dimensions": _rejection(message_id, reason)})
+
 
 class OpenTelemetryAuditSink(LoggingAuditSink):
     def __init__(self) -> None:
@@ -55,6 +61,15 @@ class OpenTelemetryAuditSink(LoggingAuditSink):
         # customEvents row.
         attributes = {"microsoft.custom_event.name": f"gates.{event.event}", **dimensions(run, event, stage)}
         self._events.info(f"gates.{event.event}", extra=attributes)
+
+    def alert_rejected(self, message_id: str, reason: str) -> None:
+        super().alert_rejected(message_id, reason)
+        attributes = {"microsoft.custom_event.name": "gates.alert_rejected", **_rejection(message_id, reason)}
+        self._events.info("gates.alert_rejected", extra=attributes)
+
+
+def _rejection(message_id: str, reason: str) -> dict[str, Any]:
+    return {"message_id": message_id, "reason": reason[:500], "stage": "plan", "outcome": "rejected"}
 
 
 def configure(connection_string: str | None, authentication: str | None = None) -> AuditSink:

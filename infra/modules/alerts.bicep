@@ -173,3 +173,47 @@ resource failedRuns 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     }
   }
 }
+
+// An alert that could not be read never became a run: alerting or its action group is misconfigured.
+// The app keeps it, with the reason, in the `rejectedalerts` table (GET /api/rejected-alerts).
+var rejectedAlertsQuery = '''
+customEvents
+| where name == "gates.alert_rejected"
+| project timestamp, message_id = tostring(customDimensions.message_id), reason = tostring(customDimensions.reason)
+'''
+
+resource rejectedAlerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'gates-${environmentName}-rejected-alerts'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'SRE Gates: alerts that could not be read'
+    description: 'An alert on the alerts queue was not a readable Azure Monitor common-schema alert; no run was started. Read the reason at /api/rejected-alerts.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    criteria: {
+      allOf: [
+        {
+          query: rejectedAlertsQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}

@@ -86,3 +86,13 @@ def test_without_a_connection_string_nothing_is_exported(exported: InMemoryLogRe
     p.send_alert(alert())
     p.drain()
     assert exported.get_finished_logs() == ()
+
+
+def test_a_rejected_alert_is_a_custom_event_with_its_reason(exported: InMemoryLogRecordExporter) -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    p.services.audit_sink = OpenTelemetryAuditSink()
+    p.deliver_raw_alert(b"{broken", "bad-1")
+    (record,) = [r.log_record for r in exported.get_finished_logs()]
+    assert record.attributes["microsoft.custom_event.name"] == "gates.alert_rejected"
+    assert record.attributes["message_id"] == "bad-1"
+    assert "not JSON" in record.attributes["reason"]
