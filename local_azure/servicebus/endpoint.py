@@ -31,6 +31,10 @@ CBS_NODE = "$cbs"
 MANAGEMENT_SUFFIX = "/$management"
 SEND_CREDIT = 100
 TICK_SECONDS = 0.05
+# Proton listens with a backlog of 10. The Functions host opens a connection per trigger function
+# at once, and the SDK gives a TCP connect one second: a SYN dropped by a full accept queue is
+# retried only after that, so the client fails with "timed out" (amqp:socket-error).
+LISTEN_BACKLOG = 512
 
 NOT_FOUND = "amqp:not-found"
 SESSION_FILTER = proton.symbol("com.microsoft:session-filter")
@@ -38,6 +42,30 @@ DECODE_ERROR = "amqp:decode-error"
 
 
 Callback = TypeVar("Callback", bound=Callable[..., None])
+
+
+class PeerGoneFilter(logging.Filter):
+    """Demotes Proton's "Couldn't send/recv" to DEBUG when the error only says the client went away.
+
+    A client may close its socket as soon as it has sent its close frame; the broker's answering
+    frames then meet a broken pipe. Proton logs that at ERROR, but it closes the transport
+    either way, and `on_transport_closed` forgets the client's links. Other socket errors stay errors.
+    """
+
+    PEER_GONE = ("BrokenPipeError", "ConnectionResetError", "ConnectionAbortedError")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.startswith(("Couldn't send", "Couldn't recv")) and any(name in text for name in self.PEER_GONE):
+            _LOG.debug("a client went away: %s", text)
+            return False
+        return True
+
+
+def quiet_peer_gone_errors() -> None:
+    proton_logger = logging.getLogger("proton")
+    if not any(isinstance(existing, PeerGoneFilter) for existing in proton_logger.filters):
+        proton_logger.addFilter(PeerGoneFilter())
 
 
 def guarded(callback: Callback) -> Callback:
@@ -100,6 +128,7 @@ class Broker(proton.Handler):
         self._responders: dict[tuple[proton.Connection, str], ResponseLink] = {}
         self._container: Container | None = None
         self._acceptor: Any = None
+        quiet_peer_gone_errors()
 
     # ---- lifecycle -----------------------------------------------------------------------------
     @guarded
@@ -108,6 +137,8 @@ class Broker(proton.Handler):
         self._container = container
         try:
             self._acceptor = container.listen(f"{self.host}:{self.requested_port}")
+            # Listening again on a listening socket only resizes its accept queue.
+            self._acceptor._selectable.listen(LISTEN_BACKLOG)
             self.port = int(self._acceptor._selectable.getsockname()[1])
         except Exception as error:  # the caller's start() reports it
             self.failure = error
