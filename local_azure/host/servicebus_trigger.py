@@ -1,10 +1,10 @@
 """Service Bus queue triggers: peek-lock receivers through `azure-servicebus`, as the Functions extension runs them.
 
-`host.json` `extensions.serviceBus` is honoured: `maxConcurrentCalls` worker threads per function
-(each with its own receiver, since a receiver is not thread-safe), `prefetchCount`,
-`autoCompleteMessages` (complete after success) and `maxAutoLockRenewalDuration` (the SDK's
-`AutoLockRenewer`). A failed invocation abandons the message, so the broker redelivers it with a
-higher delivery count and dead-letters it after the queue's max delivery count.
+`host.json` `extensions.serviceBus` is honoured: `maxConcurrentCalls` concurrent invocations per
+function on that function's one receiver, `prefetchCount`, `autoCompleteMessages` (complete after
+success) and `maxAutoLockRenewalDuration` (locks of running invocations are renewed). A failed
+invocation abandons the message, so the broker redelivers it with a higher delivery count and
+dead-letters it after the queue's max delivery count.
 """
 
 from __future__ import annotations
@@ -13,19 +13,23 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from azure.functions.servicebus import ServiceBusMessage as FunctionsServiceBusMessage
 from azure.servicebus import (
-    AutoLockRenewer,
     ServiceBusClient,
     ServiceBusMessage,
     ServiceBusReceivedMessage,
     ServiceBusReceiveMode,
+    ServiceBusReceiver,
     ServiceBusSender,
 )
 from azure.servicebus.amqp import AmqpMessageBodyType
+from azure.servicebus.exceptions import ServiceBusError
 
 from local_azure.host.discovery import Binding
 from local_azure.host.invocation import Invoker
@@ -33,7 +37,9 @@ from local_azure.host.settings import ServiceBusOptions
 
 LOG = logging.getLogger("local_azure.host")
 RECEIVE_WAIT_SECONDS = 1.0  # bounds how long stop() waits for a receiver to notice
+BUSY_WAIT_SECONDS = 0.1  # how soon a finished invocation is settled while others run
 RECONNECT_DELAY_SECONDS = 1.0
+LOCK_RENEWAL_MARGIN_SECONDS = 10.0  # renew this long before a lock lapses (less for short locks)
 
 ConnectionLookup = Callable[[str], str]
 
@@ -109,34 +115,48 @@ def to_functions_message(message: ServiceBusReceivedMessage) -> FunctionsService
     )
 
 
+@dataclass
+class _InFlight:
+    """A message handed to a handler thread; only the receiving thread settles or renews it."""
+
+    message: ServiceBusReceivedMessage
+    received_at: float
+    lock_span: float
+    outcome: Future[bool]
+
+
 class ServiceBusListener:
+    """One trigger function's message pump, shaped like the extension's `ServiceBusProcessor`.
+
+    The runtime gives each function one receiver (one AMQP connection) and runs up to
+    `maxConcurrentCalls` invocations at once on it. A receiver is not thread-safe, so one thread
+    owns it (receiving, settling, renewing locks) and a pool runs the invocations; opening a
+    connection per concurrent call instead made dozens of connections race at start-up.
+    """
+
     def __init__(self, invoker: Invoker, connection_string: str, options: ServiceBusOptions,
                  stopping: threading.Event) -> None:
         self._invoker = invoker
         self._connection_string = connection_string
         self._options = options
         self._stopping = stopping
-        self._renewer = AutoLockRenewer(max_lock_renewal_duration=options.max_auto_lock_renewal_seconds,
-                                        max_workers=max(4, options.max_concurrent_calls))
-        self._threads = [
-            threading.Thread(target=self._work, name=f"sb-{invoker.spec.name}-{index}", daemon=True)
-            for index in range(options.max_concurrent_calls)
-        ]
+        self._finished = threading.Event()  # wakes the receiving thread when an invocation returns
+        self._handlers = ThreadPoolExecutor(max_workers=options.max_concurrent_calls,
+                                            thread_name_prefix=f"sb-{invoker.spec.name}")
+        self._thread = threading.Thread(target=self._run, name=f"sb-{invoker.spec.name}-receiver", daemon=True)
 
     @property
     def queue_name(self) -> str:
         return self._invoker.spec.queue_name
 
     def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
+        self._thread.start()
 
     def join(self, timeout: float) -> None:
-        for thread in self._threads:
-            thread.join(timeout)
-        self._renewer.close()
+        self._thread.join(timeout)
+        self._handlers.shutdown(wait=False, cancel_futures=True)
 
-    def _work(self) -> None:
+    def _run(self) -> None:
         failures = 0
         while not self._stopping.is_set():
             try:
@@ -144,10 +164,7 @@ class ServiceBusListener:
                         client.get_queue_receiver(self.queue_name, receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
                                                   prefetch_count=self._options.prefetch_count) as receiver:
                     failures = 0
-                    while not self._stopping.is_set():
-                        for message in receiver.receive_messages(max_message_count=1,
-                                                                 max_wait_time=RECEIVE_WAIT_SECONDS):
-                            self._process(receiver, message)
+                    self._pump(receiver)
             except Exception as error:
                 if self._stopping.is_set():
                     return
@@ -158,17 +175,64 @@ class ServiceBusListener:
                         self.queue_name, type(error).__name__, error)
                 self._stopping.wait(RECONNECT_DELAY_SECONDS)
 
-    def _process(self, receiver: Any, message: ServiceBusReceivedMessage) -> None:
-        self._renewer.register(receiver, message)
+    def _pump(self, receiver: ServiceBusReceiver) -> None:
+        # Messages still in flight when the receiver fails are left to their locks: the broker
+        # redelivers them once the locks expire, as the service does for a dropped connection.
+        in_flight: list[_InFlight] = []
+        while not self._stopping.is_set():
+            in_flight = [item for item in in_flight if not self._settle_if_done(receiver, item)]
+            self._renew_locks(receiver, in_flight)
+            if len(in_flight) >= self._options.max_concurrent_calls:
+                self._finished.wait(BUSY_WAIT_SECONDS)
+                self._finished.clear()
+                continue
+            # While invocations run, come back soon to settle them; when idle, wait longer.
+            wait = BUSY_WAIT_SECONDS if in_flight else RECEIVE_WAIT_SECONDS
+            for message in receiver.receive_messages(max_message_count=1, max_wait_time=wait):
+                in_flight.append(self._dispatch(message))
+
+    def _dispatch(self, message: ServiceBusReceivedMessage) -> _InFlight:
+        now = time.time()
+        locked_until = message.locked_until_utc
+        span = locked_until.timestamp() - now if locked_until else LOCK_RENEWAL_MARGIN_SECONDS
+        outcome = self._handlers.submit(self._invoke, message)
+        outcome.add_done_callback(lambda _: self._finished.set())
+        return _InFlight(message, now, max(span, 0.0), outcome)
+
+    def _invoke(self, message: ServiceBusReceivedMessage) -> bool:
         try:
             self._invoker.invoke(to_functions_message(message))
         except Exception:
             LOG.exception("function %s failed on message %s (delivery %s); abandoning",
                           self._invoker.spec.name, message.message_id, message.delivery_count)
-            receiver.abandon_message(message)
-            return
-        if self._options.auto_complete_messages:
-            receiver.complete_message(message)
+            return False
+        return True
+
+    def _settle_if_done(self, receiver: ServiceBusReceiver, item: _InFlight) -> bool:
+        if not item.outcome.done():
+            return False
+        if item.outcome.cancelled() or not item.outcome.result():
+            receiver.abandon_message(item.message)
+        elif self._options.auto_complete_messages:
+            receiver.complete_message(item.message)
+        return True
+
+    def _renew_locks(self, receiver: ServiceBusReceiver, in_flight: list[_InFlight]) -> None:
+        """`maxAutoLockRenewalDuration`: renew a running invocation's lock before it lapses."""
+        now = time.time()
+        for item in in_flight:
+            locked_until = item.message.locked_until_utc
+            if item.outcome.done() or locked_until is None:
+                continue
+            if now - item.received_at >= self._options.max_auto_lock_renewal_seconds:
+                continue
+            margin = min(LOCK_RENEWAL_MARGIN_SECONDS, item.lock_span / 2)
+            if locked_until.timestamp() - now <= margin:
+                try:
+                    receiver.renew_message_lock(item.message)
+                except ServiceBusError as error:  # the lock is already gone; the broker will redeliver
+                    LOG.warning("could not renew the lock on message %s for %s: %s", item.message.message_id,
+                                self._invoker.spec.name, error)
 
 
 class ServiceBusOutputs:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from local_azure.host import FunctionsHost
-from local_azure.servicebus import ServiceBusStandIn
+from local_azure.servicebus import QueueSettings, ServiceBusStandIn
 from tests.local_azure.sample_app.harness import (
     FLAKY_MAX_DELIVERIES,
     SLOW_LOCK_SECONDS,
@@ -149,3 +150,52 @@ def _sample_host_arguments(broker: ServiceBusStandIn) -> dict[str, object]:
     from tests.local_azure.sample_app.harness import APP_REFERENCE, SAMPLE_APP, SAMPLE_LOCAL_SETTINGS
     return {"project_dir": SAMPLE_APP, "app": APP_REFERENCE, "local_settings": SAMPLE_LOCAL_SETTINGS,
             "settings": {"SAMPLE_SERVICEBUS": broker.connection_string}}
+
+
+MANY_QUEUES = [f"busy-{index}" for index in range(7)]
+RECONNECT_WATCH_SECONDS = 5.0
+MANY_TRIGGERS_APP = '''
+import json
+import os
+
+import azure.functions as func
+from azure.servicebus import ServiceBusClient, ServiceBusMessage
+
+app = func.FunctionApp()
+
+
+def _handled(queue: str, msg: func.ServiceBusMessage) -> None:
+    with ServiceBusClient.from_connection_string(os.environ["SAMPLE_SERVICEBUS"]) as client, \\
+            client.get_queue_sender("handled") as sender:
+        sender.send_messages(ServiceBusMessage(json.dumps({"body": queue})))
+
+''' + "".join(f'''
+@app.service_bus_queue_trigger(arg_name="msg", queue_name="{queue}", connection="SAMPLE_SERVICEBUS")
+def handle_{index}(msg: func.ServiceBusMessage) -> None:
+    _handled("{queue}", msg)
+''' for index, queue in enumerate(MANY_QUEUES))
+
+
+def test_seven_triggers_with_eight_concurrent_calls_start_without_reconnecting(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The production app's shape: seven queue triggers, host.json maxConcurrentCalls 8. Every
+    # receiver must connect on the first try, and a message on each queue must reach its function.
+    (tmp_path / "host.json").write_text(json.dumps(
+        {"version": "2.0", "extensions": {"serviceBus": {"maxConcurrentCalls": 8}}}))
+    (tmp_path / "many_triggers_app.py").write_text(MANY_TRIGGERS_APP)
+    caplog.set_level("WARNING")
+    with ServiceBusStandIn([QueueSettings(name) for name in [*MANY_QUEUES, "handled"]]) as stand_in:
+        host = FunctionsHost(tmp_path, app="many_triggers_app:app",
+                             settings={"SAMPLE_SERVICEBUS": stand_in.connection_string})
+        host.start()
+        try:
+            for queue in MANY_QUEUES:
+                send(stand_in.connection_string, queue, "work")
+            handled = receive_json(stand_in.connection_string, "handled", count=len(MANY_QUEUES), wait_seconds=30)
+            time.sleep(RECONNECT_WATCH_SECONDS)  # past the SDK's one-second connect timeout, and then some
+        finally:
+            host.stop()
+
+    reconnects = [record.getMessage() for record in caplog.records if "reconnecting" in record.getMessage()]
+    assert reconnects == []
+    assert sorted(message["body"] for message in handled) == MANY_QUEUES
