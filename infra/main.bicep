@@ -263,9 +263,11 @@ module rbac 'modules/rbac.bicep' = {
 }
 
 // The agent's standing access, on scopes outside this resource group: one module per scope.
+// An entry without a subscriptionId means the deployment's own subscription (main.bicepparam leaves it empty
+// when neither GATES_TARGET_SUBSCRIPTION_ID nor AZURE_SUBSCRIPTION_ID is set, as with the plain Azure CLI).
 module targetResourceGroupAccess 'modules/target-access-rg.bicep' = [for (target, i) in targetResourceGroups: {
   name: 'target-access-rg-${i}'
-  scope: resourceGroup(target.subscriptionId, target.resourceGroup)
+  scope: resourceGroup(empty(target.subscriptionId) ? subscription().subscriptionId : target.subscriptionId, target.resourceGroup)
   params: {
     principalId: functionApp.outputs.principalId
     roleDefinitionId: targetRoleDefinitionId

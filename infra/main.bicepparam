@@ -6,11 +6,12 @@ using './main.bicep'
 param environmentName = readEnvironmentVariable('AZURE_ENV_NAME', 'gates')
 param location = readEnvironmentVariable('AZURE_LOCATION', 'swedencentral')
 
-// From the app registration (infra/README.md, step 1).
+// From the app registration (infra/README.md, steps 1 and 2).
 param clientId = readEnvironmentVariable('GATES_CLIENT_ID')
 param applicationIdUri = readEnvironmentVariable('GATES_APPLICATION_ID_URI', 'api://${readEnvironmentVariable('GATES_CLIENT_ID')}')
 
-// Object id of the person or group who puts the secrets into Key Vault (step 5). Optional.
+// Object id of the person or group who puts the secrets into Key Vault (infra/README.md, "Secrets"). Optional,
+// else assign Key Vault Secrets Officer on the vault by hand before setting the secrets (RBAC-mode vault).
 param secretOfficerPrincipalIds = empty(readEnvironmentVariable('GATES_SECRET_OFFICER_ID', ''))
   ? []
   : [readEnvironmentVariable('GATES_SECRET_OFFICER_ID', '')]
@@ -18,7 +19,9 @@ param secretOfficerPrincipalIds = empty(readEnvironmentVariable('GATES_SECRET_OF
 param autonomyCeiling = readEnvironmentVariable('GATES_AUTONOMY_CEILING', 'review')
 param alertWebhookAudience = readEnvironmentVariable('GATES_ALERT_WEBHOOK_AUDIENCE', '')
 
-// Where the agent holds Reader on its own; add one object per resource group or subscription.
+// Where the agent holds Reader on its own: one resource group from GATES_TARGET_RESOURCE_GROUP (in
+// GATES_TARGET_SUBSCRIPTION_ID, else AZURE_SUBSCRIPTION_ID, else the deployment's subscription). For more
+// resource groups, replace this with a literal list; for whole subscriptions, set targetSubscriptionIds.
 param targetResourceGroups = empty(readEnvironmentVariable('GATES_TARGET_RESOURCE_GROUP', ''))
   ? []
   : [
