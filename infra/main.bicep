@@ -39,6 +39,9 @@ param secretOfficerPrincipalIds array = []
 // --- Behaviour -----------------------------------------------------------------------------------------
 
 @allowed(['review', 'autonomous'])
+@description('GATES_RESPONSE_PLANS: the response plans file, relative to the deployed app. config/response-plans.json holds the local runtime\'s fixture people and subscriptions; deploy your own file next to it.')
+param responsePlansPath string = 'config/response-plans.json'
+
 @description('GATES_AUTONOMY_CEILING: `review` caps every plan at review; `autonomous` lets response plans run alone.')
 param autonomyCeiling string = 'review'
 
@@ -305,6 +308,7 @@ module appConfig 'modules/appsettings.bicep' = {
     publicBaseUrl: 'https://${functionApp.outputs.defaultHostName}'
     acsEndpoint: email.outputs.endpoint
     emailSender: email.outputs.senderAddress
+    responsePlansPath: responsePlansPath
     autonomyCeiling: autonomyCeiling
     consentTimeoutMinutes: consentTimeoutMinutes
     credentialTimeoutMinutes: credentialTimeoutMinutes

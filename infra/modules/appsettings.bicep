@@ -16,6 +16,7 @@ param appInsightsConnectionString string
 param publicBaseUrl string
 param acsEndpoint string
 param emailSender string
+param responsePlansPath string
 param autonomyCeiling string
 param consentTimeoutMinutes int
 param credentialTimeoutMinutes int
@@ -60,7 +61,7 @@ var appSettings = {
   GATES_PUBLIC_BASE_URL: publicBaseUrl
   GATES_LINK_SIGNING_KEY: linkSigningKeyReference
   GATES_CREDENTIAL_SEALING_KEY: credentialSealingKeyReference
-  GATES_RESPONSE_PLANS: 'config/response-plans.json'
+  GATES_RESPONSE_PLANS: responsePlansPath
   GATES_AUTONOMY_CEILING: autonomyCeiling
   GATES_CORRELATION_COOLDOWN_MINUTES: string(correlationCooldownMinutes)
   GATES_CONSENT_TIMEOUT_MINUTES: string(consentTimeoutMinutes)
