@@ -54,6 +54,9 @@ class LoggingAuditSink:
 class OpenTelemetryAuditSink(LoggingAuditSink):
     def __init__(self) -> None:
         self._events = logging.getLogger(EVENT_LOGGER_NAME)
+        # Custom events are the product's audit trail (and an alert rule reads them): they must not depend
+        # on whoever set the root logger's level; Python's default, WARNING, would drop them silently.
+        self._events.setLevel(logging.INFO)
 
     def emit(self, run: Run, event: AuditEvent, stage: str) -> None:
         super().emit(run, event, stage)

@@ -96,3 +96,17 @@ def test_a_rejected_alert_is_a_custom_event_with_its_reason(exported: InMemoryLo
     assert record.attributes["microsoft.custom_event.name"] == "gates.alert_rejected"
     assert record.attributes["message_id"] == "bad-1"
     assert "not JSON" in record.attributes["reason"]
+
+
+def test_custom_events_do_not_depend_on_the_root_loggers_level(exported: InMemoryLogRecordExporter) -> None:
+    events, root = logging.getLogger(EVENT_LOGGER_NAME), logging.getLogger()
+    saved = root.level
+    events.setLevel(logging.NOTSET)
+    root.setLevel(logging.WARNING)  # Python's default, when no host configured logging
+    try:
+        sink = OpenTelemetryAuditSink()
+        sink.alert_rejected("bad-2", "not JSON")
+    finally:
+        root.setLevel(saved)
+    (record,) = [r.log_record for r in exported.get_finished_logs()]
+    assert record.attributes["microsoft.custom_event.name"] == "gates.alert_rejected"
