@@ -11,7 +11,7 @@ param environmentName string
 @description('Region of every regional resource. Must offer Flex Consumption (az functionapp list-flexconsumption-locations).')
 param location string = resourceGroup().location
 
-// --- The app registration (created by hand, infra/README.md "App registration") ---------------------------
+// --- The app registration (created by hand, infra/README.md "Setting it up, in order", steps 1-6) ----------
 
 @description('Entra tenant of the app registration (GATES_TENANT_ID).')
 param tenantId string = tenant().tenantId

@@ -10,7 +10,7 @@ param location = readEnvironmentVariable('AZURE_LOCATION', 'swedencentral')
 param clientId = readEnvironmentVariable('GATES_CLIENT_ID')
 param applicationIdUri = readEnvironmentVariable('GATES_APPLICATION_ID_URI', 'api://${readEnvironmentVariable('GATES_CLIENT_ID')}')
 
-// Object id of the person or group who puts the secrets into Key Vault (infra/README.md, "Secrets"). Optional,
+// Object id of the person or group who puts the secrets into Key Vault (infra/README.md, step 11). Optional,
 // else assign Key Vault Secrets Officer on the vault by hand before setting the secrets (RBAC-mode vault).
 param secretOfficerPrincipalIds = empty(readEnvironmentVariable('GATES_SECRET_OFFICER_ID', ''))
   ? []

@@ -5,7 +5,7 @@ param emailServiceName string
 param communicationServiceName string
 param senderDisplayName string
 
-@description('Your own domain (verified by hand, DNS records in infra/README.md), or empty for an Azure-managed domain.')
+@description('Your own domain (verified by its DNS records before it can be linked; main.bicep does not pass one yet, infra/README.md "Not verified here"), or empty for an Azure-managed domain.')
 param customDomainName string = ''
 
 @description('Where ACS keeps its data at rest.')

@@ -1,5 +1,5 @@
 // The on-call workbook (infra/workbook/gates-workbook.json): runs by state, time to consent and to execution,
-// pending requests and their age, failures and dead-letters. See infra/README.md "Using the workbook".
+// pending requests and their age, failures and dead-letters. See infra/README.md "The workbook".
 param location string
 param tags object
 param environmentName string
