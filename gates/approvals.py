@@ -9,7 +9,7 @@ import urllib.parse
 
 import azure.functions as func
 
-from gates.http_auth import is_api_call, principal_from, user_assertion
+from gates.http_auth import is_api_call, principal_from, token_expires_at, user_assertion
 from gates.pages import message_page, request_page
 from gates.shell import transact
 from shared.core.links import form_token, form_token_is_valid, link_is_valid
@@ -20,6 +20,8 @@ from shared.services import Services, ServicesProvider
 logger = logging.getLogger("sre_gates")
 STAGE = "approval"
 ROUTE = "runs/{run_id}/requests/{request_id}"
+MIN_TOKEN_LIFETIME_SECONDS = 120
+SIGN_IN_PATH = "/.auth/login/aad"
 
 
 def _reply(req: func.HttpRequest, status: int, title: str, message: str, **extra: object) -> func.HttpResponse:
@@ -107,6 +109,11 @@ def record_decision(services: Services, req: func.HttpRequest) -> func.HttpRespo
             assertion = user_assertion(req)
             if not assertion:
                 raise DecisionRefused(401, "Granting credentials needs your sign-in token; sign in again.")
+            expires_at = token_expires_at(assertion)
+            # The token is exchanged moments after the grant; one about to expire would fail there.
+            if expires_at is None or expires_at < now.timestamp() + MIN_TOKEN_LIFETIME_SECONDS:
+                raise DecisionRefused(401, "Your sign-in has expired or is about to: sign in again "
+                                           f"({SIGN_IN_PATH}), reopen the link, then grant.")
             sealed = services.sealer.seal(assertion, f"{run_id}/{request_id}")
         transact(services, run_id,
                  lambda latest: decide(latest, request_id, decision, principal, seen_hash, now, sealed), STAGE,

@@ -60,6 +60,16 @@ def user_assertion(req: func.HttpRequest) -> str | None:
     return None
 
 
+def token_expires_at(token: str) -> float | None:
+    """The `exp` of a token App Service Authentication already validated (not verified again here)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims["exp"])
+    except (IndexError, ValueError, KeyError, TypeError, binascii.Error):
+        return None
+
+
 def is_api_call(req: func.HttpRequest) -> bool:
     return req.headers.get("Authorization", "").lower().startswith("bearer ")
 

@@ -21,6 +21,7 @@ from shared.topology import Queue
 
 logger = logging.getLogger("sre_gates")
 _jwks_clients: dict[str, jwt.PyJWKClient] = {}
+SECURE_WEBHOOK_ROLE = "ActionGroupsSecureWebhook"
 
 
 def _json(document: object, status: int) -> func.HttpResponse:
@@ -39,10 +40,13 @@ def _token_refusal(services: Services, req: func.HttpRequest) -> str | None:
     token = header[7:].strip()
     try:
         key = client.get_signing_key_from_jwt(token)
-        jwt.decode(token, key.key, algorithms=["RS256"], audience=services.webhook_audience,
-                   options={"require": ["exp", "aud", "iss"]}, issuer=services.issuer)
+        claims = jwt.decode(token, key.key, algorithms=["RS256"], audience=services.webhook_audience,
+                            options={"require": ["exp", "aud", "iss"]}, issuer=services.issuer)
     except jwt.PyJWTError as error:
         return f"the bearer token is not valid: {error.__class__.__name__}"
+    # Azure Monitor's service principal holds this app role; any other caller of the API does not.
+    if SECURE_WEBHOOK_ROLE not in (claims.get("roles") or []):
+        return f"the caller lacks the {SECURE_WEBHOOK_ROLE} app role"
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import itertools
@@ -251,7 +252,9 @@ class FakeTokenBroker:
         self.exchanges.append(user_assertion)
         if self.refuse_with:
             raise CredentialUnavailable(self.refuse_with)
-        credential = FakeCredential(f"user:{user_assertion.split('.', maxsplit=1)[0]}")
+        payload = user_assertion.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        credential = FakeCredential(f"user:{claims['preferred_username'].split('@')[0]}")
         self.issued.append(credential)
         return credential
 

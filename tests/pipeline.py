@@ -56,6 +56,16 @@ BOB = User("b0b00000-0000-4000-8000-000000000002", "bob@contoso.test", ("Gates.A
 MALLORY = User("3a110000-0000-4000-8000-000000000003", "mallory@contoso.test", ())
 
 
+def user_token(user: User, *, expires: dt.datetime | None = None, marker: str = "") -> str:
+    """A token shaped as Easy Auth's token store passes it (the app reads only its `exp`)."""
+    def part(document: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
+
+    exp = expires or dt.datetime(2026, 11, 24, 5, 0, tzinfo=dt.UTC)
+    payload = {"preferred_username": user.upn, "exp": int(exp.timestamp()), "marker": marker}
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(payload)}.signature{marker}"
+
+
 def principal_headers(user: User, *, token: str | None = None) -> dict[str, str]:
     claims = [{"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": user.object_id},
               {"typ": "preferred_username", "val": user.upn}, {"typ": "name", "val": user.upn.split("@")[0]}]
@@ -67,7 +77,7 @@ def principal_headers(user: User, *, token: str | None = None) -> dict[str, str]
         "X-MS-CLIENT-PRINCIPAL-NAME": user.upn,
         "X-MS-CLIENT-PRINCIPAL-IDP": "aad",
     }
-    headers["X-MS-TOKEN-AAD-ACCESS-TOKEN"] = token or f"{user.upn.split('@')[0]}.signed-in-token"
+    headers["X-MS-TOKEN-AAD-ACCESS-TOKEN"] = token or user_token(user)
     return headers
 
 

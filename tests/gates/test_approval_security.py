@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from shared.core.model import RequestKind, RunState
-from tests.pipeline import ALICE, BOB, MALLORY, Pipeline, alert, plan_book, principal_headers
+from tests.pipeline import ALICE, BOB, MALLORY, Pipeline, alert, plan_book, principal_headers, user_token
 
 RESTART = "Microsoft.Compute/virtualMachines/restart/action"
 
@@ -108,7 +108,7 @@ def test_granting_credentials_without_a_sign_in_token_is_refused() -> None:
 def test_no_plaintext_token_is_at_rest_in_the_store_or_in_a_queue_message() -> None:
     p = waiting_for_consent()
     p.decide(RequestKind.CONSENT, "approve")
-    token = "alice.SECRET-user-assertion"
+    token = user_token(ALICE, marker="SECRET-user-assertion")
     p.post_decision(p.pending_request(RequestKind.CREDENTIALS), "approve",
                     headers={"X-MS-TOKEN-AAD-ACCESS-TOKEN": token})
     granted = next(r for r in p.run().requests if r.kind is RequestKind.CREDENTIALS)
@@ -126,7 +126,7 @@ def test_no_token_or_link_signature_reaches_a_log_line(caplog) -> None:  # type:
     caplog.set_level("DEBUG")
     p = waiting_for_consent()
     p.decide(RequestKind.CONSENT, "approve")
-    token = "alice.SECRET-user-assertion"
+    token = user_token(ALICE, marker="SECRET-user-assertion")
     p.post_decision(p.pending_request(RequestKind.CREDENTIALS), "approve",
                     headers={"X-MS-TOKEN-AAD-ACCESS-TOKEN": token})
     p.drain()
@@ -156,3 +156,14 @@ def test_alert_text_is_escaped_in_the_email_and_the_page() -> None:
     p.drain()
     assert "<script>" not in p.notifier.sent[0]["html"]
     assert b"<script>" not in p.open_page(p.pending_request(RequestKind.CONSENT)).get_body()
+
+
+def test_granting_with_a_sign_in_token_about_to_expire_is_refused() -> None:
+    p = waiting_for_consent()
+    p.decide(RequestKind.CONSENT, "approve")
+    stale = user_token(ALICE, expires=p.clock.now() + dt.timedelta(seconds=30))
+    response = p.post_decision(p.pending_request(RequestKind.CREDENTIALS), "approve",
+                               headers={"X-MS-TOKEN-AAD-ACCESS-TOKEN": stale})
+    assert response.status_code == 401
+    assert b"sign in again" in response.get_body()
+    assert p.run().state is RunState.AWAITING_CREDENTIALS

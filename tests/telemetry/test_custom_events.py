@@ -14,10 +14,10 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from shared.core.links import sign_link
 from shared.core.model import RequestKind
 from shared.telemetry import EVENT_LOGGER_NAME, LoggingAuditSink, OpenTelemetryAuditSink, configure
-from tests.pipeline import LINK_KEY, Pipeline, alert, plan_book
+from tests.pipeline import ALICE, LINK_KEY, Pipeline, alert, plan_book, user_token
 
 RESTART = "Microsoft.Compute/virtualMachines/restart/action"
-TOKEN = "alice.SECRET-user-assertion"
+TOKEN = user_token(ALICE, marker="SECRET-user-assertion")
 
 
 @pytest.fixture
