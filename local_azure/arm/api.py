@@ -84,6 +84,13 @@ class ArmApi:
         lowered = [s.lower() for s in segments]
         scope = call.path.rstrip("/") or "/"
         self._apply_request_faults(principal, scope, call.method, lowered)
+        reply = self._route(call, principal, segments, lowered, api_version, correlation_id)
+        if reply.status < 400 and self.state.take_fault("gateway_timeout", principal, scope, call.method):
+            raise errors.gateway_timeout()
+        return reply
+
+    def _route(self, call: Call, principal: Principal, segments: list[str], lowered: list[str], api_version: str,
+               correlation_id: str) -> Reply:
         match lowered:
             case ["subscriptions", _]:
                 return self._subscription(call, principal, segments[1])
@@ -102,6 +109,9 @@ class ArmApi:
         if throttle is not None:
             raise errors.throttled(subscription, method != "GET", throttle.retry_after)
         is_operation_poll = "locations" in lowered and "providers" in lowered[:3]
+        if is_operation_poll and self.state.take_fault("poll_forbidden", principal, scope, method):
+            raise errors.authorization_failed(principal.display_name, principal.object_id,
+                                              "Microsoft.Compute/locations/operations/read", scope)
         if not is_operation_poll:
             challenge = self.state.take_fault("claims_challenge", principal, scope, method)
             if challenge is not None:

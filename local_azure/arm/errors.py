@@ -169,5 +169,10 @@ def operation_not_found(operation_id: str) -> ArmError:
     return ArmError(404, "NotFound", f"The operation '{operation_id}' was not found.")
 
 
+def gateway_timeout() -> ArmError:
+    return ArmError(504, "GatewayTimeout", "The gateway did not receive a response from the resource provider "
+                    "within the specified time period.")
+
+
 def _quoted(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', "'")

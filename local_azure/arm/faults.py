@@ -9,7 +9,10 @@ from typing import Any
 
 from .rbac import is_within
 
-KINDS = ("throttle", "claims_challenge", "operation_failure")
+# gateway_timeout: the action is performed, then the answer is lost (504), as when ARM's gateway times out
+# on a slow provider. poll_forbidden: following an accepted operation is refused (403 AuthorizationFailed),
+# as for a custom role without .../locations/operations/read.
+KINDS = ("throttle", "claims_challenge", "operation_failure", "gateway_timeout", "poll_forbidden")
 
 
 @dataclass

@@ -19,7 +19,6 @@ from azure.core.pipeline.policies import (
     RetryPolicy,
     UserAgentPolicy,
 )
-from azure.core.polling import LROPoller
 from azure.core.rest import HttpRequest
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 
@@ -28,15 +27,26 @@ from shared.core.catalog import ActionSpec
 
 ARM_SCOPE = "https://management.azure.com/.default"
 USER_AGENT = "sre-gates/0.1"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class WriteSafeRetryPolicy(RetryPolicy):
+    """azure-core retries POST and PATCH on 500/503/504, and anything with Retry-After; for a write that
+    can run an action twice. A write is retried only when ARM certainly did nothing: 429 (throttled
+    before the provider saw it) or a connection that never carried the request."""
+
+    def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
+        if response.http_request.method.upper() in SAFE_METHODS:
+            return bool(super().is_retry(settings, response))
+        return response.http_response.status_code == 429 and bool(super().is_retry(settings, response))
 
 
 class ArmResourceManager:
-    def __init__(self, endpoint: str, *, retry_total: int = 4, polling_interval: float = 2.0,
-                 operation_timeout: float = 240.0) -> None:
+    def __init__(self, endpoint: str, *, retry_total: int = 4, polling_interval: float = 2.0) -> None:
+        # How long an operation is followed is bounded by the function's timeout (host.json), not here.
         self._endpoint = endpoint.rstrip("/")
         self._retry_total = retry_total
         self._polling_interval = polling_interval
-        self._operation_timeout = operation_timeout
 
     def _client(self, credential: TokenCredential) -> PipelineClient[Any, Any]:
         # A client per credential: a delegated credential must never be cached in a shared pipeline.
@@ -44,7 +54,8 @@ class ArmResourceManager:
             RequestIdPolicy(),
             HeadersPolicy(),
             UserAgentPolicy(base_user_agent=USER_AGENT),
-            RetryPolicy(retry_total=self._retry_total, retry_backoff_factor=0.5),
+            # retry_read=0: a request sent whose answer was lost may have acted; never send it again.
+            WriteSafeRetryPolicy(retry_total=self._retry_total, retry_backoff_factor=0.5, retry_read=0),
             BearerTokenCredentialPolicy(credential, ARM_SCOPE),
             HttpLoggingPolicy(),  # redacts Authorization and unknown headers
         ]
@@ -74,27 +85,30 @@ class ArmResourceManager:
             return classify(status, dict(http.headers), _body(http))
 
     def _poll(self, client: PipelineClient[Any, Any], initial: PipelineResponse[Any, Any]) -> ArmOutcome:
-        poller: LROPoller[Any] = LROPoller(
-            client, initial, lambda pipeline_response: pipeline_response,
-            ARMPolling(self._polling_interval, lro_options={"final-state-via": "azure-async-operation"}))
+        """Follow an operation ARM accepted, on this thread (no poller thread outlives the credential).
+
+        Once ARM has accepted a write, nothing that happens while following it may lead to running it
+        again: a failure here is a failure with an unknown outcome, never a security challenge."""
+        polling = ARMPolling(self._polling_interval, lro_options={"final-state-via": "azure-async-operation"})
+        polling.initialize(client, initial, lambda pipeline_response: pipeline_response)
         try:
-            final = poller.result(timeout=self._operation_timeout)
+            polling.run()
         except HttpResponseError as error:
             response = error.response
-            if response is None:
-                return ArmOutcome(OutcomeKind.FAILED, 0, "OperationFailed", str(error.message))
-            status = int(response.status_code or 0)
+            status = int(response.status_code or 0) if response is not None else 0
+            body = _json(_body(response)) if response is not None else {}
             if 200 <= status < 300:  # the operation's own status said Failed or Canceled
-                return _operation_failure(_json(_body(response)), "Failed")
-            return classify(status, dict(getattr(response, "headers", {})), _body(response))
+                return _operation_failure(body, "Failed")
+            return ArmOutcome(OutcomeKind.FAILED, status, "OperationOutcomeUnknown",
+                              f"ARM accepted the action, but following it failed ({status}): outcome unknown",
+                              body=body or None)
         except AzureError as error:
-            return ArmOutcome(OutcomeKind.FAILED, 0, "OperationFailed", str(error))
-        if not poller.done():
-            return ArmOutcome(OutcomeKind.FAILED, 0, "OperationTimeout",
-                              f"the operation was still running after {self._operation_timeout:.0f}s")
+            return ArmOutcome(OutcomeKind.FAILED, 0, "OperationOutcomeUnknown",
+                              f"ARM accepted the action, but following it failed: {error.__class__.__name__}")
+        final = polling.resource()
         body = _json(_body(final.http_response)) if final is not None else {}
-        if poller.status().lower() in ("failed", "canceled", "cancelled") or isinstance(body.get("error"), dict):
-            return _operation_failure(body, poller.status())
+        if polling.status().lower() in ("failed", "canceled", "cancelled") or isinstance(body.get("error"), dict):
+            return _operation_failure(body, polling.status())
         return ArmOutcome(OutcomeKind.SUCCEEDED, 200, body=body or {"status": "Succeeded"})
 
 

@@ -39,7 +39,7 @@ def arm(module_arm: ArmStandIn, monkeypatch: pytest.MonkeyPatch) -> ArmStandIn:
 
 @pytest.fixture
 def manager(arm: ArmStandIn) -> ArmResourceManager:
-    return ArmResourceManager(arm.endpoint, retry_total=2, polling_interval=0, operation_timeout=10)
+    return ArmResourceManager(arm.endpoint, retry_total=2, polling_interval=0)
 
 
 def test_a_restart_by_alice_succeeds_and_the_vm_was_restarted_by_her(arm: ArmStandIn, manager: ArmResourceManager,
@@ -108,3 +108,35 @@ def test_scaling_waits_for_the_update_to_complete(arm: ArmStandIn, manager: ArmR
     assert outcome.kind is OutcomeKind.SUCCEEDED
     assert (arm.resource(VMSS)["capacity"], arm.resource(VMSS)["provisioningState"]) == (3, "Succeeded")
 
+
+
+def test_a_write_whose_answer_is_lost_is_not_sent_again(arm: ArmStandIn, manager: ArmResourceManager,
+                                                       signer: Signer) -> None:
+    arm.add_fault("gateway_timeout", resource=VM1, method="POST", count=3)
+    outcome = manager.perform(CATALOG["vm.restart"], VM1, {}, Credential(signer, ALICE))
+    assert outcome.kind is OutcomeKind.FAILED
+    assert outcome.status == 504
+    restarts = [e for e in arm.activity() if e["outcome"] == "Accepted"]
+    assert len(restarts) == 1  # azure-core alone would have sent the POST 3 times
+
+
+def test_a_throttled_write_is_retried_because_arm_did_nothing(arm: ArmStandIn, manager: ArmResourceManager,
+                                                             signer: Signer) -> None:
+    arm.add_fault("throttle", resource=VM1, method="POST", count=1, retry_after=0)
+    outcome = manager.perform(CATALOG["vm.restart"], VM1, {}, Credential(signer, ALICE))
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+    assert arm.resource(VM1)["restartCount"] == 1
+
+
+def test_a_read_answered_504_is_retried(arm: ArmStandIn, manager: ArmResourceManager, signer: Signer) -> None:
+    arm.add_fault("gateway_timeout", resource=VM1, method="GET", count=1)
+    outcome = manager.perform(CATALOG["vm.read"], VM1, {}, Credential(signer, BOB))
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+
+
+def test_an_accepted_write_that_cannot_be_followed_is_a_failure_never_a_challenge(
+        arm: ArmStandIn, manager: ArmResourceManager, signer: Signer) -> None:
+    arm.add_fault("poll_forbidden", count=5)
+    outcome = manager.perform(CATALOG["vm.restart"], VM1, {}, Credential(signer, ALICE))
+    assert outcome.kind is OutcomeKind.FAILED
+    assert outcome.code == "OperationOutcomeUnknown"
