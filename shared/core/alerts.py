@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 
 from shared.core.errors import MalformedAlert
 from shared.core.model import Alert
 
 COMMON_ALERT_SCHEMA = "azureMonitorCommonAlertSchema"
+MAX_TARGETS = 20
+MAX_DESCRIPTION = 2000
+MAX_NAME = 260
+MAX_PROPERTIES = 50
+_GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_NAME = r"[a-z0-9_][a-z0-9_.\-]{0,79}"
+# Exactly /subscriptions/{guid}/resourceGroups/{group}/providers/{namespace}/{type}/{name}[/{type}/{name}]...:
+# no '.' or '..' segment, no query, fragment, escape or control character can move a run outside its scope.
+RESOURCE_ID = re.compile(
+    rf"^/subscriptions/{_GUID}/resourcegroups/[a-z0-9_()\-][a-z0-9_.()\-]{{0,89}}"
+    rf"/providers/[a-z][a-z0-9]*(\.[a-z][a-z0-9]*)+/[a-z][a-z0-9]*/{_NAME}(/[a-z][a-z0-9]*/{_NAME}){{0,3}}$",
+    re.IGNORECASE)
 SEVERITIES = frozenset({"Sev0", "Sev1", "Sev2", "Sev3", "Sev4"})
 CONDITIONS = frozenset({"Fired", "Resolved"})
 
@@ -29,9 +42,9 @@ def parse_alert(raw: bytes | str) -> Alert:
             " enable 'Use common alert schema' on the action group")
     essentials = _object(document.get("data"), "data")
     essentials = _object(essentials.get("essentials"), "data.essentials")
-    alert_id = _text(essentials, "alertId")
-    rule_name = _text(essentials, "alertRule")
-    rule_id = str(essentials.get("alertRuleID") or rule_name)
+    alert_id = _text(essentials, "alertId", 512)
+    rule_name = _text(essentials, "alertRule", MAX_NAME)
+    rule_id = str(essentials.get("alertRuleID") or rule_name)[:512]
     severity = _text(essentials, "severity")
     if severity not in SEVERITIES:
         raise MalformedAlert(f"data.essentials.severity is {severity!r}; expected one of Sev0..Sev4")
@@ -41,9 +54,11 @@ def parse_alert(raw: bytes | str) -> Alert:
     targets = essentials.get("alertTargetIDs")
     if not isinstance(targets, list) or not targets or not all(isinstance(t, str) and t for t in targets):
         raise MalformedAlert("data.essentials.alertTargetIDs names no target resource")
+    if len(targets) > MAX_TARGETS:
+        raise MalformedAlert(f"data.essentials.alertTargetIDs names {len(targets)} resources; at most {MAX_TARGETS}")
     for target in targets:
-        if not target.lower().startswith("/subscriptions/"):
-            raise MalformedAlert(f"target {target!r} is not an Azure resource id")
+        if not RESOURCE_ID.match(target.rstrip("/")) or target.rstrip("/").endswith("."):
+            raise MalformedAlert(f"target {target[:300]!r} is not a well-formed Azure resource id")
     fired_at = _time(essentials, "firedDateTime")
     return Alert(
         alert_id=alert_id,
@@ -53,7 +68,7 @@ def parse_alert(raw: bytes | str) -> Alert:
         condition=condition,
         fired_at=fired_at,
         target_resource_ids=tuple(_normalise_resource_id(t) for t in targets),
-        description=str(essentials.get("description") or ""),
+        description=_printable(str(essentials.get("description") or ""))[:MAX_DESCRIPTION],
         custom_properties=_custom_properties(document),
     )
 
@@ -64,7 +79,8 @@ def _custom_properties(document: dict[str, Any]) -> dict[str, str]:
     props = data.get("customProperties") if isinstance(data, dict) else None
     if not isinstance(props, dict):
         return {}
-    return {str(k): str(v) for k, v in props.items() if v is not None}
+    items = [(str(k), str(v)) for k, v in props.items() if v is not None][:MAX_PROPERTIES]
+    return {_printable(k)[:256]: _printable(v)[:256] for k, v in items}
 
 
 def _normalise_resource_id(resource_id: str) -> str:
@@ -78,11 +94,18 @@ def _object(value: Any, path: str) -> dict[str, Any]:
     return value
 
 
-def _text(essentials: dict[str, Any], name: str) -> str:
+def _text(essentials: dict[str, Any], name: str, limit: int = MAX_NAME) -> str:
     value = essentials.get(name)
     if not isinstance(value, str) or not value.strip():
         raise MalformedAlert(f"data.essentials.{name} is missing")
+    if len(value) > limit or value != _printable(value):
+        raise MalformedAlert(f"data.essentials.{name} is longer than {limit} characters or holds control characters")
     return value
+
+
+def _printable(text: str) -> str:
+    # Alert text goes into e-mail headers and pages: no control characters (CR/LF above all).
+    return "".join(c if c.isprintable() else " " for c in text)
 
 
 def _time(essentials: dict[str, Any], name: str) -> dt.datetime:

@@ -38,3 +38,35 @@ def test_an_unknown_severity_is_malformed() -> None:
     document = alert(severity="Critical")
     with pytest.raises(MalformedAlert, match="severity"):
         parse_alert(json.dumps(document))
+
+
+@pytest.mark.parametrize("target", [
+    VM + "/../../../../../rg-prod-db/providers/Microsoft.Compute/virtualMachines/sql-01",
+    VM.replace("/virtualMachines/", "/virtualMachines/./"),
+    VM + "?api-version=1",
+    VM + "#x",
+    VM + "%2f..",
+    VM + "\r\nBcc: someone@example.com",
+    "/subscriptions/not-a-guid/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm",
+    "/subscriptions/2b5c3f6e-0000-4000-8000-0000000005b1/resourceGroups/rg",
+])
+def test_a_target_that_is_not_a_well_formed_resource_id_is_refused(target: str) -> None:
+    document = alert()
+    document["data"]["essentials"]["alertTargetIDs"] = [target]
+    with pytest.raises(MalformedAlert, match="well-formed"):
+        parse_alert(json.dumps(document))
+
+
+def test_a_nested_resource_id_is_well_formed() -> None:
+    document = alert()
+    nested = VM.replace("virtualMachines/vm-web-01", "virtualMachineScaleSets/vmss/virtualMachines/0")
+    document["data"]["essentials"]["alertTargetIDs"] = [nested]
+    assert parse_alert(json.dumps(document)).target_resource_id == nested
+
+
+def test_an_oversized_description_is_cut_and_control_characters_removed() -> None:
+    document = alert()
+    document["data"]["essentials"]["description"] = "line\r\n" + "x" * 50_000
+    parsed = parse_alert(json.dumps(document))
+    assert len(parsed.description) == 2000
+    assert "\n" not in parsed.description
