@@ -221,17 +221,25 @@ def join_run(run: Run, alert: Alert, now: dt.datetime) -> Change | None:
     key = alert_key(alert)
     if key in run.alert_ids:
         return None
+    fired = _alert_ids_with(run.alert_ids, "Fired")
+    if alert.condition == "Resolved" and alert.alert_id not in fired:
+        return None  # the resolution of a firing this run never took (an older run's, arriving late)
     b = _Builder(replace(run, alert_ids=(*run.alert_ids[-49:], key)), now)
     if alert.condition == "Resolved":
         b.log("alert_resolved", Actor.system("azure-monitor"), f"alert {alert.rule_name} resolved",
               alert_id=alert.alert_id)
-        if run.state is RunState.AWAITING_CONSENT:
+        # Cancel only once every firing the run took has resolved: a newer firing still needs the run.
+        if run.state is RunState.AWAITING_CONSENT and fired <= _alert_ids_with(b.run.alert_ids, "Resolved"):
             b.end(RunEvent.ALERT_RESOLVED, Actor.system("azure-monitor"),
                   "the alert resolved before consent was given; no action taken")
     else:
         b.log("alert_joined", Actor.system("azure-monitor"),
               f"alert {alert.rule_name} fired again and joined this run", alert_id=alert.alert_id)
     return b.build()
+
+
+def _alert_ids_with(keys: tuple[str, ...], condition: str) -> set[str]:
+    return {parts[0] for parts in (k.split("|") for k in keys) if len(parts) > 1 and parts[1] == condition}
 
 
 def alert_key(alert: Alert) -> str:

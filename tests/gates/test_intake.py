@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from shared.core.model import RunState
+from shared.core.model import RequestKind, RunState
 from tests.pipeline import VM, Pipeline, alert, plan_book
 
 RESTART = "Microsoft.Compute/virtualMachines/restart/action"
@@ -77,3 +77,29 @@ def test_the_http_intake_queues_a_valid_alert_once() -> None:
     for _ in range(2):
         assert p.http("POST", "alerts", "https://x/api/alerts", body=json.dumps(alert()).encode()).status_code == 202
     assert len(p.bus.queues["alerts"]) == 1
+
+
+def test_a_late_resolution_of_an_older_firing_does_not_cancel_a_newer_run() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]), agent_can={RESTART})
+    p.send_alert(alert(alert_id="x1"), message_id="1")
+    p.drain()
+    p.decide(RequestKind.CONSENT, "deny")
+    p.send_alert(alert(alert_id="x2", fired="2026-11-24T03:10:00Z"), message_id="2")
+    p.drain()
+    p.send_alert(alert(alert_id="x1", condition="Resolved"), message_id="3")
+    p.drain()
+    states = sorted(r.state.value for r in p.store.list_runs())
+    assert states == ["awaiting_consent", "denied"]
+
+
+def test_a_run_that_took_two_firings_is_cancelled_only_when_both_resolve() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]), agent_can={RESTART})
+    p.send_alert(alert(alert_id="x1"), message_id="1")
+    p.send_alert(alert(alert_id="x2", fired="2026-11-24T03:01:00Z"), message_id="2")
+    p.drain()
+    p.send_alert(alert(alert_id="x1", condition="Resolved"), message_id="3")
+    p.drain()
+    assert p.run().state is RunState.AWAITING_CONSENT
+    p.send_alert(alert(alert_id="x2", condition="Resolved", fired="2026-11-24T03:01:00Z"), message_id="4")
+    p.drain()
+    assert p.run().state is RunState.CANCELLED
