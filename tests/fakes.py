@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import datetime as dt
 import itertools
@@ -44,11 +45,24 @@ class FakeRunStore:
         self._etags = itertools.count(1)
         self._lock = threading.RLock()
         self.commits = 0
+        self.conflicts = 0
+        self.conflict_next_commits = 0  # inject: the next N commits lose an ETag race they did not see
+        self._read_barrier: threading.Barrier | None = None
+
+    def hold_reads(self, parties: int) -> None:
+        """The next `parties` readers each wait until all have read: they decide on the same version."""
+        self._read_barrier = threading.Barrier(parties, timeout=10)
 
     def get_run(self, run_id: str) -> Run | None:
         with self._lock:
             stored = self._runs.get(run_id)
-            return codec.run_from_dict(json.loads(stored[0]), etag=stored[1]) if stored else None
+            run = codec.run_from_dict(json.loads(stored[0]), etag=stored[1]) if stored else None
+        barrier = self._read_barrier
+        if barrier is not None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()
+            self._read_barrier = None
+        return run
 
     def _write(self, change: Change) -> str:
         etag = f"W/{next(self._etags)}"
@@ -76,7 +90,13 @@ class FakeRunStore:
     def commit(self, change: Change) -> Run:
         with self._lock:
             stored = self._runs.get(change.run.run_id)
+            if self.conflict_next_commits > 0:
+                self.conflict_next_commits -= 1
+                self._runs[change.run.run_id] = (stored[0], f"W/{next(self._etags)}") if stored else stored
+                self.conflicts += 1
+                raise ConcurrencyConflict(change.run.run_id)
             if stored is None or stored[1] != change.run.etag:
+                self.conflicts += 1
                 raise ConcurrencyConflict(change.run.run_id)
             return replace(change.run, etag=self._write(change))
 
@@ -153,12 +173,14 @@ class Delivery:
 
 
 class FakeBus:
-    """Queues in memory. Duplicate detection by message id, as the real queues are configured."""
+    """Queues in memory, with duplicate detection by message id within the queues' window (10 minutes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock | None = None, window: dt.timedelta = dt.timedelta(minutes=10)) -> None:
         self.queues: dict[str, list[Delivery]] = {}
         self.sent: list[OutboundMessage] = []
-        self._seen: set[str] = set()
+        self._seen: dict[str, dt.datetime] = {}
+        self._clock = clock or FakeClock()
+        self._window = window
         self.fail_next_sends = 0
         self._lock = threading.Lock()
 
@@ -167,11 +189,13 @@ class FakeBus:
             if self.fail_next_sends:
                 self.fail_next_sends -= 1
                 raise ConnectionError("injected: the host died before the send")
+            now = self._clock.now()
             for message in messages:
                 self.sent.append(message)
-                if message.message_id in self._seen:
+                seen_at = self._seen.get(message.message_id)
+                if seen_at is not None and now - seen_at < self._window:
                     continue
-                self._seen.add(message.message_id)
+                self._seen[message.message_id] = now
                 self.queues.setdefault(message.queue, []).append(Delivery(copy.deepcopy(message)))
 
     def take(self, queue: str) -> Delivery | None:

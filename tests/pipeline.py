@@ -107,7 +107,7 @@ class Pipeline:
         text = plans if plans is not None else (ROOT / "config" / "response-plans.json").read_text()
         self.clock = FakeClock()
         self.store = FakeRunStore()
-        self.bus = FakeBus()
+        self.bus = FakeBus(self.clock)
         self.arm = FakeArm(agent_can, user_can)
         self.tokens = FakeTokenBroker()
         self.notifier = FakeNotifier()

@@ -56,7 +56,8 @@ def _outbox_entity(run_id: str, message: OutboundMessage, now: dt.datetime) -> d
 def _writes(change: Change) -> list[tuple[str, dict[str, Any]]]:
     run = change.run
     return ([("create", _audit_entity(run.run_id, e)) for e in change.audit]
-            + [("create", _outbox_entity(run.run_id, m, run.updated_at)) for m in change.messages])
+            # upsert: the same message written again (its id is stable) is not a concurrent writer
+            + [("upsert", _outbox_entity(run.run_id, m, run.updated_at)) for m in change.messages])
 
 
 class TableRunStore:

@@ -78,6 +78,7 @@ def _check(p: Pipeline, calls_at_end: int | None) -> int | None:
         return calls_at_end
     run = p.run()
     writes = p.arm.resource.executed
+    assert len(writes) <= 1, f"the write ran more than once: {writes}"
     if run.mode is Mode.REVIEW and writes:
         consent = [r for r in run.requests if r.kind is RequestKind.CONSENT]
         assert consent, "a write ran without consent"
