@@ -9,10 +9,10 @@ import urllib.parse
 
 import azure.functions as func
 
-from gates.http_auth import is_api_call, principal_from, token_expires_at, user_assertion
+from gates.http_auth import can_read, is_api_call, principal_from, token_expires_at, user_assertion
 from gates.pages import message_page, request_page
 from gates.shell import transact
-from shared.core.links import form_token, form_token_is_valid, link_is_valid
+from shared.core.links import form_token, form_token_is_valid
 from shared.core.model import Decision, RequestKind
 from shared.core.workflow import DecisionRefused, check_decision, decide, is_authorised
 from shared.services import Services, ServicesProvider
@@ -41,17 +41,17 @@ def show_request(services: Services, req: func.HttpRequest) -> func.HttpResponse
     principal = principal_from(req)
     if principal is None:
         return _reply(req, 401, "Sign in", "Sign in to see this request.")
-    if not link_is_valid(services.link_key, run_id, request_id, req.params.get("sig", "")):
-        return _reply(req, 404, "Not found", "This link is not valid. Use the link from the e-mail.")
     run = services.runs.get_run(run_id)
     request = run.request(request_id) if run else None
     if run is None or request is None:
-        return _reply(req, 404, "Not found", "No such request.")
+        return _reply(req, 404, "Not found", "No such request. Use the link from the e-mail.")
+    if not (can_read(principal) or is_authorised(principal, request)):
+        return _reply(req, 403, "Refused", "You need the Gates.Reader or Gates.Approver role to see requests.")
     form: dict[str, str] | None = None
     note = ""
     if is_authorised(principal, request):
-        form = {"plan_hash": request.plan_hash, "sig": req.params.get("sig", ""),
-                "form_token": form_token(services.link_key, principal.object_id, request_id)}
+        form = {"plan_hash": request.plan_hash,
+                "form_token": form_token(services.form_key, principal.object_id, request_id)}
     else:
         note = "You are not an approver of this plan, so you cannot decide."
     if _wants_json(req):
@@ -86,11 +86,9 @@ def record_decision(services: Services, req: func.HttpRequest) -> func.HttpRespo
         form = _form(req)
     except (ValueError, UnicodeDecodeError):
         return _reply(req, 400, "Bad request", "The decision must be a form or a JSON object.")
-    if not link_is_valid(services.link_key, run_id, request_id, form.get("sig", "") or req.params.get("sig", "")):
-        return _reply(req, 404, "Not found", "This link is not valid. Use the link from the e-mail.")
     # A browser session rides on a cookie, so its form must carry the token shown to this person;
     # an API call carries its own bearer token and cannot be forged cross-site.
-    if not is_api_call(req) and not form_token_is_valid(services.link_key, principal.object_id, request_id,
+    if not is_api_call(req) and not form_token_is_valid(services.form_key, principal.object_id, request_id,
                                                         form.get("form_token", "")):
         return _reply(req, 403, "Refused", "This form was not issued to you. Open the link again.")
     try:

@@ -9,7 +9,6 @@ import azure.functions as func
 
 from gates.pages import plan_table
 from gates.shell import read_json
-from shared.core.links import sign_link
 from shared.core.model import RequestKind, RequestState, Run
 from shared.services import Services, ServicesProvider
 from shared.topology import SERVICE_BUS_CONNECTION, Queue
@@ -18,8 +17,7 @@ logger = logging.getLogger("sre_gates")
 
 
 def request_link(services: Services, run_id: str, request_id: str) -> str:
-    signature = sign_link(services.link_key, run_id, request_id)
-    return f"{services.public_base_url}/api/runs/{run_id}/requests/{request_id}?sig={signature}"
+    return f"{services.public_base_url}/api/runs/{run_id}/requests/{request_id}"
 
 
 def run_link(services: Services, run_id: str) -> str:

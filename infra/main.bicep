@@ -27,8 +27,8 @@ param applicationIdUri string = 'api://${clientId}'
 @description('Key Vault secret holding the app registration\'s client secret (GATES_CLIENT_SECRET and App Service Authentication).')
 param clientSecretName string = 'gates-client-secret'
 
-@description('Key Vault secret holding the HMAC key that signs approval links (GATES_LINK_SIGNING_KEY).')
-param linkSigningKeySecretName string = 'gates-link-signing-key'
+@description('Key Vault secret holding the HMAC key that signs decision-form tokens (approval links carry nothing secret) (GATES_FORM_SIGNING_KEY).')
+param formSigningKeySecretName string = 'gates-form-signing-key'
 
 @description('Key Vault secret holding the AES key that seals a granted user assertion (GATES_CREDENTIAL_SEALING_KEY).')
 param credentialSealingKeySecretName string = 'gates-credential-sealing-key'
@@ -301,7 +301,7 @@ module appConfig 'modules/appsettings.bicep' = {
     serviceBusHostName: serviceBus.outputs.hostName
     keyVaultUri: keyVault.outputs.uri
     clientSecretName: clientSecretName
-    linkSigningKeySecretName: linkSigningKeySecretName
+    formSigningKeySecretName: formSigningKeySecretName
     credentialSealingKeySecretName: credentialSealingKeySecretName
     tokenStoreSasSecretUri: tokenStore.outputs.sasSecretUri
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString

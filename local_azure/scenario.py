@@ -14,7 +14,7 @@ from typing import Any
 import requests
 
 TERMINAL = {"succeeded", "failed", "denied", "expired", "cancelled", "unmatched"}
-LINK = re.compile(r"https?://\S+/api/runs/(?P<run>[0-9a-f]+)/requests/(?P<request>[0-9a-f]+)\?sig=[0-9a-f]+")
+LINK = re.compile(r"https?://\S+/api/runs/(?P<run>[0-9a-f]+)/requests/(?P<request>[0-9a-f]+)")
 
 
 class _Form(HTMLParser):
@@ -63,6 +63,15 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval
 def post_alert(base_url: str, function_key: str, document: dict[str, Any]) -> requests.Response:
     return requests.post(f"{base_url}/api/alerts", json=document, headers={"x-functions-key": function_key},
                          timeout=30)
+
+
+def form_fields(session: requests.Session, link: str) -> dict[str, str]:
+    """The hidden fields of the decision form the signed-in person is shown."""
+    page = session.get(link, timeout=30)
+    page.raise_for_status()
+    form = _Form()
+    form.feed(page.text)
+    return form.fields
 
 
 def decide(session: requests.Session, link: str, decision: str) -> requests.Response:

@@ -86,7 +86,7 @@ class LocalStack:
         self.extra_settings = dict(extra_settings or {})
         self._say = say or (lambda line: None)
         # Fresh per stack: approval links and sealed credentials of an older stack must not verify here.
-        self._link_signing_key = new_secret_key()
+        self._form_signing_key = new_secret_key()
         self._credential_sealing_key = new_secret_key()
         self.certificate_authority: LocalCertificateAuthority | None = None
         self.azurite: AzuriteTables | None = None
@@ -230,7 +230,7 @@ class LocalStack:
             "GATES_SMTP_HOST": "127.0.0.1",
             "GATES_SMTP_PORT": str(self.mail.port),
             "GATES_EMAIL_SENDER": EMAIL_SENDER,
-            "GATES_LINK_SIGNING_KEY": self._link_signing_key,
+            "GATES_FORM_SIGNING_KEY": self._form_signing_key,
             "GATES_CREDENTIAL_SEALING_KEY": self._credential_sealing_key,
             **self.certificate_authority.client_environment(),
         }

@@ -64,7 +64,7 @@ def build_services(settings: Settings, plans: PlanBook) -> Services:
         timeouts=Timeouts(consent=settings.consent_timeout, credentials=settings.credential_timeout),
         cooldown=settings.correlation_cooldown,
         public_base_url=settings.public_base_url,
-        link_key=settings.link_signing_key,
+        form_key=settings.form_signing_key,
         audit_sink=configure(settings.appinsights_connection_string, settings.appinsights_authentication),
         webhook_audience=settings.alert_webhook_audience,
         jwks_uri=f"{authority}/discovery/v2.0/keys",

@@ -49,7 +49,7 @@ class Services:
     timeouts: Timeouts
     cooldown: dt.timedelta
     public_base_url: str
-    link_key: bytes
+    form_key: bytes
     clock: Clock = field(default_factory=SystemClock)
     ids: Callable[[], str] = new_id
     audit_sink: AuditSink | None = None

@@ -33,7 +33,7 @@ class Settings:
     agent_client_secret: str | None
     arm_endpoint: str
     public_base_url: str
-    link_signing_key: bytes
+    form_signing_key: bytes
     credential_sealing_key: str
     response_plans: Path
     autonomy_ceiling: Mode
@@ -95,7 +95,7 @@ class Settings:
             agent_identity=need("GATES_AGENT_IDENTITY"), agent_client_id=get("GATES_AGENT_CLIENT_ID"),
             agent_client_secret=get("GATES_AGENT_CLIENT_SECRET"), arm_endpoint=need("GATES_ARM_ENDPOINT"),
             public_base_url=need("GATES_PUBLIC_BASE_URL").rstrip("/"),
-            link_signing_key=need("GATES_LINK_SIGNING_KEY").encode(),
+            form_signing_key=need("GATES_FORM_SIGNING_KEY").encode(),
             credential_sealing_key=need("GATES_CREDENTIAL_SEALING_KEY"),
             response_plans=plans if plans.is_absolute() else APP_ROOT / plans,
             autonomy_ceiling=ceiling,

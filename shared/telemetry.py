@@ -2,7 +2,7 @@
 
 Every audit event becomes a custom event `gates.<event>` (through OpenTelemetry, when
 APPLICATIONINSIGHTS_CONNECTION_STRING is set) with the run id, step, stage and correlation id as custom
-dimensions. Nothing secret is in an audit event: tokens never enter the core, and link signatures are
+dimensions. Nothing secret is in an audit event: tokens never enter the core, and form tokens are
 not part of any event.
 """
 

@@ -18,7 +18,7 @@ from azure.functions.servicebus import ServiceBusMessage
 
 from gates import blueprints
 from shared.adapters.sealing import AesGcmSealer
-from shared.core.links import form_token, sign_link
+from shared.core.links import form_token
 from shared.core.model import Mode, OutboundMessage, Request, RequestKind, RequestState, Run
 from shared.core.plans import parse_plan_book
 from shared.core.workflow import Timeouts
@@ -119,7 +119,7 @@ class Pipeline:
             arm=self.arm, tokens=self.tokens, notifier=self.notifier, sealer=AesGcmSealer(os.urandom(32)),
             plans=parse_plan_book(text, "plans.json"), ceiling=ceiling,
             timeouts=Timeouts(consent=dt.timedelta(minutes=30), credentials=dt.timedelta(minutes=15)),
-            cooldown=dt.timedelta(hours=3), public_base_url="https://gates.example", link_key=LINK_KEY,
+            cooldown=dt.timedelta(hours=3), public_base_url="https://gates.example", form_key=LINK_KEY,
             clock=self.clock, ids=lambda: f"id{next(counter):04d}", audit_sink=LoggingAuditSink(),
         )
         provider = ServicesProvider(lambda: self.services)
@@ -223,7 +223,6 @@ class Pipeline:
         run_id = self.run().run_id
         return self.http("GET", "runs/{run_id}/requests/{request_id}", f"https://gates.example/api/runs/{run_id}/"
                          f"requests/{request.request_id}", headers=principal_headers(user),
-                         params={"sig": sign_link(LINK_KEY, run_id, request.request_id)},
                          route_params={"run_id": run_id, "request_id": request.request_id})
 
     def post_decision(self, request: Request, decision: str, user: User = ALICE, *,
@@ -231,7 +230,6 @@ class Pipeline:
                       headers: dict[str, str] | None = None) -> func.HttpResponse:
         run_id = self.run().run_id
         form = {"decision": decision, "plan_hash": plan_hash or request.plan_hash,
-                "sig": sign_link(LINK_KEY, run_id, request.request_id),
                 "form_token": token if token is not None else form_token(LINK_KEY, user.object_id,
                                                                          request.request_id)}
         return self.http("POST", "runs/{run_id}/requests/{request_id}",

@@ -9,7 +9,7 @@ param tableServiceUri string
 param serviceBusHostName string
 param keyVaultUri string
 param clientSecretName string
-param linkSigningKeySecretName string
+param formSigningKeySecretName string
 param credentialSealingKeySecretName string
 param tokenStoreSasSecretUri string
 param appInsightsConnectionString string
@@ -25,7 +25,7 @@ param alertWebhookAudience string
 
 // Versionless references: rotating a secret in Key Vault reaches the app without a redeployment.
 var clientSecretReference = '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${clientSecretName}/)'
-var linkSigningKeyReference = '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${linkSigningKeySecretName}/)'
+var formSigningKeyReference = '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${formSigningKeySecretName}/)'
 var credentialSealingKeyReference = '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${credentialSealingKeySecretName}/)'
 var tokenStoreSasReference = '@Microsoft.KeyVault(SecretUri=${tokenStoreSasSecretUri}/)'
 
@@ -59,7 +59,7 @@ var appSettings = {
   GATES_AGENT_CLIENT_ID: '' // empty: the system-assigned identity
   GATES_ARM_ENDPOINT: armEndpoint
   GATES_PUBLIC_BASE_URL: publicBaseUrl
-  GATES_LINK_SIGNING_KEY: linkSigningKeyReference
+  GATES_FORM_SIGNING_KEY: formSigningKeyReference
   GATES_CREDENTIAL_SEALING_KEY: credentialSealingKeyReference
   GATES_RESPONSE_PLANS: responsePlansPath
   GATES_AUTONOMY_CEILING: autonomyCeiling

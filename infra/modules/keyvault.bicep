@@ -1,4 +1,4 @@
-// Key Vault in RBAC mode for the app's secrets: the link-signing key, the credential-sealing key, the app
+// Key Vault in RBAC mode for the app's secrets: the form-signing key, the credential-sealing key, the app
 // registration's client secret (set by a person, infra/README.md) and the token store's SAS URL (set by the
 // deployment). The app reads them through Key Vault references with its managed identity.
 param location string
@@ -46,7 +46,7 @@ resource secretOfficers 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   properties: {
     principalId: principalId
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsOfficerRoleId)
-    description: 'Sets the SRE Gates secrets (client secret, link-signing key, credential-sealing key).'
+    description: 'Sets the SRE Gates secrets (client secret, form-signing key, credential-sealing key).'
   }
 }]
 

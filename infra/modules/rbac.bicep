@@ -85,7 +85,7 @@ resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// Key Vault references (client secret, link-signing key, credential-sealing key, token store SAS URL).
+// Key Vault references (client secret, form-signing key, credential-sealing key, token store SAS URL).
 resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(keyVault.id, principalId, keyVaultSecretsUserRoleId)
   scope: keyVault

@@ -1,5 +1,9 @@
-"""Approval links identify a request; they never authorise. The signature only stops people from
-guessing or editing links; the decision still needs a signed-in, authorised person."""
+"""Decision forms are tied to the person they were shown to.
+
+An approval link carries only the run and request ids (128 random bits each): it identifies a request and
+never authorises, and nothing secret rides in a URL, where request telemetry and proxies would keep it.
+A decision needs a signed-in approver, and a cookie-borne POST needs the form token shown to that person.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,7 @@ import hashlib
 import hmac
 
 
-def sign_link(key: bytes, run_id: str, request_id: str) -> str:
-    return hmac.new(key, f"link|{run_id}|{request_id}".encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def link_is_valid(key: bytes, run_id: str, request_id: str, signature: str) -> bool:
-    return hmac.compare_digest(sign_link(key, run_id, request_id), signature or "")
-
-
 def form_token(key: bytes, principal_id: str, request_id: str) -> str:
-    """Ties a decision form to the person it was shown to (a cookie-borne POST needs it)."""
     return hmac.new(key, f"form|{principal_id}|{request_id}".encode(), hashlib.sha256).hexdigest()[:32]
 
 

@@ -110,7 +110,7 @@ class TestWithAConnectionString:
         assert envelope["iKey"] == insights.instrumentation_key
         assert envelope["data"]["baseType"] == "EventData"
 
-    def test_no_token_or_link_signature_is_in_anything_exported(
+    def test_no_token_or_form_token_is_in_anything_exported(
             self, connected_app: App, alice: requests.Session, insights: AppInsightsStandIn) -> None:
         app = connected_app
         journey = journey_on(app, alice)  # the agent may not restart the VM: consent, then alice's credentials
@@ -118,7 +118,7 @@ class TestWithAConnectionString:
         secrets: list[str] = []
         for subject in ("Consent needed", "Credentials needed"):
             link = scenario.link_in(journey.mail(subject))
-            secrets.append(link.split("sig=", 1)[1])
+            secrets.append(scenario.form_fields(alice, link)["form_token"])
             assert scenario.decide(alice, link, "approve").status_code == 200
         assert journey.run()["state"] == "succeeded"
         me = alice.get(f"{app.base_url}/.auth/me", timeout=30).json()[0]

@@ -34,13 +34,23 @@ def test_the_page_shows_the_plan_and_a_form_to_an_approver() -> None:
     assert "method=post" in html
 
 
-def test_a_link_with_a_wrong_signature_is_not_found() -> None:
+def test_a_request_id_under_another_run_is_not_found() -> None:
     p = waiting_for_consent()
     request = p.pending_request(RequestKind.CONSENT)
-    run_id = p.run().run_id
     response = p.http("GET", "runs/{run_id}/requests/{request_id}", "https://x", headers=principal_headers(ALICE),
-                      params={"sig": "0" * 32}, route_params={"run_id": run_id, "request_id": request.request_id})
+                      route_params={"run_id": "some-other-run", "request_id": request.request_id})
     assert response.status_code == 404
+
+
+def test_a_signed_in_person_without_a_gates_role_cannot_see_a_request() -> None:
+    p = waiting_for_consent()
+    assert p.open_page(p.pending_request(RequestKind.CONSENT), MALLORY).status_code == 403
+
+
+def test_the_link_carries_nothing_secret() -> None:
+    p = waiting_for_consent()
+    link = next(word for word in p.notifier.sent[0]["text"].split() if "/requests/" in word)
+    assert link == f"https://gates.example/api/runs/{p.run().run_id}/requests/{p.run().requests[0].request_id}"
 
 
 def test_an_anonymous_caller_sees_nothing() -> None:
@@ -122,7 +132,7 @@ def test_no_plaintext_token_is_at_rest_in_the_store_or_in_a_queue_message() -> N
     assert all(r.sealed_assertion is None for r in p.run().requests)
 
 
-def test_no_token_or_link_signature_reaches_a_log_line(caplog) -> None:  # type: ignore[no-untyped-def]
+def test_no_token_or_form_token_reaches_a_log_line(caplog) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level("DEBUG")
     p = waiting_for_consent()
     p.decide(RequestKind.CONSENT, "approve")
@@ -130,10 +140,10 @@ def test_no_token_or_link_signature_reaches_a_log_line(caplog) -> None:  # type:
     p.post_decision(p.pending_request(RequestKind.CREDENTIALS), "approve",
                     headers={"X-MS-TOKEN-AAD-ACCESS-TOKEN": token})
     p.drain()
-    from shared.core.links import sign_link
+    from shared.core.links import form_token
     from tests.pipeline import LINK_KEY
 
-    signatures = [sign_link(LINK_KEY, p.run().run_id, r.request_id) for r in p.run().requests]
+    signatures = [form_token(LINK_KEY, ALICE.object_id, r.request_id) for r in p.run().requests]
     logged = caplog.text + " ".join(str(getattr(r, "custom_dimensions", "")) for r in caplog.records)
     assert token not in logged
     assert all(s not in logged for s in signatures)

@@ -75,7 +75,7 @@ def test_the_settings_choose_the_local_transports(stand_ins: LocalStack) -> None
 
 def test_the_generated_keys_are_32_random_bytes_in_base64(stand_ins: LocalStack) -> None:
     settings = stand_ins.settings()
-    link, sealing = settings["GATES_LINK_SIGNING_KEY"], settings["GATES_CREDENTIAL_SEALING_KEY"]
+    link, sealing = settings["GATES_FORM_SIGNING_KEY"], settings["GATES_CREDENTIAL_SEALING_KEY"]
     assert len(base64.b64decode(link, validate=True)) == 32
     assert len(base64.b64decode(sealing, validate=True)) == 32
     assert link != sealing
@@ -169,7 +169,7 @@ def test_a_part_that_cannot_start_stops_the_parts_started_before_it(tmp_path: Pa
 def test_two_stacks_on_free_ports_run_side_by_side(stand_ins: LocalStack, tmp_path: Path) -> None:
     with LocalStack(state_dir=tmp_path, start_host=False) as other:
         assert other.settings()["TablesConnection"] != stand_ins.settings()["TablesConnection"]
-        assert other.settings()["GATES_LINK_SIGNING_KEY"] != stand_ins.settings()["GATES_LINK_SIGNING_KEY"]
+        assert other.settings()["GATES_FORM_SIGNING_KEY"] != stand_ins.settings()["GATES_FORM_SIGNING_KEY"]
 
 
 def test_with_the_host_the_app_answers_on_the_public_base_url(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from azure.monitor.opentelemetry.exporter.export.logs._exporter import _convert_
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
-from shared.core.links import sign_link
+from shared.core.links import form_token
 from shared.core.model import RequestKind
 from shared.telemetry import EVENT_LOGGER_NAME, LoggingAuditSink, OpenTelemetryAuditSink, configure
 from tests.pipeline import ALICE, LINK_KEY, Pipeline, alert, plan_book, user_token
@@ -70,12 +70,12 @@ def test_application_insights_receives_them_as_events(exported: InMemoryLogRecor
     assert "run_id" in envelope.data.base_data.properties
 
 
-def test_no_token_or_link_signature_reaches_telemetry(exported: InMemoryLogRecordExporter) -> None:
+def test_no_token_or_form_token_reaches_telemetry(exported: InMemoryLogRecordExporter) -> None:
     p = run_with_elevation()
     text = " ".join(str(r.log_record.attributes) + str(r.log_record.body) for r in exported.get_finished_logs())
     assert TOKEN not in text
     for request in p.run().requests:
-        assert sign_link(LINK_KEY, p.run().run_id, request.request_id) not in text
+        assert form_token(LINK_KEY, ALICE.object_id, request.request_id) not in text
 
 
 def test_without_a_connection_string_nothing_is_exported(exported: InMemoryLogRecordExporter) -> None:
