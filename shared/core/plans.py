@@ -15,6 +15,8 @@ from shared.core.catalog import CATALOG, resource_group_of, resource_type_of, su
 from shared.core.errors import ConfigError
 from shared.core.model import ActionKind, Alert, Mode
 
+MAX_CAPACITY = 1000  # a scale set's instance limit
+
 
 @dataclass(frozen=True)
 class RunbookStep:
@@ -139,6 +141,10 @@ def _runbooks(raw: Any, source: str) -> dict[str, Runbook]:
             missing = [p for p in spec.parameters if p not in parameters]
             if missing:
                 raise ConfigError(source, step_entry, f"action {spec.name} needs parameters {missing}")
+            capacity = parameters.get("capacity")
+            if "capacity" in spec.parameters and (not isinstance(capacity, int) or isinstance(capacity, bool)
+                                                  or not 0 <= capacity <= MAX_CAPACITY):
+                raise ConfigError(source, step_entry, f"capacity must be a whole number from 0 to {MAX_CAPACITY}")
             steps.append(RunbookStep(spec.name, parameters))
         books[name] = Runbook(name, str(body.get("description", "")), tuple(steps))
     return books

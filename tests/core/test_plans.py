@@ -61,3 +61,16 @@ def test_a_plan_matches_only_inside_its_scope() -> None:
     elsewhere = VM.replace(SUB, "99999999-0000-4000-8000-000000000000")
     assert book.match(parse_alert(json.dumps(alert())), VM.lower()) is not None
     assert book.match(parse_alert(json.dumps(alert(resource=elsewhere))), elsewhere.lower()) is None
+
+
+@pytest.mark.parametrize("capacity", ["lots", -1, 5000, 2.5, True])
+def test_a_scale_set_capacity_must_be_a_sensible_whole_number(capacity: object) -> None:
+    document = {
+        "version": 1,
+        "runbooks": {"scale": {"steps": [{"action": "vmss.set_capacity", "parameters": {"capacity": capacity}}]}},
+        "plans": [{"name": "p", "mode": "review", "runbook": "scale", "scope": {"subscriptions": [SUB]},
+                   "filters": {"resourceTypes": ["Microsoft.Compute/virtualMachineScaleSets"]},
+                   "approvers": ["alice@contoso.test"]}],
+    }
+    with pytest.raises(ConfigError, match="capacity must be"):
+        parse_plan_book(json.dumps(document), "plans.json")

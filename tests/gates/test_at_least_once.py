@@ -214,3 +214,26 @@ def test_an_alert_redelivered_after_its_run_ended_starts_no_second_run() -> None
     p.drain()
     assert len(p.store.list_runs()) == 1
     assert p.arm.calls.count(("vm.restart", "agent")) == 1
+
+
+def test_a_send_failing_right_after_a_claim_does_not_end_a_run_that_never_acted() -> None:
+    p = new()
+    p.send_alert(alert())
+    p.drain(skip={Queue.ATTEMPT.value})
+    delivery = p.bus.take(Queue.ATTEMPT.value)
+    assert delivery is not None
+    original = p.services.runs.pending_messages
+    calls = {"n": 0}
+
+    def failing_once(run_id: str):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("injected: table read failed after the claim")
+        return original(run_id)
+
+    p.services.runs.pending_messages = failing_once  # type: ignore[method-assign]
+    assert p.deliver(delivery) is True
+    p.services.runs.pending_messages = original  # type: ignore[method-assign]
+    p.drain()
+    assert p.run().state is RunState.SUCCEEDED
+    assert p.arm.calls.count(("vm.read_instance_view", "agent")) == 1
