@@ -16,7 +16,8 @@ h1{font-size:1.3rem} .state{display:inline-block;padding:.1rem .5rem;border-radi
 td,th{text-align:left;padding:.3rem;border-bottom:1px solid #ddd;vertical-align:top;font-size:.95rem}
 button{font-size:1.1rem;padding:.7rem 1.2rem;margin:.3rem .5rem .3rem 0;border-radius:.4rem;border:1px solid #888}
 .approve{background:#107c10;color:#fff} .deny{background:#a4262c;color:#fff} code{word-break:break-all}
-.note{color:#555;font-size:.9rem}
+.note{color:#555;font-size:.9rem} h1{word-break:break-all} ol.timeline{padding-left:1.2rem}
+ol.timeline li{margin:.5rem 0} .when{color:#555;font-size:.85rem}
 """
 
 
@@ -81,13 +82,12 @@ def message_page(title: str, message: str) -> str:
 
 def run_page(run: Run, audit: list[AuditEvent]) -> str:
     timeline = "".join(
-        f"<tr><td>{_when(e.at)}</td><td>{escape(e.event)}</td><td>{escape(e.actor.name)}</td>"
-        f"<td>{escape(e.summary)}</td></tr>" for e in audit)
+        f"<li><span class=when>{_when(e.at)}</span><br><b>{escape(e.event)}</b> — {escape(e.actor.name)}"
+        f"<br>{escape(e.summary)}</li>" for e in audit)
     body = (f"<h1>Run {escape(run.run_id)}</h1><p><span class=state>{escape(run.state.value)}</span> "
             f"{escape(run.outcome)}</p><p><b>Resource</b><br><code>{escape(run.resource_id)}</code></p>"
             f"<p><b>Plan</b> {escape(run.plan_name or '(none)')} v{run.plan_version}, mode {escape(run.mode.value)}"
-            f"</p>{plan_table(run)}<h2>Timeline</h2><table><tr><th>when</th><th>event</th><th>who</th>"
-            f"<th>what</th></tr>{timeline}</table>")
+            f"</p>{plan_table(run)}<h2>Timeline</h2><ol class=timeline>{timeline}</ol>")
     return page(f"Run {run.run_id}", body)
 
 
