@@ -57,6 +57,12 @@ def handle_intake(services: Services, req: func.HttpRequest) -> func.HttpRespons
     try:
         alert = parse_alert(body)
     except MalformedAlert as error:
+        # Kept with its reason, as a queued one would be: the sender may never read our answer.
+        message_id = f"http-{hashlib.sha256(body).hexdigest()[:32]}"
+        services.rejected_alerts.add(message_id, error.reason, body.decode("utf-8", "replace"),
+                                     services.clock.now())
+        if services.audit_sink is not None:
+            services.audit_sink.alert_rejected(message_id, error.reason)
         return _json({"status": 400, "message": error.reason}, 400)
     # The same alert posted twice becomes one message: the queue drops the duplicate id.
     identity = f"{alert.alert_id}|{alert.condition}|{alert.fired_at.isoformat()}"

@@ -103,3 +103,11 @@ def test_a_run_that_took_two_firings_is_cancelled_only_when_both_resolve() -> No
     p.send_alert(alert(alert_id="x2", condition="Resolved", fired="2026-11-24T03:01:00Z"), message_id="4")
     p.drain()
     assert p.run().state is RunState.CANCELLED
+
+
+def test_an_alert_refused_at_the_http_intake_is_kept_with_its_reason() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    p.http("POST", "alerts", "https://x/api/alerts", body=b"not json")
+    (kept,) = p.rejected.items
+    assert "not JSON" in kept["reason"]
+    assert kept["body"] == "not json"
