@@ -180,7 +180,7 @@ def test_any_request_gets_an_arm_error_or_success_never_a_server_fault(
 def test_the_cli_serves_until_terminated(signer: Signer, tmp_path: Path) -> None:
     jwks_file = tmp_path / "jwks.json"
     jwks_file.write_text(json.dumps(signer.jwks()))
-    process = subprocess.Popen(  # noqa: S603 - our own module, arguments we wrote
+    process = subprocess.Popen(
         [sys.executable, "-m", "local_azure.arm", "--port", "0", "--state-dir", str(tmp_path / "state"),
          "--jwks-file", str(jwks_file), "--issuer", ISSUER],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -142,7 +142,7 @@ def start_nested_run(tmp_path: Path, hang: bool) -> tuple[subprocess.Popen[bytes
     (tmp_path / "test_nested.py").write_text(NESTED_TEST)
     pid_file = tmp_path / "azurite.pid"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "AZURITE_PID_FILE": str(pid_file), "HANG": "1" if hang else ""}
-    run = subprocess.Popen(  # noqa: S603
+    run = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", str(tmp_path)],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     return run, pid_file

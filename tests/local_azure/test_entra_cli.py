@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_the_command_serves_discovery_and_stops_on_sigterm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bundle = str(tmp_path / "tls" / "trust-bundle.pem")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)  # it overrides `verify` on this machine
-    process = subprocess.Popen(  # noqa: S603 - our own module with fixed arguments
+    process = subprocess.Popen(
         [sys.executable, "-m", "local_azure.entra", "--port", "0", "--state-dir", str(tmp_path / "entra"),
          "--tls-dir", str(tmp_path / "tls")],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

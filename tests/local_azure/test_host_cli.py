@@ -24,7 +24,7 @@ def test_the_cli_serves_the_app_and_stops_cleanly_on_sigterm() -> None:
     command = [sys.executable, "-m", "local_azure.host", "--project", str(SAMPLE_APP), "--app", APP_REFERENCE,
                "--port", "0", "--local-settings", str(SAMPLE_LOCAL_SETTINGS),
                "--setting", "SAMPLE_SERVICEBUS=Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=k;SharedAccessKey=v"]
-    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stderr=subprocess.PIPE, text=True)  # noqa: S603
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stderr=subprocess.PIPE, text=True)
     try:
         base_url = None
         deadline = time.monotonic() + 30

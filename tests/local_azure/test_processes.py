@@ -61,7 +61,7 @@ def run_parent(tmp_path: Path, body: str) -> tuple[subprocess.Popen[bytes], int]
         child = ManagedProcess({SLEEPER!r}, name="sleeper").start()
         open({str(pid_file)!r}, "w").write(str(child.pid))
     """) + textwrap.dedent(body))
-    parent = subprocess.Popen([sys.executable, str(script)], cwd=ROOT,  # noqa: S603
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=ROOT,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
     if not wait_until(lambda: pid_file.exists() and pid_file.read_text() != ""):
         parent.kill()

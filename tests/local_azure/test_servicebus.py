@@ -403,7 +403,7 @@ def test_two_instances_listen_on_different_free_ports() -> None:
 
 def test_command_line_serves_the_config_file_queues_until_sigterm() -> None:
     root = Path(__file__).resolve().parents[2]
-    process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+    process = subprocess.Popen(
         [sys.executable, "-m", "local_azure.servicebus", "--port", "0",
          "--config", str(root / "local_azure" / "config" / "servicebus.json")],
         cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -138,7 +138,7 @@ def test_the_plugins_mailbox_fixture_starts_each_test_empty(tmp_path: Path) -> N
         "    send(mailbox.port); assert len(mailbox.messages()) == 1\n"
         "def test_second(mailbox, mail_catcher):\n"
         "    assert mailbox is mail_catcher and mailbox.messages() == []\n")
-    run = subprocess.run(  # noqa: S603
+    run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stdout + run.stderr

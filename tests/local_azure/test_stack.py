@@ -189,7 +189,7 @@ class Up:
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "local_azure", "up", "--any-ports", "--no-host", "--state-dir", str(state_dir)],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
@@ -263,7 +263,7 @@ def test_the_plugins_local_stack_fixture_runs_the_app(tmp_path: Path) -> None:
         "import requests\n"
         "def test_health(local_stack):\n"
         "    assert requests.get(local_stack.host.base_url + '/api/health', timeout=10).json() == {'status': 'ok'}\n")
-    run = subprocess.run(  # noqa: S603
+    run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=180, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
