@@ -10,7 +10,7 @@ import azure.functions as func
 from gates.shell import read_json, transact
 from gates.steps import act, claim, finish
 from shared.adapters.sealing import SealBroken
-from shared.core.model import CredentialSource, Run
+from shared.core.model import Actor, CredentialSource, Run
 from shared.core.workflow import credentials_unusable, granted_credential
 from shared.ports import CredentialUnavailable
 from shared.services import Services, ServicesProvider
@@ -21,12 +21,12 @@ STAGE = "execution"
 
 
 def handle_execution(services: Services, run_id: str, step: int, message_id: str, delivery_count: int) -> None:
-    def granter(run: Run) -> object:
+    def granter(run: Run) -> Actor | None:
         request = granted_credential(run, step)
         return request.decided_by if request else None
 
     run = claim(services, run_id, step, CredentialSource.DELEGATED, message_id, delivery_count, STAGE,
-                actor=granter)  # type: ignore[arg-type]
+                actor=granter)
     if run is None:
         return
     request = granted_credential(run, step)
@@ -42,8 +42,6 @@ def handle_execution(services: Services, run_id: str, step: int, message_id: str
     except SealBroken as error:
         _unusable(services, run_id, step, str(error))
         return
-    finally:
-        assertion = ""
     try:
         outcome = act(services, run, step, credential)
     finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from azure.core.credentials import TokenCredential
+
 from gates.shell import flush, record, transact
 from shared.core.arm_outcomes import ArmOutcome
 from shared.core.catalog import CATALOG
@@ -45,9 +47,9 @@ def claim(services: Services, run_id: str, step: int, source: CredentialSource, 
     raise ConcurrencyConflict(f"run {run_id}: could not claim step {step}")
 
 
-def act(services: Services, run: Run, step: int, credential: object) -> ArmOutcome:
+def act(services: Services, run: Run, step: int, credential: TokenCredential) -> ArmOutcome:
     spec = CATALOG[run.steps[step].action]
-    return services.arm.perform(spec, run.resource_id, run.steps[step].parameters, credential)  # type: ignore[arg-type]
+    return services.arm.perform(spec, run.resource_id, run.steps[step].parameters, credential)
 
 
 def finish(services: Services, run_id: str, step: int, outcome: ArmOutcome, stage: str) -> None:
