@@ -37,7 +37,9 @@ def handle_execution(services: Services, run_id: str, step: int, message_id: str
         assertion = services.sealer.unseal(request.sealed_assertion, f"{run_id}/{request.request_id}")
         credential = services.tokens.on_behalf_of(assertion, request.claims)
     except CredentialUnavailable as error:
-        _unusable(services, run_id, step, f"Entra ID refused the on-behalf-of exchange: {error.reason}")
+        # AADSTS500133: the assertion expired between the grant and its use, which is no refusal.
+        _unusable(services, run_id, step, f"Entra ID refused the on-behalf-of exchange: {error.reason}",
+                  stale="AADSTS500133" in error.reason)
         return
     except SealBroken as error:
         _unusable(services, run_id, step, str(error))
@@ -49,10 +51,10 @@ def handle_execution(services: Services, run_id: str, step: int, message_id: str
     finish(services, run_id, step, outcome, STAGE)
 
 
-def _unusable(services: Services, run_id: str, step: int, reason: str) -> None:
+def _unusable(services: Services, run_id: str, step: int, reason: str, stale: bool = False) -> None:
     logger.warning("run %s step %s: %s", run_id, step, reason)
     now = services.clock.now()
-    transact(services, run_id, lambda run: credentials_unusable(run, step, reason, now), STAGE)
+    transact(services, run_id, lambda run: credentials_unusable(run, step, reason, now, stale), STAGE)
 
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:

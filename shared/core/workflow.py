@@ -484,13 +484,29 @@ def record_outcome(run: Run, step_index: int, outcome: ArmOutcome, now: dt.datet
     return b.build()
 
 
-def credentials_unusable(run: Run, step_index: int, reason: str, now: dt.datetime) -> Change | None:
-    """The on-behalf-of exchange failed: the person cannot lend this access; nothing is done."""
+MAX_CREDENTIAL_REQUESTS_PER_STEP = 2
+
+
+def credentials_unusable(run: Run, step_index: int, reason: str, now: dt.datetime,
+                         stale: bool = False) -> Change | None:
+    """The on-behalf-of exchange failed: the person cannot lend this access; nothing is done.
+
+    A `stale` grant (the person's sign-in expired between the grant and its use) is not a "no": the
+    person is asked again, once, rather than ending the run."""
     step = _step(run, step_index)
     if step is None or step.state is not StepState.EXECUTING or run.state.is_terminal:
         return None
     b = _Builder(run, now)
     _revoke(b, step_index)
+    asked = sum(1 for r in run.requests if r.kind is RequestKind.CREDENTIALS and r.step_index == step_index)
+    if stale and asked < MAX_CREDENTIAL_REQUESTS_PER_STEP:
+        b.set_step(replace(step, state=StepState.AWAITING_CREDENTIALS, outcome="granted sign-in expired",
+                           claim_message_id=None, claim_delivery=0))
+        b.log("credential_stale", Actor.system("entra-id"),
+              f"the granted sign-in expired before step {step_index + 1} ran; asking again", step=step_index)
+        b.move(RunEvent.STEP_CHALLENGED)
+        b.send(Queue.ELEVATION, f"step-{step_index}-again-{asked}", {"step": step_index})
+        return b.build()
     b.set_step(replace(step, state=StepState.FAILED, outcome=reason[:500]))
     b.log("credential_unusable", Actor.system("entra-id"), reason[:1000], step=step_index)
     b.end(RunEvent.STEP_FAILED, Actor.system("entra-id"),

@@ -193,3 +193,28 @@ def test_a_step_run_with_delegated_credentials_is_recorded_as_that_persons() -> 
     executed = next(e for e in p.store.list_audit(p.run().run_id) if e.event == "action_executed")
     assert executed.actor.id == ALICE.object_id
     assert executed.details["identity"] == "delegated"
+
+
+def test_a_grant_whose_sign_in_expired_before_use_is_asked_again_once() -> None:
+    p = Pipeline(plan_book("autonomous", ["vm.restart"]), agent_can=set(), user_can={RESTART})
+    p.tokens.refuse_with = "invalid_grant: AADSTS500133: Assertion is not within its valid time range."
+    p.send_alert(alert())
+    p.drain()
+    p.decide(RequestKind.CREDENTIALS, "approve")
+    assert p.run().state is RunState.AWAITING_CREDENTIALS
+    assert "credential_stale" in p.events()
+    p.tokens.refuse_with = None
+    p.decide(RequestKind.CREDENTIALS, "approve")
+    assert p.run().state is RunState.SUCCEEDED
+    assert p.arm.resource.executed == [("vm.restart", "user:alice")]
+
+
+def test_a_grant_stale_twice_ends_the_run_with_no_action() -> None:
+    p = Pipeline(plan_book("autonomous", ["vm.restart"]), agent_can=set(), user_can={RESTART})
+    p.tokens.refuse_with = "invalid_grant: AADSTS500133: Assertion is not within its valid time range."
+    p.send_alert(alert())
+    p.drain()
+    p.decide(RequestKind.CREDENTIALS, "approve")
+    p.decide(RequestKind.CREDENTIALS, "approve")
+    assert p.run().state is RunState.FAILED
+    assert p.arm.resource.executed == []
