@@ -59,11 +59,11 @@ def _request_opened(services: Services, run: Run, request_id: str) -> None:
     html = (f"<p>{escape(ask)}</p><p><b>Alert</b> {escape(run.alert.rule_name)} ({escape(run.alert.severity)})"
             f"<br><b>Resource</b> <code>{escape(run.resource_id)}</code></p>{plan_table(run, request.step_index)}"
             f"<p><a href='{escape(link)}'>Review and decide</a> before {deadline}. No answer means no action.</p>")
-    services.notifier.send(list(request.approvers), subject, text, html)
+    services.notifier.send([a.upn for a in request.approvers], subject, text, html)
 
 
 def _run_ended(services: Services, run: Run) -> None:
-    recipients = sorted({*run.approvers, *run.notify})
+    recipients = sorted({*(a.upn for a in run.approvers), *run.notify})
     if not recipients:
         return
     link = run_link(services, run.run_id)

@@ -9,6 +9,7 @@ from shared.core.model import (
     ActionKind,
     Actor,
     Alert,
+    Approver,
     AuditEvent,
     CredentialSource,
     Mode,
@@ -37,6 +38,14 @@ def actor_to_dict(actor: Actor) -> dict[str, str]:
 
 def actor_from_dict(data: dict[str, str]) -> Actor:
     return Actor(data["kind"], data["id"], data["name"])
+
+
+def approvers_to_list(approvers: tuple[Approver, ...]) -> list[dict[str, str | None]]:
+    return [{"upn": a.upn, "object_id": a.object_id} for a in approvers]
+
+
+def approvers_from_list(data: list[Any]) -> tuple[Approver, ...]:
+    return tuple(Approver(a) if isinstance(a, str) else Approver(a["upn"], a.get("object_id")) for a in data)
 
 
 def alert_to_dict(alert: Alert) -> dict[str, Any]:
@@ -80,8 +89,8 @@ def step_from_dict(data: dict[str, Any]) -> Step:
 def request_to_dict(request: Request) -> dict[str, Any]:
     return {
         "request_id": request.request_id, "kind": request.kind.value, "deadline": request.deadline.isoformat(),
-        "approvers": list(request.approvers), "plan_hash": request.plan_hash, "step_index": request.step_index,
-        "state": request.state.value,
+        "approvers": approvers_to_list(request.approvers), "plan_hash": request.plan_hash,
+        "step_index": request.step_index, "state": request.state.value,
         "decided_by": actor_to_dict(request.decided_by) if request.decided_by else None,
         "decided_at": _iso(request.decided_at), "reason": request.reason, "claims": request.claims,
         "sealed_assertion": request.sealed_assertion,
@@ -91,7 +100,7 @@ def request_to_dict(request: Request) -> dict[str, Any]:
 def request_from_dict(data: dict[str, Any]) -> Request:
     return Request(
         request_id=data["request_id"], kind=RequestKind(data["kind"]),
-        deadline=dt.datetime.fromisoformat(data["deadline"]), approvers=tuple(data["approvers"]),
+        deadline=dt.datetime.fromisoformat(data["deadline"]), approvers=approvers_from_list(data["approvers"]),
         plan_hash=data["plan_hash"], step_index=data.get("step_index"), state=RequestState(data["state"]),
         decided_by=actor_from_dict(data["decided_by"]) if data.get("decided_by") else None,
         decided_at=_time(data.get("decided_at")), reason=data.get("reason", ""), claims=data.get("claims"),
@@ -104,7 +113,7 @@ def run_to_dict(run: Run) -> dict[str, Any]:
         "run_id": run.run_id, "state": run.state.value, "mode": run.mode.value,
         "requested_mode": run.requested_mode.value, "plan_name": run.plan_name, "plan_version": run.plan_version,
         "runbook": run.runbook, "resource_id": run.resource_id, "alert": alert_to_dict(run.alert),
-        "steps": [step_to_dict(s) for s in run.steps], "approvers": list(run.approvers),
+        "steps": [step_to_dict(s) for s in run.steps], "approvers": approvers_to_list(run.approvers),
         "notify": list(run.notify), "created_at": run.created_at.isoformat(),
         "updated_at": run.updated_at.isoformat(), "correlation_key": run.correlation_key,
         "requests": [request_to_dict(r) for r in run.requests], "alert_ids": list(run.alert_ids),
@@ -118,7 +127,7 @@ def run_from_dict(data: dict[str, Any], etag: str | None = None) -> Run:
         requested_mode=Mode(data.get("requested_mode", data["mode"])), plan_name=data["plan_name"],
         plan_version=int(data["plan_version"]), runbook=data["runbook"], resource_id=data["resource_id"],
         alert=alert_from_dict(data["alert"]), steps=tuple(step_from_dict(s) for s in data["steps"]),
-        approvers=tuple(data["approvers"]), notify=tuple(data["notify"]),
+        approvers=approvers_from_list(data["approvers"]), notify=tuple(data["notify"]),
         created_at=dt.datetime.fromisoformat(data["created_at"]),
         updated_at=dt.datetime.fromisoformat(data["updated_at"]), correlation_key=data.get("correlation_key", ""),
         requests=tuple(request_from_dict(r) for r in data.get("requests", [])),

@@ -99,6 +99,20 @@ class Actor:
 
 
 @dataclass(frozen=True)
+class Approver:
+    """A person a plan names. With an object id, only that Entra object may decide (names can be reused);
+    the sign-in name is where the e-mail goes."""
+
+    upn: str
+    object_id: str | None = None
+
+    def matches(self, object_id: str, sign_in_name: str) -> bool:
+        if self.object_id:
+            return self.object_id.lower() == object_id.lower()
+        return self.upn.lower() == sign_in_name.lower()
+
+
+@dataclass(frozen=True)
 class Alert:
     """What the product needs from an Azure Monitor common-schema alert."""
 
@@ -143,7 +157,7 @@ class Request:
     request_id: str
     kind: RequestKind
     deadline: dt.datetime
-    approvers: tuple[str, ...]
+    approvers: tuple[Approver, ...]
     plan_hash: str
     step_index: int | None = None
     state: RequestState = RequestState.PENDING
@@ -165,7 +179,7 @@ class Run:
     resource_id: str
     alert: Alert
     steps: tuple[Step, ...]
-    approvers: tuple[str, ...]
+    approvers: tuple[Approver, ...]
     notify: tuple[str, ...]
     created_at: dt.datetime
     updated_at: dt.datetime

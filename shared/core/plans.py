@@ -7,13 +7,14 @@ the entry and the problem.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from shared.core.catalog import CATALOG, resource_group_of, resource_type_of, subscription_of
 from shared.core.errors import ConfigError
-from shared.core.model import ActionKind, Alert, Mode
+from shared.core.model import ActionKind, Alert, Approver, Mode
 
 MAX_CAPACITY = 1000  # a scale set's instance limit
 
@@ -57,7 +58,7 @@ class ResponsePlan:
     mode: Mode
     filters: Filters
     scope: Scope
-    approvers: tuple[str, ...]
+    approvers: tuple[Approver, ...]
     notify: tuple[str, ...]
     runbook: Runbook
 
@@ -166,7 +167,7 @@ def _plan(raw: Any, entry: str, runbooks: dict[str, Runbook], source: str) -> Re
         raise ConfigError(source, entry, f"runbook {raw.get('runbook')!r} is not defined under 'runbooks'")
     filters = _filters(raw.get("filters", {}), entry, source)
     scope = _scope(raw.get("scope"), entry, source)
-    approvers = _addresses(raw.get("approvers", []), f"{entry}.approvers", source)
+    approvers = _approvers(raw.get("approvers", []), f"{entry}.approvers", source)
     notify = _addresses(raw.get("notify", []), f"{entry}.notify", source)
     kinds = {CATALOG[s.action].kind for s in runbook.steps}
     if mode is Mode.READ_ONLY and ActionKind.WRITE in kinds:
@@ -218,6 +219,30 @@ def _strings(raw: Any, entry: str, source: str) -> list[str]:
     if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
         raise ConfigError(source, entry, "must be a list of non-empty strings")
     return list(raw)
+
+
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+
+
+def _approvers(raw: Any, entry: str, source: str) -> tuple[Approver, ...]:
+    """Each approver is a sign-in name, or {"upn": ..., "objectId": ...}: with an object id, only that
+    Entra object may decide, whatever name it signs in with later."""
+    if not isinstance(raw, list):
+        raise ConfigError(source, entry, "must be a list")
+    approvers: list[Approver] = []
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            (upn,) = _addresses([item], f"{entry}[{i}]", source)
+            approvers.append(Approver(upn))
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("upn"), str):
+            raise ConfigError(source, f"{entry}[{i}]", 'must be a sign-in name or {"upn": ..., "objectId": ...}')
+        (upn,) = _addresses([item["upn"]], f"{entry}[{i}].upn", source)
+        object_id = item.get("objectId")
+        if object_id is not None and (not isinstance(object_id, str) or not _GUID.match(object_id)):
+            raise ConfigError(source, f"{entry}[{i}].objectId", "must be an Entra object id (a GUID)")
+        approvers.append(Approver(upn, object_id.lower() if object_id else None))
+    return tuple(approvers)
 
 
 def _addresses(raw: Any, entry: str, source: str) -> tuple[str, ...]:

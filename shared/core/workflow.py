@@ -254,7 +254,7 @@ def open_consent_request(run: Run, request_id: str, now: dt.datetime, timeouts: 
         return None
     request = Request(request_id=request_id, kind=RequestKind.CONSENT, deadline=now + timeouts.consent,
                       approvers=run.approvers, plan_hash=plan_hash(run))
-    return _open_request(run, request, now, f"consent asked of {', '.join(run.approvers)}")
+    return _open_request(run, request, now, f"consent asked of {_names(run)}")
 
 
 def open_credential_request(
@@ -272,7 +272,7 @@ def open_credential_request(
                       approvers=run.approvers, plan_hash=plan_hash(run, step_index), step_index=step_index,
                       claims=claims)
     return _open_request(run, request, now,
-                         f"temporary credentials asked of {', '.join(run.approvers)} for step {step_index + 1}")
+                         f"temporary credentials asked of {_names(run)} for step {step_index + 1}")
 
 
 def _open_request(run: Run, request: Request, now: dt.datetime, summary: str) -> Change:
@@ -280,7 +280,7 @@ def _open_request(run: Run, request: Request, now: dt.datetime, summary: str) ->
     b.set_request(request)
     event = "consent_requested" if request.kind is RequestKind.CONSENT else "credential_requested"
     b.log(event, Actor.system(), summary, request_id=request.request_id, deadline=request.deadline.isoformat(),
-          approvers=list(request.approvers), step=request.step_index)
+          approvers=[a.upn for a in request.approvers], step=request.step_index)
     b.send(Queue.NOTIFICATIONS, f"request-{request.request_id}", {"kind": "request_opened",
                                                                   "request_id": request.request_id})
     b.send(Queue.DEADLINES, f"deadline-{request.request_id}", {"request_id": request.request_id},
@@ -288,12 +288,15 @@ def _open_request(run: Run, request: Request, now: dt.datetime, summary: str) ->
     return b.build()
 
 
+def _names(run: Run) -> str:
+    return ", ".join(a.upn for a in run.approvers)
+
+
 def is_authorised(principal: Principal, request: Request) -> bool:
     """An approver holds the app role and is named by the plan (by object id or sign-in name)."""
     if APPROVER_ROLE not in principal.roles:
         return False
-    named = {a.lower() for a in request.approvers}
-    return principal.object_id.lower() in named or principal.name.lower() in named
+    return any(a.matches(principal.object_id, principal.name) for a in request.approvers)
 
 
 def check_decision(run: Run, request_id: str, principal: Principal, seen_plan_hash: str, now: dt.datetime) -> Request:

@@ -74,3 +74,10 @@ def test_a_scale_set_capacity_must_be_a_sensible_whole_number(capacity: object) 
     }
     with pytest.raises(ConfigError, match="capacity must be"):
         parse_plan_book(json.dumps(document), "plans.json")
+
+
+def test_an_approver_object_id_must_be_a_guid() -> None:
+    document = json.loads(plan_book("review", ["vm.restart"]))
+    document["plans"][0]["approvers"] = [{"upn": "alice@contoso.test", "objectId": "alice"}]
+    with pytest.raises(ConfigError, match="object id"):
+        parse_plan_book(json.dumps(document), "plans.json")

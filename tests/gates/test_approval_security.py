@@ -177,3 +177,17 @@ def test_granting_with_a_sign_in_token_about_to_expire_is_refused() -> None:
     assert response.status_code == 401
     assert b"sign in again" in response.get_body()
     assert p.run().state is RunState.AWAITING_CREDENTIALS
+
+
+def test_an_approver_named_by_object_id_is_not_matched_by_a_reused_sign_in_name() -> None:
+    import json as _json
+
+    book = _json.loads(plan_book("review", ["vm.restart"]))
+    book["plans"][0]["approvers"] = [{"upn": "alice@contoso.test", "objectId": "00000000-0000-4000-8000-00000000a11c"}]
+    p = Pipeline(_json.dumps(book), agent_can={RESTART}, user_can={RESTART})
+    p.send_alert(alert())
+    p.drain()
+    # The real alice signs in with that name, but she is not the object the plan names.
+    response = p.post_decision(p.pending_request(RequestKind.CONSENT), "approve", ALICE)
+    assert response.status_code == 403
+    assert p.notifier.sent[0]["to"] == ["alice@contoso.test"]
