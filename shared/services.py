@@ -59,8 +59,8 @@ class Services:
 
 
 class ServicesProvider:
-    """Builds the services on first use, so importing the app needs no connection and tests can
-    install fakes before anything runs."""
+    """Builds the services on first use, so importing the app needs no connection; tests give it a
+    factory of fakes."""
 
     def __init__(self, factory: Callable[[], Services]) -> None:
         self._factory = factory
@@ -73,6 +73,3 @@ class ServicesProvider:
                 if self._services is None:
                     self._services = self._factory()
         return self._services
-
-    def install(self, services: Services) -> None:
-        self._services = services

@@ -18,6 +18,14 @@ class SettingsError(Exception):
     pass
 
 
+def response_plans_path(env: Mapping[str, str] | None = None) -> Path:
+    """GATES_RESPONSE_PLANS, relative to the app's folder unless absolute. Read at import (the plans are
+    validated at start-up), before the other settings are needed."""
+    env = os.environ if env is None else env
+    path = Path(env.get("GATES_RESPONSE_PLANS") or "config/response-plans.json")
+    return path if path.is_absolute() else APP_ROOT / path
+
+
 @dataclass(frozen=True)
 class Settings:
     servicebus_connection_string: str | None
@@ -35,7 +43,6 @@ class Settings:
     public_base_url: str
     form_signing_key: bytes
     credential_sealing_key: str
-    response_plans: Path
     autonomy_ceiling: Mode
     correlation_cooldown: dt.timedelta
     consent_timeout: dt.timedelta
@@ -86,7 +93,6 @@ class Settings:
             raise SettingsError("GATES_AUTONOMY_CEILING must be review or autonomous") from None
         if ceiling is Mode.READ_ONLY:
             raise SettingsError("GATES_AUTONOMY_CEILING must be review or autonomous")
-        plans = Path(need("GATES_RESPONSE_PLANS"))
         return cls(
             servicebus_connection_string=sb, servicebus_namespace=sb_namespace,
             tables_connection_string=tables, tables_endpoint=tables_endpoint,
@@ -97,7 +103,6 @@ class Settings:
             public_base_url=need("GATES_PUBLIC_BASE_URL").rstrip("/"),
             form_signing_key=need("GATES_FORM_SIGNING_KEY").encode(),
             credential_sealing_key=need("GATES_CREDENTIAL_SEALING_KEY"),
-            response_plans=plans if plans.is_absolute() else APP_ROOT / plans,
             autonomy_ceiling=ceiling,
             correlation_cooldown=minutes("GATES_CORRELATION_COOLDOWN_MINUTES"),
             consent_timeout=minutes("GATES_CONSENT_TIMEOUT_MINUTES"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from azure.core import MatchConditions
@@ -98,7 +99,7 @@ class TableRunStore:
             raise
         except ResourceModifiedError:
             raise ConcurrencyConflict(f"run {run.run_id} changed since it was read") from None
-        return _with_etag(run, str(results[0]["etag"]))
+        return replace(run, etag=str(results[0]["etag"]))
 
     def pending_messages(self, run_id: str) -> list[OutboundMessage]:
         entities = self._table.query_entities(
@@ -137,12 +138,6 @@ class TableRunStore:
             f"{_range(OUTBOX_PREFIX)} and CreatedAt lt @cutoff", parameters={"cutoff": older_than},
             select=["PartitionKey"])
         return sorted({e["PartitionKey"] for e in entities})
-
-
-def _with_etag(run: Run, etag: str) -> Run:
-    from dataclasses import replace
-
-    return replace(run, etag=etag)
 
 
 class TableCorrelationStore:

@@ -428,7 +428,7 @@ def claim_step(
         return Claim(None, False, f"step is {step.state.value} and run is {run.state.value}")
     if run.current_step() is not step:
         return Claim(None, False, "an earlier step has not finished")
-    if source is CredentialSource.DELEGATED and _granted_credential(run, step_index) is None:
+    if source is CredentialSource.DELEGATED and granted_credential(run, step_index) is None:
         return Claim(None, False, "no granted credential for this step")
     _guard_write(run, step)
     b = _Builder(run, now)
@@ -451,7 +451,7 @@ def record_outcome(run: Run, step_index: int, outcome: ArmOutcome, now: dt.datet
     if step is None or step.state not in (StepState.ATTEMPTING, StepState.EXECUTING) or run.state.is_terminal:
         return None
     source = step.credential_source or CredentialSource.AGENT
-    granted = _granted_credential(run, step_index)
+    granted = granted_credential(run, step_index)
     acted_as = granted.decided_by if source is CredentialSource.DELEGATED and granted and granted.decided_by \
         else Actor.agent()
     b = _Builder(run, now)
@@ -518,16 +518,12 @@ def credentials_unusable(run: Run, step_index: int, reason: str, now: dt.datetim
 
 
 def granted_credential(run: Run, step_index: int) -> Request | None:
-    return _granted_credential(run, step_index)
-
-
-def _granted_credential(run: Run, step_index: int) -> Request | None:
     return next((r for r in run.requests if r.kind is RequestKind.CREDENTIALS and r.step_index == step_index
                  and r.state is RequestState.GRANTED and r.sealed_assertion), None)
 
 
 def _revoke(b: _Builder, step_index: int) -> None:
-    request = _granted_credential(b.run, step_index)
+    request = granted_credential(b.run, step_index)
     if request is not None:
         b.set_request(replace(request, sealed_assertion=None))
         b.log("credential_revoked", Actor.system(),
@@ -623,7 +619,7 @@ def _lost_message(run: Run, now: dt.datetime) -> tuple[OutboundMessage, ...]:
     elif run.state is RunState.RUNNING and step is not None and step.state is StepState.PENDING:
         b.send(Queue.ATTEMPT, f"step-{step.index}-{key}", {"step": step.index})
     elif (run.state is RunState.RUNNING and step is not None and step.state is StepState.AWAITING_CREDENTIALS
-          and (granted := _granted_credential(run, step.index)) is not None):
+          and (granted := granted_credential(run, step.index)) is not None):
         b.send(Queue.EXECUTION, f"step-{step.index}-{granted.request_id}-{key}",
                {"step": step.index, "request_id": granted.request_id})
     elif (run.state is RunState.AWAITING_CREDENTIALS and step is not None
