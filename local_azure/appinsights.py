@@ -29,9 +29,10 @@ import uuid
 import zlib
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
+
+from local_azure.lifecycle import Startable, report_until_interrupted
 
 LOG = logging.getLogger("local_azure.appinsights")
 SOCKET_TIMEOUT_SECONDS = 15.0
@@ -196,7 +197,7 @@ def _parse(body: bytes, encoding: str) -> list[Envelope]:
     return [item if isinstance(item, dict) else {"_invalid": item} for item in items]
 
 
-class AppInsightsStandIn:
+class AppInsightsStandIn(Startable):
     def __init__(self, port: int = 0, host: str = "127.0.0.1", instrumentation_key: str | None = None) -> None:
         self.host = host
         self.instrumentation_key = instrumentation_key or str(uuid.uuid4())
@@ -227,13 +228,6 @@ class AppInsightsStandIn:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-
-    def __enter__(self) -> AppInsightsStandIn:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:
@@ -311,16 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     with AppInsightsStandIn(args.port, args.host, args.instrumentation_key) as insights:
         print(f"APPLICATIONINSIGHTS_CONNECTION_STRING={insights.connection_string}", flush=True)
-        shown = 0
-        try:
-            while True:
-                time.sleep(0.5)
-                kept = insights.envelopes()
-                for envelope in kept[shown:]:
-                    print(f"{envelope.get('name')}: {event_name(envelope) or ''} {properties(envelope)}", flush=True)
-                shown = len(kept)
-        except KeyboardInterrupt:
-            pass
+        report_until_interrupted(
+            insights.envelopes,
+            lambda envelope: f"{envelope.get('name')}: {event_name(envelope) or ''} {properties(envelope)}")
     return 0
 
 

@@ -20,8 +20,8 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
+from local_azure.lifecycle import Startable
 from local_azure.processes import ManagedProcess, ProcessFailed, wait_for_port
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
@@ -101,7 +101,7 @@ def connection_string(port: int, host: str = "127.0.0.1") -> str:
             f"TableEndpoint=http://{host}:{port}/{ACCOUNT_NAME};")
 
 
-class AzuriteTables:
+class AzuriteTables(Startable):
     """Azurite's table service on 127.0.0.1.
 
     `port=0` lets Azurite bind any free port (read back from `.port`, found through /proc, so parallel
@@ -157,13 +157,6 @@ class AzuriteTables:
             with contextlib.suppress(OSError):
                 self._temporary_dir.cleanup()
             self._temporary_dir = None
-
-    def __enter__(self) -> AzuriteTables:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.stop()
 
     # ----- addressing ---------------------------------------------------------------------------
     @property

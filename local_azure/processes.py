@@ -25,7 +25,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
+
+from local_azure.lifecycle import Startable
 
 PR_SET_PDEATHSIG = 1
 DEFAULT_STOP_TIMEOUT = 10.0
@@ -48,7 +49,7 @@ def _die_with_parent(parent_pid: int, death_signal: signal.Signals) -> Callable[
     return in_child
 
 
-class ManagedProcess:
+class ManagedProcess(Startable):
     """A child in its own process group that dies with this process; output goes to `log_path`.
 
     `stop_signal` is what asks the child to shut down cleanly (and what it gets when this process dies):
@@ -88,13 +89,6 @@ class ManagedProcess:
             if self._own_log:
                 with contextlib.suppress(OSError):
                     self.log_path.unlink()
-
-    def __enter__(self) -> ManagedProcess:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.stop()
 
     # ----- state --------------------------------------------------------------------------------
     @property

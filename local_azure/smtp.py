@@ -22,10 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from types import TracebackType
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from local_azure.lifecycle import Startable, report_until_interrupted
 
 START_TIMEOUT_SECONDS = 10.0
 
@@ -61,7 +62,7 @@ class _AnyPortController(Controller):
         super()._trigger_server()
 
 
-class MailCatcher:
+class MailCatcher(Startable):
     def __init__(self, mail_dir: Path | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
         self.mail_dir = Path(mail_dir) if mail_dir is not None else None
         self.host = host
@@ -89,13 +90,6 @@ class MailCatcher:
         controller, self._controller = self._controller, None
         if controller is not None:
             controller.stop()
-
-    def __enter__(self) -> MailCatcher:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:
@@ -161,16 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     with MailCatcher(args.mail_dir, port=args.port, host=args.host) as catcher:
         print(f"mail catcher on smtp://{args.host}:{catcher.port}, saving to {args.mail_dir}/", flush=True)
-        shown = 0
-        try:
-            while True:
-                time.sleep(0.5)
-                caught = catcher.caught()
-                for item in caught[shown:]:
-                    print(f"mail to {', '.join(item.envelope_to)}: {item.message['Subject']} ({item.path})", flush=True)
-                shown = len(caught)
-        except KeyboardInterrupt:
-            pass
+        report_until_interrupted(
+            catcher.caught,
+            lambda item: f"mail to {', '.join(item.envelope_to)}: {item.message['Subject']} ({item.path})")
     return 0
 
 

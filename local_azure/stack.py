@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from local_azure.azurite import AzuriteTables
+from local_azure.lifecycle import Startable
 from local_azure.processes import free_port
 from local_azure.smtp import MailCatcher
 from local_azure.tls import LocalCertificateAuthority
@@ -72,7 +72,7 @@ def _client_secret(app_name: str, fixture: Path = ENTRA_FIXTURE) -> tuple[str, s
     raise KeyError(f"{fixture}: no app named {app_name!r}")
 
 
-class LocalStack:
+class LocalStack(Startable):
     def __init__(self, project_dir: Path = PROJECT_DIR, *, state_dir: Path | None = None, start_host: bool = True,
                  ports: StackPorts | None = None, persist_tables: bool = False,
                  auth_settings: Path | None = AUTH_SETTINGS, extra_settings: Mapping[str, str] | None = None,
@@ -124,13 +124,6 @@ class LocalStack:
                 errors.append(f"{name}: {error!r}")
         if errors:
             self._say("trouble stopping: " + "; ".join(errors))
-
-    def __enter__(self) -> LocalStack:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.stop()
 
     def _start_parts(self) -> None:
         from local_azure.arm import ArmStandIn

@@ -9,10 +9,10 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from local_azure.lifecycle import Startable
 from local_azure.tls import LocalCertificateAuthority
 
 from .api import ArmApi, Call, Reply
@@ -148,7 +148,7 @@ class _Handler(BaseHTTPRequestHandler):
         LOG.debug("%s - %s", self.address_string(), format % args)
 
 
-class ArmStandIn:
+class ArmStandIn(Startable):
     """Azure Resource Manager on https://127.0.0.1:<port> for `azure-core` clients.
 
     Resources, role assignments and locks come from `fixture_path` (default `local_azure/fixtures/arm.json`)
@@ -217,13 +217,6 @@ class ArmStandIn:
         """Block until stopped (the CLI's foreground mode)."""
         while self._thread is not None and self._thread.is_alive():
             self._thread.join(0.5)
-
-    def __enter__(self) -> ArmStandIn:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.stop()
 
     # ---- addressing ----------------------------------------------------------------------------
     @property

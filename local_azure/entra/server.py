@@ -13,7 +13,6 @@ from collections import deque
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -25,6 +24,7 @@ from local_azure.entra.replies import Reply
 from local_azure.entra.signing import SigningKey
 from local_azure.entra.token_endpoint import TokenEndpoint
 from local_azure.entra.tokens import Lifetimes, TokenMinter
+from local_azure.lifecycle import Startable
 from local_azure.tls import LocalCertificateAuthority
 
 LOG = logging.getLogger("local_azure.entra")
@@ -158,7 +158,7 @@ class _BadBody(Exception):
         self.status = status
 
 
-class EntraStandIn:
+class EntraStandIn(Startable):
     """Microsoft Entra ID's v2.0 endpoints for one tenant, over HTTPS on loopback.
 
     `state_dir` keeps the signing key (tokens stay valid across restarts on the same port) and, unless
@@ -206,13 +206,6 @@ class EntraStandIn:
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=10)
-
-    def __enter__(self) -> EntraStandIn:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.stop()
 
     # Addresses -----------------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ import logging
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
 from local_azure.host.auth_settings import AuthSettings
 from local_azure.host.discovery import DiscoveryError, FunctionSpec, discover, load_app
@@ -20,12 +19,13 @@ from local_azure.host.invocation import Invoker
 from local_azure.host.servicebus_trigger import ServiceBusListener, ServiceBusOutputs
 from local_azure.host.settings import AppSettings, HostConfig, read_local_settings
 from local_azure.host.timer_trigger import TimerListener
+from local_azure.lifecycle import Startable
 
 LOG = logging.getLogger("local_azure.host")
 STOP_TIMEOUT_SECONDS = 5.0
 
 
-class FunctionsHost:
+class FunctionsHost(Startable):
     def __init__(
         self,
         project_dir: Path,
@@ -101,13 +101,6 @@ class FunctionsHost:
     def stop(self) -> None:
         self._teardown()
         LOG.info("host stopped")
-
-    def __enter__(self) -> FunctionsHost:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.stop()
 
     # ----- wiring ----------------------------------------------------------------------------------------
     def _connection_string(self, setting: str) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
-from types import TracebackType
 
 from proton.reactor import Container
+
+from local_azure.lifecycle import Startable
 
 from .config import QueueSource, load_queues
 from .endpoint import TICK_SECONDS, Broker
@@ -17,7 +18,7 @@ SAS_KEY_NAME = "RootManageSharedAccessKey"
 SAS_KEY_VALUE = "SAS_KEY_VALUE"  # the emulator's well-known development key; any key is accepted
 
 
-class ServiceBusStandIn:
+class ServiceBusStandIn(Startable):
     """An AMQP 1.0 Service Bus namespace on 127.0.0.1 for the real `azure-servicebus` SDK.
 
     `queues` is a path to an emulator-style Config.json, a parsed one, or a list of queue definitions
@@ -66,13 +67,6 @@ class ServiceBusStandIn:
         """Block until the reactor ends (the CLI's foreground mode)."""
         while self._thread is not None and self._thread.is_alive():
             self._thread.join(0.5)
-
-    def __enter__(self) -> ServiceBusStandIn:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.stop()
 
     # ---- addressing ----------------------------------------------------------------------------
     @property
