@@ -1,7 +1,8 @@
 """The composition root: settings, response plans, telemetry, and one blueprint per stage.
 
-The response plan file is validated here, at start-up: a mistake stops the app with the file, the
-entry and the problem. Connections are made on first use.
+Settings and the response plan file are validated here, at start-up: a missing or malformed setting
+stops the app with its name, a mistake in the plans with the file, the entry and the problem.
+Connections are made on first use.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from shared.settings import Settings, response_plans_path
 PLANS = load_plan_book(response_plans_path())
 logging.getLogger("sre_gates").info("response plans v%s loaded: %d plan(s)", PLANS.version, len(PLANS.plans))
 
-services = ServicesProvider(lambda: build_services(Settings.from_env(), PLANS))
+SETTINGS = Settings.from_env()
+
+services = ServicesProvider(lambda: build_services(SETTINGS, PLANS))
 
 app = func.FunctionApp()
 for blueprint in blueprints(services):

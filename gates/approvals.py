@@ -9,12 +9,13 @@ import urllib.parse
 
 import azure.functions as func
 
-from gates.http_auth import can_read, is_api_call, principal_from, token_expires_at, user_assertion
+from gates.http_auth import is_api_call, principal_from, token_expires_at, user_assertion
 from gates.pages import message_page, request_page
 from gates.shell import transact
+from shared.core.authority import can_read, is_authorised
 from shared.core.links import form_token, form_token_is_valid
 from shared.core.model import Decision, RequestKind
-from shared.core.workflow import DecisionRefused, check_decision, decide, is_authorised
+from shared.core.requests import DecisionRefused, Refusal, check_decision, decide
 from shared.services import Services, ServicesProvider
 
 logger = logging.getLogger("sre_gates")
@@ -22,6 +23,15 @@ STAGE = "approval"
 ROUTE = "runs/{run_id}/requests/{request_id}"
 MIN_TOKEN_LIFETIME_SECONDS = 120
 SIGN_IN_PATH = "/.auth/login/aad"
+# How each refusal reads over HTTP; the core names refusals, this shell picks their statuses.
+REFUSAL_STATUS: dict[Refusal, int] = {
+    Refusal.NO_SUCH_REQUEST: 404,
+    Refusal.NOT_AN_APPROVER: 403,
+    Refusal.ALREADY_DECIDED: 409,
+    Refusal.PLAN_CHANGED: 409,
+    Refusal.EXPIRED: 410,
+    Refusal.SIGN_IN_NEEDED: 401,
+}
 
 
 def _reply(req: func.HttpRequest, status: int, title: str, message: str, **extra: object) -> func.HttpResponse:
@@ -51,7 +61,7 @@ def show_request(services: Services, req: func.HttpRequest) -> func.HttpResponse
     note = ""
     if is_authorised(principal, request):
         form = {"plan_hash": request.plan_hash,
-                "form_token": form_token(services.form_key, principal.object_id, request_id)}
+                "form_token": form_token(services.policy.form_key, principal.object_id, request_id)}
     else:
         note = "You are not an approver of this plan, so you cannot decide."
     if _wants_json(req):
@@ -88,7 +98,7 @@ def record_decision(services: Services, req: func.HttpRequest) -> func.HttpRespo
         return _reply(req, 400, "Bad request", "The decision must be a form or a JSON object.")
     # A browser session rides on a cookie, so its form must carry the token shown to this person;
     # an API call carries its own bearer token and cannot be forged cross-site.
-    if not is_api_call(req) and not form_token_is_valid(services.form_key, principal.object_id, request_id,
+    if not is_api_call(req) and not form_token_is_valid(services.policy.form_key, principal.object_id, request_id,
                                                         form.get("form_token", "")):
         return _reply(req, 403, "Refused", "This form was not issued to you. Open the link again.")
     try:
@@ -106,18 +116,20 @@ def record_decision(services: Services, req: func.HttpRequest) -> func.HttpRespo
         if request.kind is RequestKind.CREDENTIALS and decision is Decision.APPROVE:
             assertion = user_assertion(req)
             if not assertion:
-                raise DecisionRefused(401, "Granting credentials needs your sign-in token; sign in again.")
+                raise DecisionRefused(Refusal.SIGN_IN_NEEDED,
+                                      "Granting credentials needs your sign-in token; sign in again.")
             expires_at = token_expires_at(assertion)
             # The token is exchanged moments after the grant; one about to expire would fail there.
             if expires_at is None or expires_at < now.timestamp() + MIN_TOKEN_LIFETIME_SECONDS:
-                raise DecisionRefused(401, "Your sign-in has expired or is about to: sign in again "
-                                           f"({SIGN_IN_PATH}), reopen the link, then grant.")
+                raise DecisionRefused(Refusal.SIGN_IN_NEEDED, "Your sign-in has expired or is about to: sign in "
+                                      f"again ({SIGN_IN_PATH}), reopen the link, then grant.")
             sealed = services.sealer.seal(assertion, f"{run_id}/{request_id}")
         transact(services, run_id,
                  lambda latest: decide(latest, request_id, decision, principal, seen_hash, now, sealed), STAGE,
                  sends_may_wait=True)
     except DecisionRefused as refusal:
-        return _reply(req, refusal.status, "Not recorded", refusal.message)
+        return _reply(req, REFUSAL_STATUS[refusal.refusal], "Not recorded", refusal.message,
+                      refusal=refusal.refusal.value)
     verb = {Decision.APPROVE: "approved", Decision.DENY: "denied"}[decision]
     logger.info("request %s of run %s %s by %s", request_id, run_id, verb, principal.object_id)
     return _reply(req, 200, "Recorded", f"Your decision is recorded: {verb}. You can close this page.",

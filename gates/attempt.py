@@ -5,30 +5,25 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from gates.shell import read_json
+from gates.shell import Delivery, on_queue
 from gates.steps import act, claim, finish
+from shared.core.messages import AttemptStep
 from shared.core.model import CredentialSource
 from shared.services import Services, ServicesProvider
-from shared.topology import SERVICE_BUS_CONNECTION, Queue
+from shared.topology import Queue
 
 STAGE = "attempt"
 
 
-def handle_attempt(services: Services, run_id: str, step: int, message_id: str, delivery_count: int) -> None:
-    run = claim(services, run_id, step, CredentialSource.AGENT, message_id, delivery_count, STAGE)
+def handle_attempt(message: AttemptStep, services: Services, delivery: Delivery) -> None:
+    run = claim(services, message.run_id, message.step, CredentialSource.AGENT, delivery, STAGE)
     if run is None:
         return
-    outcome = act(services, run, step, services.tokens.agent_credential())
-    finish(services, run_id, step, outcome, STAGE)
+    outcome = act(services, run, message.step, services.tokens.agent_credential())
+    finish(services, message.run_id, message.step, outcome, STAGE)
 
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:
     bp = func.Blueprint()
-
-    @bp.function_name("attempt")
-    @bp.service_bus_queue_trigger(arg_name="msg", queue_name=Queue.ATTEMPT.value, connection=SERVICE_BUS_CONNECTION)
-    def attempt(msg: func.ServiceBusMessage) -> None:
-        body = read_json(msg)
-        handle_attempt(services(), body["run_id"], int(body["step"]), msg.message_id or "", msg.delivery_count or 1)
-
+    on_queue(bp, services, "attempt", Queue.ATTEMPT, handle_attempt, AttemptStep)
     return bp

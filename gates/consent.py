@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from gates.shell import read_json, transact
-from shared.core.workflow import open_consent_request
+from gates.shell import Delivery, on_queue, transact
+from shared.core.messages import OpenConsent
+from shared.core.requests import open_consent_request
 from shared.services import Services, ServicesProvider
-from shared.topology import SERVICE_BUS_CONNECTION, Queue
+from shared.topology import Queue
 
 STAGE = "consent"
 
 
-def handle_consent(services: Services, run_id: str) -> None:
+def handle_consent(message: OpenConsent, services: Services, delivery: Delivery) -> None:
     now = services.clock.now()
-    transact(services, run_id, lambda run: open_consent_request(run, services.ids(), now, services.timeouts), STAGE)
+    transact(services, message.run_id,
+             lambda run: open_consent_request(run, services.ids(), now, services.policy.timeouts), STAGE)
 
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:
     bp = func.Blueprint()
-
-    @bp.function_name("consent_gate")
-    @bp.service_bus_queue_trigger(arg_name="msg", queue_name=Queue.CONSENT.value, connection=SERVICE_BUS_CONNECTION)
-    def consent_gate(msg: func.ServiceBusMessage) -> None:
-        handle_consent(services(), read_json(msg)["run_id"])
-
+    on_queue(bp, services, "consent_gate", Queue.CONSENT, handle_consent, OpenConsent)
     return bp

@@ -7,26 +7,28 @@ import logging
 
 import azure.functions as func
 
-from gates.shell import read_json, transact
+from gates.shell import Delivery, on_queue, transact
 from gates.steps import act, claim, finish
 from shared.adapters.sealing import SealBroken
+from shared.core.messages import ExecuteStep
 from shared.core.model import Actor, CredentialSource, Run
-from shared.core.workflow import credentials_unusable, granted_credential
+from shared.core.steps import credentials_unusable, granted_credential
 from shared.ports import CredentialUnavailable
 from shared.services import Services, ServicesProvider
-from shared.topology import SERVICE_BUS_CONNECTION, Queue
+from shared.topology import Queue
 
 logger = logging.getLogger("sre_gates")
 STAGE = "execution"
 
 
-def handle_execution(services: Services, run_id: str, step: int, message_id: str, delivery_count: int) -> None:
+def handle_execution(message: ExecuteStep, services: Services, delivery: Delivery) -> None:
+    run_id, step = message.run_id, message.step
+
     def granter(run: Run) -> Actor | None:
         request = granted_credential(run, step)
         return request.decided_by if request else None
 
-    run = claim(services, run_id, step, CredentialSource.DELEGATED, message_id, delivery_count, STAGE,
-                actor=granter)
+    run = claim(services, run_id, step, CredentialSource.DELEGATED, delivery, STAGE, actor=granter)
     if run is None:
         return
     request = granted_credential(run, step)
@@ -59,13 +61,5 @@ def _unusable(services: Services, run_id: str, step: int, reason: str, stale: bo
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:
     bp = func.Blueprint()
-
-    @bp.function_name("execute")
-    @bp.service_bus_queue_trigger(arg_name="msg", queue_name=Queue.EXECUTION.value,
-                                  connection=SERVICE_BUS_CONNECTION)
-    def execute(msg: func.ServiceBusMessage) -> None:
-        body = read_json(msg)
-        handle_execution(services(), body["run_id"], int(body["step"]), msg.message_id or "",
-                         msg.delivery_count or 1)
-
+    on_queue(bp, services, "execute", Queue.EXECUTION, handle_execution, ExecuteStep)
     return bp

@@ -9,7 +9,7 @@ import json
 
 import azure.functions as func
 
-from shared.core.workflow import APPROVER_ROLE, READER_ROLE, Principal
+from shared.core.authority import Principal
 
 OID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
 # The sign-in name, in order of preference; plans name approvers by it.
@@ -72,7 +72,3 @@ def token_expires_at(token: str) -> float | None:
 
 def is_api_call(req: func.HttpRequest) -> bool:
     return req.headers.get("Authorization", "").lower().startswith("bearer ")
-
-
-def can_read(principal: Principal) -> bool:
-    return bool({READER_ROLE, APPROVER_ROLE} & principal.roles)

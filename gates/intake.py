@@ -29,19 +29,19 @@ def _json(document: object, status: int) -> func.HttpResponse:
 
 
 def _token_refusal(services: Services, req: func.HttpRequest) -> str | None:
-    if not services.webhook_audience:
+    if not services.policy.webhook_audience:
         return None
     header = req.headers.get("Authorization", "")
     if not header.lower().startswith("bearer "):
         return "a bearer token from the action group's secure webhook is required"
-    if not services.jwks_uri:
+    if not services.policy.jwks_uri:
         return "token validation is not configured"
-    client = _jwks_clients.setdefault(services.jwks_uri, jwt.PyJWKClient(services.jwks_uri))
+    client = _jwks_clients.setdefault(services.policy.jwks_uri, jwt.PyJWKClient(services.policy.jwks_uri))
     token = header[7:].strip()
     try:
         key = client.get_signing_key_from_jwt(token)
-        claims = jwt.decode(token, key.key, algorithms=["RS256"], audience=services.webhook_audience,
-                            options={"require": ["exp", "aud", "iss"]}, issuer=services.issuer)
+        claims = jwt.decode(token, key.key, algorithms=["RS256"], audience=services.policy.webhook_audience,
+                            options={"require": ["exp", "aud", "iss"]}, issuer=services.policy.issuer)
     except jwt.PyJWTError as error:
         return f"the bearer token is not valid: {error.__class__.__name__}"
     # Azure Monitor's service principal holds this app role; any other caller of the API does not.

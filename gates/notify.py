@@ -8,33 +8,32 @@ from html import escape
 import azure.functions as func
 
 from gates.pages import plan_table
-from gates.shell import read_json
+from gates.shell import Delivery, on_queue
+from shared.core.messages import RequestOpened, RunEnded
 from shared.core.model import RequestKind, RequestState, Run
 from shared.services import Services, ServicesProvider
-from shared.topology import SERVICE_BUS_CONNECTION, Queue
+from shared.topology import Queue
 
 logger = logging.getLogger("sre_gates")
 
 
 def request_link(services: Services, run_id: str, request_id: str) -> str:
-    return f"{services.public_base_url}/api/runs/{run_id}/requests/{request_id}"
+    return f"{services.policy.public_base_url}/api/runs/{run_id}/requests/{request_id}"
 
 
 def run_link(services: Services, run_id: str) -> str:
-    return f"{services.public_base_url}/api/runs/{run_id}"
+    return f"{services.policy.public_base_url}/api/runs/{run_id}"
 
 
-def handle_notification(services: Services, run_id: str, kind: str, request_id: str | None) -> None:
-    run = services.runs.get_run(run_id)
+def handle_notification(message: RequestOpened | RunEnded, services: Services, delivery: Delivery) -> None:
+    run = services.runs.get_run(message.run_id)
     if run is None:
-        logger.warning("notification for unknown run %s", run_id)
+        logger.warning("notification for unknown run %s", message.run_id)
         return
-    if kind == "request_opened" and request_id:
-        _request_opened(services, run, request_id)
-    elif kind == "run_ended":
-        _run_ended(services, run)
+    if isinstance(message, RequestOpened):
+        _request_opened(services, run, message.request_id)
     else:
-        raise ValueError(f"unknown notification kind {kind!r}")
+        _run_ended(services, run)
 
 
 def _request_opened(services: Services, run: Run, request_id: str) -> None:
@@ -78,12 +77,5 @@ def _run_ended(services: Services, run: Run) -> None:
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:
     bp = func.Blueprint()
-
-    @bp.function_name("notify")
-    @bp.service_bus_queue_trigger(arg_name="msg", queue_name=Queue.NOTIFICATIONS.value,
-                                  connection=SERVICE_BUS_CONNECTION)
-    def notify(msg: func.ServiceBusMessage) -> None:
-        body = read_json(msg)
-        handle_notification(services(), body["run_id"], str(body.get("kind")), body.get("request_id"))
-
+    on_queue(bp, services, "notify", Queue.NOTIFICATIONS, handle_notification, RequestOpened, RunEnded)
     return bp

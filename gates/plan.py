@@ -11,7 +11,7 @@ from shared.core.alerts import parse_alert
 from shared.core.correlation import correlation_key, joins_open_run
 from shared.core.errors import ConcurrencyConflict, MalformedAlert
 from shared.core.model import Alert
-from shared.core.workflow import alert_key, join_run, start_run
+from shared.core.runs import alert_key, join_run, start_run
 from shared.services import Services, ServicesProvider
 from shared.topology import SERVICE_BUS_CONNECTION, Queue
 
@@ -56,7 +56,7 @@ def _handle_target(services: Services, alert: Alert, resource_id: str) -> str | 
             # The correlation was written and the host stopped before the run was: finish that run.
             return _start(services, existing.run_id, alert, resource_id, key)
         # A redelivery of an alert this run already took is a duplicate, even after the run ended.
-        if alert_key(alert) in run.alert_ids or joins_open_run(run, existing.opened_at, now, services.cooldown):
+        if alert_key(alert) in run.alert_ids or joins_open_run(run, existing.opened_at, now, services.policy.cooldown):
             transact(services, run.run_id, lambda r: join_run(r, alert, now), STAGE)
             return run.run_id
         run_id = services.ids()
@@ -67,8 +67,9 @@ def _handle_target(services: Services, alert: Alert, resource_id: str) -> str | 
 
 def _start(services: Services, run_id: str, alert: Alert, resource_id: str, key: str) -> str:
     now = services.clock.now()
-    plan = services.plans.match(alert, resource_id)
-    change = start_run(run_id, alert, resource_id, plan, services.plans.version, services.ceiling, now, key)
+    policy = services.policy
+    plan = policy.plans.match(alert, resource_id)
+    change = start_run(run_id, alert, resource_id, plan, policy.plans.version, policy.ceiling, now, key)
     if not create(services, change, STAGE):
         transact(services, run_id, lambda run: join_run(run, alert, now), STAGE)
     return run_id

@@ -10,7 +10,7 @@ import azure.functions as func
 
 from gates.shell import flush, transact
 from shared.core.model import RunState
-from shared.core.workflow import StallLimits, sweep
+from shared.core.sweeper import StallLimits, sweep
 from shared.services import Services, ServicesProvider
 
 logger = logging.getLogger("sre_gates")

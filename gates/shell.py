@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import azure.functions as func
 
+from shared.core.change import Change
 from shared.core.errors import ConcurrencyConflict
+from shared.core.messages import MalformedMessage, StageMessage, decode
 from shared.core.model import Run
-from shared.core.workflow import Change
-from shared.services import Services
+from shared.services import Services, ServicesProvider
+from shared.topology import SERVICE_BUS_CONNECTION, Queue
 
 logger = logging.getLogger("sre_gates")
 MAX_CONFLICT_RETRIES = 8
@@ -75,8 +78,30 @@ def transact(services: Services, run_id: str, decide: Callable[[Run], Change | N
     raise ConcurrencyConflict(f"run {run_id}: gave up after {MAX_CONFLICT_RETRIES} concurrent changes")
 
 
-def read_json(msg: func.ServiceBusMessage) -> dict[str, Any]:
-    body = json.loads(msg.get_body())
-    if not isinstance(body, dict) or not isinstance(body.get("run_id"), str):
-        raise ValueError(f"message {msg.message_id} has no run_id")
-    return body
+@dataclass(frozen=True)
+class Delivery:
+    """Which delivery of a message this is: the id names the message, the count says how often it came."""
+
+    message_id: str
+    delivery_count: int
+
+
+M = TypeVar("M", bound=StageMessage)
+
+
+def on_queue(bp: func.Blueprint, services: ServicesProvider, name: str, queue: Queue,
+             handle: Callable[[M, Services, Delivery], None], *accepts: type[StageMessage]) -> None:
+    """Register `handle` for the stage messages of `queue`: the body is decoded into its dataclass at
+    this edge, so a handler only ever sees a typed message."""
+
+    @bp.function_name(name)
+    @bp.service_bus_queue_trigger(arg_name="msg", queue_name=queue.value, connection=SERVICE_BUS_CONNECTION)
+    def trigger(msg: func.ServiceBusMessage) -> None:
+        try:
+            message = decode(queue, json.loads(msg.get_body()))
+        except ValueError as error:
+            raise MalformedMessage(f"message {msg.message_id} on {queue.value} is not JSON: {error}") from None
+        if not isinstance(message, accepts):
+            raise MalformedMessage(f"{name} does not take {type(message).__name__} messages")
+        # `accepts` lists exactly the kinds `handle` is typed for; the check above is what narrows it.
+        handle(cast(M, message), services(), Delivery(msg.message_id or "", msg.delivery_count or 1))

@@ -6,8 +6,9 @@ import json
 
 import azure.functions as func
 
-from gates.http_auth import can_read, principal_from
+from gates.http_auth import principal_from
 from gates.pages import run_json, run_page
+from shared.core.authority import can_read
 from shared.core.model import RunState
 from shared.services import Services, ServicesProvider
 

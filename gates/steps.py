@@ -7,18 +7,19 @@ from collections.abc import Callable
 
 from azure.core.credentials import TokenCredential
 
-from gates.shell import transact
+from gates.shell import Delivery, transact
 from shared.core.arm_outcomes import ArmOutcome
 from shared.core.catalog import CATALOG
+from shared.core.change import Change
 from shared.core.model import Actor, CredentialSource, Run
-from shared.core.workflow import Change, Claim, claim_step, record_outcome
+from shared.core.steps import Claim, claim_step, record_outcome
 from shared.services import Services
 
 logger = logging.getLogger("sre_gates")
 
 
-def claim(services: Services, run_id: str, step: int, source: CredentialSource, message_id: str,
-          delivery_count: int, stage: str, actor: Callable[[Run], Actor | None] = lambda _: None) -> Run | None:
+def claim(services: Services, run_id: str, step: int, source: CredentialSource, delivery: Delivery, stage: str,
+          actor: Callable[[Run], Actor | None] = lambda _: None) -> Run | None:
     """The run with the step claimed by this delivery, or None when this delivery must not act.
 
     Once the claim is written, a failed send must not fail this delivery: its redelivery would find an
@@ -26,8 +27,8 @@ def claim(services: Services, run_id: str, step: int, source: CredentialSource, 
     decisions: list[Claim] = []
 
     def decide(run: Run) -> Change | None:
-        decisions.append(claim_step(run, step, source, message_id, delivery_count, services.clock.now(),
-                                    actor(run)))
+        decisions.append(claim_step(run, step, source, delivery.message_id, delivery.delivery_count,
+                                    services.clock.now(), actor(run)))
         return decisions[-1].change
 
     run = transact(services, run_id, decide, stage, sends_may_wait=True)

@@ -18,9 +18,9 @@ from shared.adapters.table_store import (
     open_tables,
 )
 from shared.core.plans import PlanBook
-from shared.core.workflow import Timeouts
+from shared.core.requests import Timeouts
 from shared.ports import Notifier
-from shared.services import Services
+from shared.services import Policy, Services
 from shared.settings import Settings
 from shared.telemetry import configure
 from shared.topology import Table
@@ -28,17 +28,17 @@ from shared.topology import Table
 
 def build_services(settings: Settings, plans: PlanBook) -> Services:
     azure_credential = None
-    if settings.tables_connection_string:
-        table_service = TableServiceClient.from_connection_string(settings.tables_connection_string)
+    if settings.tables.connection_string:
+        table_service = TableServiceClient.from_connection_string(settings.tables.connection_string)
     else:
         azure_credential = azure_credential or DefaultAzureCredential()
-        table_service = TableServiceClient(str(settings.tables_endpoint), credential=azure_credential)
+        table_service = TableServiceClient(str(settings.tables.endpoint), credential=azure_credential)
     tables = open_tables(table_service)
-    if settings.servicebus_connection_string:
-        sb_client = ServiceBusClient.from_connection_string(settings.servicebus_connection_string)
+    if settings.servicebus.connection_string:
+        sb_client = ServiceBusClient.from_connection_string(settings.servicebus.connection_string)
     else:
         azure_credential = azure_credential or DefaultAzureCredential()
-        sb_client = ServiceBusClient(str(settings.servicebus_namespace), credential=azure_credential)
+        sb_client = ServiceBusClient(str(settings.servicebus.endpoint), credential=azure_credential)
     agent = agent_credential_from_settings(
         settings.agent_identity, tenant_id=settings.tenant_id, authority_host=settings.authority_host,
         client_id=settings.agent_client_id, client_secret=settings.agent_client_secret)
@@ -59,14 +59,16 @@ def build_services(settings: Settings, plans: PlanBook) -> Services:
                                client_id=settings.client_id, client_secret=settings.client_secret, agent=agent),
         notifier=notifier,
         sealer=AesGcmSealer.from_setting(settings.credential_sealing_key),
-        plans=plans,
-        ceiling=settings.autonomy_ceiling,
-        timeouts=Timeouts(consent=settings.consent_timeout, credentials=settings.credential_timeout),
-        cooldown=settings.correlation_cooldown,
-        public_base_url=settings.public_base_url,
-        form_key=settings.form_signing_key,
+        policy=Policy(
+            plans=plans,
+            ceiling=settings.autonomy_ceiling,
+            timeouts=Timeouts(consent=settings.consent_timeout, credentials=settings.credential_timeout),
+            cooldown=settings.correlation_cooldown,
+            public_base_url=settings.public_base_url,
+            form_key=settings.form_signing_key,
+            webhook_audience=settings.alert_webhook_audience,
+            jwks_uri=f"{authority}/discovery/v2.0/keys",
+            issuer=f"{authority}/v2.0",
+        ),
         audit_sink=configure(settings.appinsights_connection_string, settings.appinsights_authentication),
-        webhook_audience=settings.alert_webhook_audience,
-        jwks_uri=f"{authority}/discovery/v2.0/keys",
-        issuer=f"{authority}/v2.0",
     )

@@ -12,8 +12,8 @@ from azure.core.credentials import TokenCredential
 
 from shared.core.arm_outcomes import ArmOutcome
 from shared.core.catalog import ActionSpec
+from shared.core.change import Change
 from shared.core.model import AuditEvent, OutboundMessage, Run, RunState
-from shared.core.workflow import Change
 
 
 class RunStore(Protocol):

@@ -1,4 +1,5 @@
-"""The composition root's product: every port the gates need, built once per process."""
+"""The composition root's product: the ports the gates talk through, built once per process, and the
+policy they decide by (plans, ceiling, deadlines, links), fixed at start-up."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 
 from shared.core.model import Mode
 from shared.core.plans import PlanBook
-from shared.core.workflow import Timeouts
+from shared.core.requests import Timeouts
 from shared.ports import (
     Clock,
     CorrelationStore,
@@ -34,6 +35,21 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+@dataclass(frozen=True)
+class Policy:
+    """What the decisions go by, read from settings and the plan file at start-up; never changes."""
+
+    plans: PlanBook
+    ceiling: Mode
+    timeouts: Timeouts
+    cooldown: dt.timedelta
+    public_base_url: str
+    form_key: bytes = field(repr=False)
+    webhook_audience: str | None = None
+    jwks_uri: str | None = None
+    issuer: str | None = None
+
+
 @dataclass
 class Services:
     runs: RunStore
@@ -44,18 +60,10 @@ class Services:
     tokens: TokenBroker
     notifier: Notifier
     sealer: Sealer
-    plans: PlanBook
-    ceiling: Mode
-    timeouts: Timeouts
-    cooldown: dt.timedelta
-    public_base_url: str
-    form_key: bytes
+    policy: Policy
     clock: Clock = field(default_factory=SystemClock)
     ids: Callable[[], str] = new_id
     audit_sink: AuditSink | None = None
-    webhook_audience: str | None = None
-    jwks_uri: str | None = None
-    issuer: str | None = None
 
 
 class ServicesProvider:

@@ -1,17 +1,26 @@
-"""The app's settings, read once from the environment (App Settings in Azure, local.settings.json here)."""
+"""The app's settings, read once from the environment (App Settings in Azure, local.settings.json here)
+and validated at start-up: a missing or malformed setting stops the app with the setting's name.
+
+Each setting is declared once, in `shared/topology.py` (`SETTINGS`: name, default, kind, the attribute
+it fills); this module only parses the declared kinds into typed values.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from shared.core.model import Mode
-from shared.topology import SERVICE_BUS_CONNECTION, SETTINGS, TABLES_CONNECTION
+from shared.topology import SERVICE_BUS_CONNECTION, SETTINGS, TABLES_CONNECTION, Setting, SettingKind
 
 APP_ROOT = Path(__file__).resolve().parent.parent
+# The identity-based form of a connection setting: `<name>__<suffix>` names the endpoint, and the app
+# authenticates with its managed identity.
+IDENTITY_SUFFIX = {SERVICE_BUS_CONNECTION: "fullyQualifiedNamespace", TABLES_CONNECTION: "tableServiceUri"}
 
 
 class SettingsError(Exception):
@@ -27,11 +36,17 @@ def response_plans_path(env: Mapping[str, str] | None = None) -> Path:
 
 
 @dataclass(frozen=True)
+class Connection:
+    """A connection string, or the endpoint to reach with the managed identity."""
+
+    connection_string: str | None
+    endpoint: str | None
+
+
+@dataclass(frozen=True, repr=False)
 class Settings:
-    servicebus_connection_string: str | None
-    servicebus_namespace: str | None
-    tables_connection_string: str | None
-    tables_endpoint: str | None
+    servicebus: Connection
+    tables: Connection
     tenant_id: str
     authority_host: str
     client_id: str
@@ -59,60 +74,96 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        defaults = {s.name: s.default for s in SETTINGS if s.default is not None}
+        values = {s.attr: _read(s, env) for s in SETTINGS if s.attr}
+        missing = {f.name for f in fields(cls)} - set(values)
+        if missing:  # a declaration gap is a bug in topology.py, not an operator's mistake
+            raise SettingsError(f"no setting declared for {sorted(missing)}")
+        settings = cls(**values)
+        settings._check_combinations()
+        return settings
 
-        def get(name: str) -> str | None:
-            value = env.get(name) or defaults.get(name)
-            return value.strip() if value else None
-
-        def need(name: str) -> str:
-            value = get(name)
-            if not value:
-                raise SettingsError(f"app setting {name} is required and not set")
-            return value
-
-        def minutes(name: str) -> dt.timedelta:
-            try:
-                return dt.timedelta(minutes=float(need(name)))
-            except ValueError:
-                raise SettingsError(f"app setting {name} must be a number of minutes") from None
-
-        sb = get(SERVICE_BUS_CONNECTION)
-        sb_namespace = get(f"{SERVICE_BUS_CONNECTION}__fullyQualifiedNamespace")
-        if not (sb or sb_namespace):
-            raise SettingsError(f"set {SERVICE_BUS_CONNECTION} (connection string) or "
-                                f"{SERVICE_BUS_CONNECTION}__fullyQualifiedNamespace (managed identity)")
-        tables = get(TABLES_CONNECTION)
-        tables_endpoint = get(f"{TABLES_CONNECTION}__tableServiceUri")
-        if not (tables or tables_endpoint):
-            raise SettingsError(f"set {TABLES_CONNECTION} (connection string) or "
-                                f"{TABLES_CONNECTION}__tableServiceUri (managed identity)")
-        try:
-            ceiling = Mode(need("GATES_AUTONOMY_CEILING"))
-        except ValueError:
-            raise SettingsError("GATES_AUTONOMY_CEILING must be review or autonomous") from None
-        if ceiling is Mode.READ_ONLY:
-            raise SettingsError("GATES_AUTONOMY_CEILING must be review or autonomous")
-        return cls(
-            servicebus_connection_string=sb, servicebus_namespace=sb_namespace,
-            tables_connection_string=tables, tables_endpoint=tables_endpoint,
-            tenant_id=need("GATES_TENANT_ID"), authority_host=need("GATES_AUTHORITY_HOST"),
-            client_id=need("GATES_CLIENT_ID"), client_secret=need("GATES_CLIENT_SECRET"),
-            agent_identity=need("GATES_AGENT_IDENTITY"), agent_client_id=get("GATES_AGENT_CLIENT_ID"),
-            agent_client_secret=get("GATES_AGENT_CLIENT_SECRET"), arm_endpoint=need("GATES_ARM_ENDPOINT"),
-            public_base_url=need("GATES_PUBLIC_BASE_URL").rstrip("/"),
-            form_signing_key=need("GATES_FORM_SIGNING_KEY").encode(),
-            credential_sealing_key=need("GATES_CREDENTIAL_SEALING_KEY"),
-            autonomy_ceiling=ceiling,
-            correlation_cooldown=minutes("GATES_CORRELATION_COOLDOWN_MINUTES"),
-            consent_timeout=minutes("GATES_CONSENT_TIMEOUT_MINUTES"),
-            credential_timeout=minutes("GATES_CREDENTIAL_TIMEOUT_MINUTES"),
-            email_transport=need("GATES_EMAIL_TRANSPORT"), email_sender=need("GATES_EMAIL_SENDER"),
-            acs_endpoint=get("GATES_ACS_ENDPOINT"), smtp_host=need("GATES_SMTP_HOST"),
-            smtp_port=int(need("GATES_SMTP_PORT")), alert_webhook_audience=get("GATES_ALERT_WEBHOOK_AUDIENCE"),
-            appinsights_connection_string=get("APPLICATIONINSIGHTS_CONNECTION_STRING"),
-            appinsights_authentication=get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),
-        )
+    def _check_combinations(self) -> None:
+        if self.email_transport not in ("acs", "smtp"):
+            raise SettingsError("app setting GATES_EMAIL_TRANSPORT must be acs or smtp")
+        if self.email_transport == "acs" and not self.acs_endpoint:
+            raise SettingsError("app setting GATES_ACS_ENDPOINT is required when GATES_EMAIL_TRANSPORT is acs")
+        if self.agent_identity not in ("managed_identity", "client_secret"):
+            raise SettingsError("app setting GATES_AGENT_IDENTITY must be managed_identity or client_secret")
+        if self.agent_identity == "client_secret" and not (self.agent_client_id and self.agent_client_secret):
+            raise SettingsError("app settings GATES_AGENT_CLIENT_ID and GATES_AGENT_CLIENT_SECRET are required "
+                                "when GATES_AGENT_IDENTITY is client_secret")
 
     def __repr__(self) -> str:  # settings hold secrets; never print them
         return f"Settings(tenant_id={self.tenant_id!r}, public_base_url={self.public_base_url!r}, ...)"
+
+
+def _text(setting: Setting, env: Mapping[str, str]) -> str | None:
+    value = env.get(setting.name) or setting.default
+    value = value.strip() if value else None
+    if setting.required and not value and setting.kind is not SettingKind.CONNECTION:
+        raise SettingsError(f"app setting {setting.name} is required and not set")
+    return value or None
+
+
+def _read(setting: Setting, env: Mapping[str, str]) -> Any:
+    name = setting.name
+    if setting.kind is SettingKind.CONNECTION:
+        identity_name = f"{name}__{IDENTITY_SUFFIX[name]}"
+        connection = Connection(_text(setting, env), (env.get(identity_name) or "").strip() or None)
+        if not (connection.connection_string or connection.endpoint):
+            raise SettingsError(f"set {name} (connection string) or {identity_name} (managed identity)")
+        return connection
+    text = _text(setting, env)
+    if text is None:
+        return None
+    try:
+        return _PARSERS[setting.kind](text)
+    except ValueError:
+        raise SettingsError(f"app setting {name} must be {_EXPECTED[setting.kind]}; got {text[:40]!r}"
+                            if not setting.secret else f"app setting {name} must be {_EXPECTED[setting.kind]}") \
+            from None
+
+
+def _minutes(text: str) -> dt.timedelta:
+    minutes = float(text)
+    if not 0 < minutes < 60 * 24 * 30:
+        raise ValueError(text)
+    return dt.timedelta(minutes=minutes)
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 < port < 65536:
+        raise ValueError(text)
+    return port
+
+
+def _ceiling(text: str) -> Mode:
+    mode = Mode(text)
+    if mode is Mode.READ_ONLY:
+        raise ValueError(text)
+    return mode
+
+
+def _url(text: str) -> str:
+    if not text.startswith(("https://", "http://")):
+        raise ValueError(text)
+    return text.rstrip("/")
+
+
+_PARSERS: dict[SettingKind, Any] = {
+    SettingKind.TEXT: str,
+    SettingKind.URL: _url,
+    SettingKind.MINUTES: _minutes,
+    SettingKind.PORT: _port,
+    SettingKind.MODE: _ceiling,
+    SettingKind.KEY: lambda text: text.encode(),
+}
+_EXPECTED = {
+    SettingKind.TEXT: "text",
+    SettingKind.URL: "an http(s) URL",
+    SettingKind.MINUTES: "a number of minutes (more than 0, under 30 days)",
+    SettingKind.PORT: "a TCP port number",
+    SettingKind.MODE: "review or autonomous",
+    SettingKind.KEY: "a key",
+}

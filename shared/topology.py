@@ -50,6 +50,18 @@ SERVICE_BUS_CONNECTION = "ServiceBusConnection"
 TABLES_CONNECTION = "TablesConnection"
 
 
+class SettingKind(StrEnum):
+    """How a setting's text becomes a value; `shared/settings.py` parses each kind."""
+
+    TEXT = "text"
+    URL = "url"  # a trailing slash is dropped
+    MINUTES = "minutes"
+    PORT = "port"
+    MODE = "mode"  # review or autonomous
+    KEY = "key"  # a secret used as bytes
+    CONNECTION = "connection"  # a connection string, or its identity-based `__` form
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -57,50 +69,60 @@ class Setting:
     secret: bool = False
     default: str | None = None
     description: str = ""
+    attr: str = ""  # the `Settings` attribute it fills; empty for a setting the app only passes on
+    kind: SettingKind = SettingKind.TEXT
 
+
+K = SettingKind
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting(SERVICE_BUS_CONNECTION, True, description=(
+    Setting(SERVICE_BUS_CONNECTION, True, attr="servicebus", kind=K.CONNECTION, description=(
         "Service Bus: a connection string locally; in Azure `ServiceBusConnection__fullyQualifiedNamespace` "
         "(managed identity)")),
-    Setting(TABLES_CONNECTION, True, description=(
+    Setting(TABLES_CONNECTION, True, attr="tables", kind=K.CONNECTION, description=(
         "Table Storage: a connection string locally; in Azure `TablesConnection__tableServiceUri` "
         "(managed identity)")),
-    Setting("GATES_TENANT_ID", True, description="Entra tenant of the app registration"),
-    Setting("GATES_AUTHORITY_HOST", False, default="https://login.microsoftonline.com",
-            description="Entra authority host"),
-    Setting("GATES_CLIENT_ID", True, description="app registration (client) id: validates users, performs OBO"),
-    Setting("GATES_CLIENT_SECRET", True, secret=True,
+    Setting("GATES_TENANT_ID", True, attr="tenant_id", description="Entra tenant of the app registration"),
+    Setting("GATES_AUTHORITY_HOST", False, default="https://login.microsoftonline.com", attr="authority_host",
+            kind=K.URL, description="Entra authority host"),
+    Setting("GATES_CLIENT_ID", True, attr="client_id",
+            description="app registration (client) id: validates users, performs OBO"),
+    Setting("GATES_CLIENT_SECRET", True, secret=True, attr="client_secret",
             description="app registration credential (Key Vault reference in Azure)"),
-    Setting("GATES_AGENT_IDENTITY", False, default="managed_identity",
+    Setting("GATES_AGENT_IDENTITY", False, default="managed_identity", attr="agent_identity",
             description="`managed_identity` in Azure, `client_secret` against the local Entra stand-in"),
-    Setting("GATES_AGENT_CLIENT_ID", False,
+    Setting("GATES_AGENT_CLIENT_ID", False, attr="agent_client_id",
             description="client id of a user-assigned identity, or of the local agent app"),
-    Setting("GATES_AGENT_CLIENT_SECRET", False, secret=True, description="local runtime only"),
-    Setting("GATES_ARM_ENDPOINT", False, default="https://management.azure.com",
+    Setting("GATES_AGENT_CLIENT_SECRET", False, secret=True, attr="agent_client_secret",
+            description="local runtime only"),
+    Setting("GATES_ARM_ENDPOINT", False, default="https://management.azure.com", attr="arm_endpoint", kind=K.URL,
             description="Azure Resource Manager endpoint"),
-    Setting("GATES_PUBLIC_BASE_URL", True, description="base URL of the app, for the links in e-mails"),
-    Setting("GATES_FORM_SIGNING_KEY", True, secret=True,
+    Setting("GATES_PUBLIC_BASE_URL", True, attr="public_base_url", kind=K.URL,
+            description="base URL of the app, for the links in e-mails"),
+    Setting("GATES_FORM_SIGNING_KEY", True, secret=True, attr="form_signing_key", kind=K.KEY,
             description="HMAC key for decision-form tokens (Key Vault reference in Azure)"),
-    Setting("GATES_CREDENTIAL_SEALING_KEY", True, secret=True,
+    Setting("GATES_CREDENTIAL_SEALING_KEY", True, secret=True, attr="credential_sealing_key",
             description="AES key sealing a granted user assertion until its one use (Key Vault reference)"),
     Setting("GATES_RESPONSE_PLANS", False, default="config/response-plans.json",
-            description="incident response plans file"),
-    Setting("GATES_AUTONOMY_CEILING", False, default="review",
+            description="incident response plans file (read at start-up, before the other settings)"),
+    Setting("GATES_AUTONOMY_CEILING", False, default="review", attr="autonomy_ceiling", kind=K.MODE,
             description="`review` caps every plan at review; `autonomous` lets plans run autonomously"),
-    Setting("GATES_CORRELATION_COOLDOWN_MINUTES", False, default="180"),
-    Setting("GATES_CONSENT_TIMEOUT_MINUTES", False, default="30"),
-    Setting("GATES_CREDENTIAL_TIMEOUT_MINUTES", False, default="15"),
-    Setting("GATES_EMAIL_TRANSPORT", False, default="acs", description="`acs` in Azure, `smtp` locally"),
-    Setting("GATES_EMAIL_SENDER", True, description="From address of notifications"),
-    Setting("GATES_ACS_ENDPOINT", False, description="Azure Communication Services endpoint (managed identity)"),
-    Setting("GATES_SMTP_HOST", False, default="localhost"),
-    Setting("GATES_SMTP_PORT", False, default="2525"),
-    Setting("GATES_ALERT_WEBHOOK_AUDIENCE", False,
+    Setting("GATES_CORRELATION_COOLDOWN_MINUTES", False, default="180", attr="correlation_cooldown",
+            kind=K.MINUTES),
+    Setting("GATES_CONSENT_TIMEOUT_MINUTES", False, default="30", attr="consent_timeout", kind=K.MINUTES),
+    Setting("GATES_CREDENTIAL_TIMEOUT_MINUTES", False, default="15", attr="credential_timeout", kind=K.MINUTES),
+    Setting("GATES_EMAIL_TRANSPORT", False, default="acs", attr="email_transport",
+            description="`acs` in Azure, `smtp` locally"),
+    Setting("GATES_EMAIL_SENDER", True, attr="email_sender", description="From address of notifications"),
+    Setting("GATES_ACS_ENDPOINT", False, attr="acs_endpoint",
+            description="Azure Communication Services endpoint (managed identity)"),
+    Setting("GATES_SMTP_HOST", False, default="localhost", attr="smtp_host"),
+    Setting("GATES_SMTP_PORT", False, default="2525", attr="smtp_port", kind=K.PORT),
+    Setting("GATES_ALERT_WEBHOOK_AUDIENCE", False, attr="alert_webhook_audience",
             description="when set, the alert intake also requires an Entra token with this audience "
                         "(action group secure webhook)"),
-    Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", False,
+    Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", False, attr="appinsights_connection_string",
             description="when set, logs and audit events go to Application Insights"),
-    Setting("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", False,
+    Setting("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", False, attr="appinsights_authentication",
             description="`Authorization=AAD`: telemetry is sent with the managed identity (local auth is off)"),
 )

@@ -18,9 +18,9 @@ from azure.core.credentials import AccessToken
 from shared.core import codec
 from shared.core.arm_outcomes import ArmOutcome, OutcomeKind
 from shared.core.catalog import ActionSpec
+from shared.core.change import Change
 from shared.core.errors import ConcurrencyConflict
 from shared.core.model import AuditEvent, OutboundMessage, Run, RunState
-from shared.core.workflow import Change
 from shared.ports import Correlation, CredentialUnavailable
 
 

@@ -21,8 +21,8 @@ from shared.adapters.sealing import AesGcmSealer
 from shared.core.links import form_token
 from shared.core.model import Mode, OutboundMessage, Request, RequestKind, RequestState, Run
 from shared.core.plans import parse_plan_book
-from shared.core.workflow import Timeouts
-from shared.services import Services, ServicesProvider
+from shared.core.requests import Timeouts
+from shared.services import Policy, Services, ServicesProvider
 from shared.telemetry import LoggingAuditSink
 from shared.topology import Queue
 from tests.fakes import (
@@ -117,9 +117,10 @@ class Pipeline:
         self.services = Services(
             runs=self.store, correlations=FakeCorrelationStore(), rejected_alerts=self.rejected, bus=self.bus,
             arm=self.arm, tokens=self.tokens, notifier=self.notifier, sealer=AesGcmSealer(os.urandom(32)),
-            plans=parse_plan_book(text, "plans.json"), ceiling=ceiling,
-            timeouts=Timeouts(consent=dt.timedelta(minutes=30), credentials=dt.timedelta(minutes=15)),
-            cooldown=dt.timedelta(hours=3), public_base_url="https://gates.example", form_key=LINK_KEY,
+            policy=Policy(
+                plans=parse_plan_book(text, "plans.json"), ceiling=ceiling,
+                timeouts=Timeouts(consent=dt.timedelta(minutes=30), credentials=dt.timedelta(minutes=15)),
+                cooldown=dt.timedelta(hours=3), public_base_url="https://gates.example", form_key=LINK_KEY),
             clock=self.clock, ids=lambda: f"id{next(counter):04d}", audit_sink=LoggingAuditSink(),
         )
         provider = ServicesProvider(lambda: self.services)

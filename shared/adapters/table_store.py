@@ -19,9 +19,9 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from shared.core import codec
+from shared.core.change import Change
 from shared.core.errors import ConcurrencyConflict
 from shared.core.model import AuditEvent, OutboundMessage, Run, RunState
-from shared.core.workflow import Change
 from shared.ports import Correlation
 from shared.topology import Table
 

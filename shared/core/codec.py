@@ -72,7 +72,7 @@ def step_to_dict(step: Step) -> dict[str, Any]:
         "parameters": step.parameters, "state": step.state.value,
         "credential_source": step.credential_source.value if step.credential_source else None,
         "claim_message_id": step.claim_message_id, "claim_delivery": step.claim_delivery,
-        "outcome": step.outcome, "result": step.result,
+        "outcome": step.outcome, "result": step.result, "claims": step.claims,
     }
 
 
@@ -82,7 +82,7 @@ def step_from_dict(data: dict[str, Any]) -> Step:
         parameters=dict(data.get("parameters", {})), state=StepState(data["state"]),
         credential_source=CredentialSource(data["credential_source"]) if data.get("credential_source") else None,
         claim_message_id=data.get("claim_message_id"), claim_delivery=int(data.get("claim_delivery", 0)),
-        outcome=data.get("outcome", ""), result=dict(data.get("result", {})),
+        outcome=data.get("outcome", ""), result=dict(data.get("result", {})), claims=data.get("claims"),
     )
 
 

@@ -144,6 +144,7 @@ class Step:
     claim_delivery: int = 0
     outcome: str = ""
     result: dict[str, Any] = field(default_factory=dict)
+    claims: str | None = None  # ARM's claims challenge, passed on to every on-behalf-of request for this step
 
     @property
     def is_write(self) -> bool:

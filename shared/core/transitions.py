@@ -1,11 +1,13 @@
-"""The run's state machine, as data. A transition not in the table cannot be written."""
+"""The state machines of a run, its steps and its requests, as data. A change that is not in a table
+cannot be made: the builder checks every state it writes against these tables and raises
+`IllegalTransition` for anything else."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
 from shared.core.errors import IllegalTransition
-from shared.core.model import RequestState, RunState
+from shared.core.model import RequestState, RunState, StepState
 
 
 class RunEvent(StrEnum):
@@ -39,12 +41,31 @@ RUN_TRANSITIONS: dict[tuple[RunState, RunEvent], RunState] = {
     (S.AWAITING_CREDENTIALS, E.CREDENTIALS_EXPIRED): S.EXPIRED,
 }
 
-REQUEST_TRANSITIONS: dict[tuple[RequestState, RequestState], bool] = {
-    (RequestState.PENDING, RequestState.GRANTED): True,
-    (RequestState.PENDING, RequestState.DENIED): True,
-    (RequestState.PENDING, RequestState.EXPIRED): True,
-    (RequestState.PENDING, RequestState.CANCELLED): True,
-}
+T = StepState
+
+STEP_TRANSITIONS: frozenset[tuple[StepState, StepState]] = frozenset({
+    (T.PENDING, T.ATTEMPTING),  # claimed by a delivery, about to run with the agent's identity
+    (T.PENDING, T.FAILED),  # refused before it ran (a write in a read-only plan)
+    (T.PENDING, T.SKIPPED),  # the run ended first
+    (T.ATTEMPTING, T.SUCCEEDED),
+    (T.ATTEMPTING, T.FAILED),
+    (T.ATTEMPTING, T.AWAITING_CREDENTIALS),  # a security challenge
+    (T.AWAITING_CREDENTIALS, T.EXECUTING),  # claimed with a person's granted credentials
+    (T.AWAITING_CREDENTIALS, T.FAILED),  # the granted credentials went unused or could not be used
+    (T.AWAITING_CREDENTIALS, T.SKIPPED),
+    (T.EXECUTING, T.SUCCEEDED),
+    (T.EXECUTING, T.FAILED),
+    (T.EXECUTING, T.AWAITING_CREDENTIALS),  # the granted sign-in expired before use: asked again
+})
+
+R = RequestState
+
+REQUEST_TRANSITIONS: frozenset[tuple[RequestState, RequestState]] = frozenset({
+    (R.PENDING, R.GRANTED),
+    (R.PENDING, R.DENIED),
+    (R.PENDING, R.EXPIRED),
+    (R.PENDING, R.CANCELLED),
+})
 
 
 def next_run_state(state: RunState, event: RunEvent) -> RunState:
@@ -58,7 +79,19 @@ def can_take(state: RunState, event: RunEvent) -> bool:
     return (state, event) in RUN_TRANSITIONS
 
 
-def next_request_state(state: RequestState, target: RequestState) -> RequestState:
-    if not REQUEST_TRANSITIONS.get((state, target), False):
+def check_step(state: StepState, target: StepState) -> StepState:
+    """`target`, if a step may move there from `state` (staying put is no move)."""
+    if state is not target and (state, target) not in STEP_TRANSITIONS:
+        raise IllegalTransition("step", state, target)
+    return target
+
+
+def check_request(state: RequestState | None, target: RequestState) -> RequestState:
+    """`target`, if a request may move there from `state`; a new request (`None`) starts pending."""
+    if state is None:
+        if target is not RequestState.PENDING:
+            raise IllegalTransition("request", "new", target)
+        return target
+    if state is not target and (state, target) not in REQUEST_TRANSITIONS:
         raise IllegalTransition("request", state, target)
     return target

@@ -15,7 +15,8 @@ from shared.core.alerts import parse_alert
 from shared.core.errors import ConcurrencyConflict
 from shared.core.model import Mode, RunState
 from shared.core.plans import parse_plan_book
-from shared.core.workflow import Timeouts, open_consent_request, start_run
+from shared.core.requests import Timeouts, open_consent_request
+from shared.core.runs import start_run
 from tests.fakes import FakeCorrelationStore, FakeRunStore
 from tests.pipeline import VM, alert, plan_book
 

@@ -1,0 +1,193 @@
+"""Running a step at most once: claim it before ARM is called, record what ARM answered, and turn a
+security challenge into a credential request (or, met with a person's credentials, into a failure)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+from typing import Any
+
+from shared.core.arm_outcomes import ArmOutcome, OutcomeKind
+from shared.core.change import Change, ChangeBuilder, step_of
+from shared.core.errors import IllegalTransition
+from shared.core.messages import AttemptStep, OpenCredentialRequest
+from shared.core.model import (
+    ActionKind,
+    Actor,
+    CredentialSource,
+    Mode,
+    Request,
+    RequestKind,
+    RequestState,
+    Run,
+    RunState,
+    Step,
+    StepState,
+)
+from shared.core.modes import challenge_leads_to_elevation, step_allowed_in_mode
+from shared.core.transitions import RunEvent
+
+MAX_CREDENTIAL_REQUESTS_PER_STEP = 2
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of asking to run a step: `change` to write first, and whether to call ARM after."""
+
+    change: Change | None
+    proceed: bool
+    reason: str
+
+
+def claim_step(
+    run: Run,
+    step_index: int,
+    source: CredentialSource,
+    message_id: str,
+    delivery_count: int,
+    now: dt.datetime,
+    actor: Actor | None = None,
+) -> Claim:
+    """Mark a step in flight before its action runs, so a step runs at most once.
+
+    A later delivery of the same message that finds the step still in flight means the host died
+    during the call: whether ARM acted is unknown, so the step is not repeated and the run fails.
+    """
+    step = step_of(run, step_index)
+    if step is None:
+        return Claim(None, False, f"the run has no step {step_index}")
+    if run.state.is_terminal:
+        return Claim(None, False, f"the run already ended ({run.state.value})")
+    if step.state in (StepState.ATTEMPTING, StepState.EXECUTING):
+        if step.claim_message_id == message_id and delivery_count > step.claim_delivery:
+            b = ChangeBuilder(run, now)
+            b.set_step(replace(step, state=StepState.FAILED, outcome="interrupted"))
+            b.log("action_interrupted", Actor.system(),
+                  f"step {step_index + 1} ({step.action}) was in flight when its host stopped; "
+                  "it is not repeated so that it runs at most once", step=step_index)
+            b.end(RunEvent.STEP_FAILED, Actor.system(),
+                  f"step {step_index + 1} interrupted during {step.action}; outcome unknown, not repeated")
+            return Claim(b.build(), False, "interrupted")
+        return Claim(None, False, "another delivery is running this step")
+    expected = StepState.PENDING if source is CredentialSource.AGENT else StepState.AWAITING_CREDENTIALS
+    if run.state is not RunState.RUNNING or step.state is not expected:
+        return Claim(None, False, f"step is {step.state.value} and run is {run.state.value}")
+    if run.current_step() is not step:
+        return Claim(None, False, "an earlier step has not finished")
+    if source is CredentialSource.DELEGATED and granted_credential(run, step_index) is None:
+        return Claim(None, False, "no granted credential for this step")
+    _guard_write(run, step)
+    b = ChangeBuilder(run, now)
+    if not step_allowed_in_mode(step, run.mode):
+        b.set_step(replace(step, state=StepState.FAILED, outcome="refused: write in a read-only plan"))
+        b.end(RunEvent.STEP_FAILED, Actor.system(), "a read-only plan cannot write; no action taken")
+        return Claim(b.build(), False, "read-only")
+    in_flight = StepState.ATTEMPTING if source is CredentialSource.AGENT else StepState.EXECUTING
+    b.set_step(replace(step, state=in_flight, credential_source=source, claim_message_id=message_id,
+                       claim_delivery=delivery_count))
+    who = actor or Actor.agent()
+    b.log("action_attempted", who, f"step {step_index + 1}: {step.action} on {run.resource_id.rsplit('/', 1)[-1]} "
+          f"with {'the agent identity' if source is CredentialSource.AGENT else who.name + ' credentials'}",
+          step=step_index, action=step.action, identity=source.value)
+    return Claim(b.build(), True, "claimed")
+
+
+def record_outcome(run: Run, step_index: int, outcome: ArmOutcome, now: dt.datetime) -> Change | None:
+    step = step_of(run, step_index)
+    if step is None or step.state not in (StepState.ATTEMPTING, StepState.EXECUTING) or run.state.is_terminal:
+        return None
+    source = step.credential_source or CredentialSource.AGENT
+    granted = granted_credential(run, step_index)
+    acted_as = granted.decided_by if source is CredentialSource.DELEGATED and granted and granted.decided_by \
+        else Actor.agent()
+    b = ChangeBuilder(run, now)
+    if source is CredentialSource.DELEGATED:
+        revoke(b, step_index)
+    if outcome.kind is OutcomeKind.SUCCEEDED:
+        b.set_step(replace(step, state=StepState.SUCCEEDED, outcome=f"HTTP {outcome.status}",
+                           result=_summary(outcome)))
+        b.log("action_executed", acted_as, f"step {step_index + 1} ({step.action}) succeeded",
+              step=step_index, action=step.action, identity=source.value, status=outcome.status)
+        following = step_of(b.run, step_index + 1)
+        if following is None:
+            b.end(RunEvent.LAST_STEP_SUCCEEDED, Actor.system(), "every step succeeded")
+        else:
+            b.move(RunEvent.STEP_SUCCEEDED)
+            b.send(AttemptStep(run.run_id, following.index), f"step-{following.index}")
+        return b.build()
+    if outcome.is_challenge and challenge_leads_to_elevation(source):
+        b.set_step(replace(step, state=StepState.AWAITING_CREDENTIALS, outcome=f"{outcome.code}",
+                           claim_message_id=None, claim_delivery=0, claims=outcome.claims))
+        b.log("security_challenge", Actor.agent(),
+              f"step {step_index + 1} ({step.action}): the agent lacks permission ({outcome.code})",
+              step=step_index, code=outcome.code, status=outcome.status, permission=step.permission)
+        b.move(RunEvent.STEP_CHALLENGED)
+        b.send(OpenCredentialRequest(run.run_id, step_index), f"step-{step_index}")
+        return b.build()
+    why = (f"the approver's credentials lack permission too ({outcome.code})" if outcome.is_challenge
+           else f"{outcome.code}: {outcome.message}")
+    b.set_step(replace(step, state=StepState.FAILED, outcome=why[:500]))
+    b.log("action_failed", acted_as, f"step {step_index + 1} ({step.action}) failed: {why}"[:1000],
+          step=step_index, code=outcome.code, status=outcome.status, identity=source.value)
+    b.end(RunEvent.STEP_FAILED, Actor.system(), f"step {step_index + 1} ({step.action}) failed")
+    return b.build()
+
+
+def credentials_unusable(run: Run, step_index: int, reason: str, now: dt.datetime,
+                         stale: bool = False) -> Change | None:
+    """The on-behalf-of exchange failed: the person cannot lend this access; nothing is done.
+
+    A `stale` grant (the person's sign-in expired between the grant and its use) is not a "no": the
+    person is asked again, once, rather than ending the run."""
+    step = step_of(run, step_index)
+    if step is None or step.state is not StepState.EXECUTING or run.state.is_terminal:
+        return None
+    b = ChangeBuilder(run, now)
+    revoke(b, step_index)
+    asked = sum(1 for r in run.requests if r.kind is RequestKind.CREDENTIALS and r.step_index == step_index)
+    if stale and asked < MAX_CREDENTIAL_REQUESTS_PER_STEP:
+        b.set_step(replace(step, state=StepState.AWAITING_CREDENTIALS, outcome="granted sign-in expired",
+                           claim_message_id=None, claim_delivery=0))
+        b.log("credential_stale", Actor.system("entra-id"),
+              f"the granted sign-in expired before step {step_index + 1} ran; asking again", step=step_index)
+        b.move(RunEvent.STEP_CHALLENGED)
+        b.send(OpenCredentialRequest(run.run_id, step_index), f"step-{step_index}-again-{asked}")
+        return b.build()
+    b.set_step(replace(step, state=StepState.FAILED, outcome=reason[:500]))
+    b.log("credential_unusable", Actor.system("entra-id"), reason[:1000], step=step_index)
+    b.end(RunEvent.STEP_FAILED, Actor.system("entra-id"),
+          f"the granted credentials could not be used for step {step_index + 1}; no action taken")
+    return b.build()
+
+
+def granted_credential(run: Run, step_index: int) -> Request | None:
+    return next((r for r in run.requests if r.kind is RequestKind.CREDENTIALS and r.step_index == step_index
+                 and r.state is RequestState.GRANTED and r.sealed_assertion), None)
+
+
+def revoke(b: ChangeBuilder, step_index: int) -> None:
+    """Discard the sealed grant for a step, with its audit line (revocation is part of the trail)."""
+    request = granted_credential(b.run, step_index)
+    if request is not None:
+        b.set_request(replace(request, sealed_assertion=None))
+        b.log("credential_revoked", Actor.system(),
+              f"delegated credentials for step {step_index + 1} discarded after use", request_id=request.request_id,
+              step=step_index)
+
+
+def _guard_write(run: Run, step: Step) -> None:
+    """No write in review mode without a person's consent, whatever sequence of events led here."""
+    if step.kind is not ActionKind.WRITE or run.mode is not Mode.REVIEW:
+        return
+    consented = any(r.kind is RequestKind.CONSENT and r.state is RequestState.GRANTED for r in run.requests)
+    if not consented:
+        raise IllegalTransition("step", step.state.value, "write without consent")
+
+
+def _summary(outcome: ArmOutcome) -> dict[str, Any]:
+    body = outcome.body or {}
+    keep: dict[str, Any] = {k: body[k] for k in ("status", "name", "id") if k in body and isinstance(body[k], str)}
+    statuses = body.get("statuses")
+    if isinstance(statuses, list):
+        keep["statuses"] = [s.get("code") for s in statuses if isinstance(s, dict)][:5]
+    return keep
