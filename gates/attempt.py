@@ -20,7 +20,7 @@ def handle_attempt(message: AttemptStep, services: Services, delivery: Delivery)
     if run is None:
         return
     outcome = act(services, run, message.step, services.tokens.agent_credential())
-    finish(services, message.run_id, message.step, outcome, STAGE)
+    finish(services, run, message.step, outcome, STAGE, delivery)
 
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:

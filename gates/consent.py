@@ -16,7 +16,8 @@ STAGE = "consent"
 def handle_consent(message: OpenConsent, services: Services, delivery: Delivery) -> None:
     now = services.clock.now()
     transact(services, message.run_id,
-             lambda run: open_consent_request(run, services.ids(), now, services.policy.timeouts), STAGE)
+             lambda run: open_consent_request(run, services.ids(), now, services.policy.timeouts), STAGE,
+             trigger=delivery.message_id)
 
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:

@@ -16,7 +16,8 @@ STAGE = "deadline"
 
 def handle_deadline(message: ExpireRequest, services: Services, delivery: Delivery) -> None:
     now = services.clock.now()
-    run = transact(services, message.run_id, lambda r: expire(r, message.request_id, now), STAGE)
+    run = transact(services, message.run_id, lambda r: expire(r, message.request_id, now), STAGE,
+                   trigger=delivery.message_id)
     request = run.request(message.request_id) if run else None
     if request is not None and request.state is RequestState.PENDING and request.deadline > now:
         # Delivered early by this clock: come back at the deadline rather than leave it open forever.

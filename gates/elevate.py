@@ -16,7 +16,8 @@ STAGE = "elevation"
 def handle_elevation(message: OpenCredentialRequest, services: Services, delivery: Delivery) -> None:
     now = services.clock.now()
     transact(services, message.run_id, lambda run: open_credential_request(
-        run, message.step, services.ids(), now, services.policy.timeouts), STAGE)
+        run, message.step, services.ids(), now, services.policy.timeouts), STAGE,
+        trigger=delivery.message_id)
 
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:

@@ -33,30 +33,32 @@ def handle_execution(message: ExecuteStep, services: Services, delivery: Deliver
         return
     request = granted_credential(run, step)
     if request is None or request.sealed_assertion is None:
-        _unusable(services, run_id, step, "the granted credential is gone")
+        _unusable(services, run, step, "the granted credential is gone", delivery)
         return
     try:
         assertion = services.sealer.unseal(request.sealed_assertion, f"{run_id}/{request.request_id}")
         credential = services.tokens.on_behalf_of(assertion, request.claims)
     except CredentialUnavailable as error:
         # AADSTS500133: the assertion expired between the grant and its use, which is no refusal.
-        _unusable(services, run_id, step, f"Entra ID refused the on-behalf-of exchange: {error.reason}",
+        _unusable(services, run, step, f"Entra ID refused the on-behalf-of exchange: {error.reason}", delivery,
                   stale="AADSTS500133" in error.reason)
         return
     except SealBroken as error:
-        _unusable(services, run_id, step, str(error))
+        _unusable(services, run, step, str(error), delivery)
         return
     try:
         outcome = act(services, run, step, credential)
     finally:
         credential.revoke()
-    finish(services, run_id, step, outcome, STAGE)
+    finish(services, run, step, outcome, STAGE, delivery)
 
 
-def _unusable(services: Services, run_id: str, step: int, reason: str, stale: bool = False) -> None:
-    logger.warning("run %s step %s: %s", run_id, step, reason)
+def _unusable(services: Services, claimed: Run, step: int, reason: str, delivery: Delivery,
+              stale: bool = False) -> None:
+    logger.warning("run %s step %s: %s", claimed.run_id, step, reason)
     now = services.clock.now()
-    transact(services, run_id, lambda run: credentials_unusable(run, step, reason, now, stale), STAGE)
+    transact(services, claimed.run_id, lambda run: credentials_unusable(run, step, reason, now, stale), STAGE,
+             trigger=delivery.message_id, run=claimed)
 
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:

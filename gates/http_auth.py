@@ -51,10 +51,10 @@ def _first(claims: dict[str, str], types: tuple[str, ...]) -> str | None:
 def user_assertion(req: func.HttpRequest) -> str | None:
     """The signed-in person's access token for this app: the token store's header for a browser
     session, the bearer token for an API call. Used only for the on-behalf-of exchange."""
-    stored = req.headers.get("X-MS-TOKEN-AAD-ACCESS-TOKEN")
+    stored: str | None = req.headers.get("X-MS-TOKEN-AAD-ACCESS-TOKEN")
     if stored:
         return stored
-    authorization = req.headers.get("Authorization", "")
+    authorization: str = req.headers.get("Authorization", "")
     if authorization.lower().startswith("bearer "):
         return authorization[7:].strip() or None
     return None
@@ -71,4 +71,5 @@ def token_expires_at(token: str) -> float | None:
 
 
 def is_api_call(req: func.HttpRequest) -> bool:
-    return req.headers.get("Authorization", "").lower().startswith("bearer ")
+    authorization: str = req.headers.get("Authorization", "")
+    return authorization.lower().startswith("bearer ")

@@ -8,6 +8,7 @@ from typing import Any
 
 from shared.core.catalog import CATALOG
 from shared.core.model import AuditEvent, Request, RequestKind, RequestState, Run
+from shared.ports import RunSummary
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:40rem;margin:1rem auto;padding:0 1rem;line-height:1.45;color:#1b1b1b}
@@ -111,3 +112,10 @@ def run_json(run: Run, audit: list[AuditEvent] | None = None) -> dict[str, Any]:
                                  "actor": {"kind": e.actor.kind, "id": e.actor.id, "name": e.actor.name},
                                  "summary": e.summary, "details": e.details} for e in audit]
     return document
+
+
+def summary_json(summary: RunSummary) -> dict[str, Any]:
+    return {"run_id": summary.run_id, "state": summary.state.value, "plan": summary.plan_name,
+            "resource_id": summary.resource_id, "alert_rule": summary.alert_rule, "severity": summary.severity,
+            "created_at": summary.created_at.isoformat(), "updated_at": summary.updated_at.isoformat(),
+            "outcome": summary.outcome, "url": f"/api/runs/{summary.run_id}"}

@@ -31,10 +31,10 @@ def handle_alert(services: Services, body: bytes, message_id: str) -> list[str]:
         return []
     # A multi-resource alert makes one run per resource: a run acts only on the resource it names.
     return [run_id for resource_id in alert.target_resource_ids
-            if (run_id := _handle_target(services, alert, resource_id))]
+            if (run_id := _handle_target(services, alert, resource_id, message_id))]
 
 
-def _handle_target(services: Services, alert: Alert, resource_id: str) -> str | None:
+def _handle_target(services: Services, alert: Alert, resource_id: str, trigger: str) -> str | None:
     key = correlation_key(alert.rule_id, resource_id)
     now = services.clock.now()
     if alert.condition == "Resolved":
@@ -42,36 +42,36 @@ def _handle_target(services: Services, alert: Alert, resource_id: str) -> str | 
         if existing is None:
             logger.info("resolved alert %s has no run to close", alert.alert_id)
             return None
-        transact(services, existing.run_id, lambda run: join_run(run, alert, now), STAGE)
+        transact(services, existing.run_id, lambda run: join_run(run, alert, now), STAGE, trigger=trigger)
         return existing.run_id
     for _ in range(8):
         existing = services.correlations.get(key)
         if existing is None:
             run_id = services.ids()
             if services.correlations.create(key, run_id, now):
-                return _start(services, run_id, alert, resource_id, key)
+                return _start(services, run_id, alert, resource_id, key, trigger)
             continue  # another delivery created it at the same instant: join that one
         run = services.runs.get_run(existing.run_id)
         if run is None:
             # The correlation was written and the host stopped before the run was: finish that run.
-            return _start(services, existing.run_id, alert, resource_id, key)
+            return _start(services, existing.run_id, alert, resource_id, key, trigger)
         # A redelivery of an alert this run already took is a duplicate, even after the run ended.
         if alert_key(alert) in run.alert_ids or joins_open_run(run, existing.opened_at, now, services.policy.cooldown):
-            transact(services, run.run_id, lambda r: join_run(r, alert, now), STAGE)
+            transact(services, run.run_id, lambda r: join_run(r, alert, now), STAGE, trigger=trigger, run=run)
             return run.run_id
         run_id = services.ids()
         if services.correlations.replace(existing, run_id, now):
-            return _start(services, run_id, alert, resource_id, key)
+            return _start(services, run_id, alert, resource_id, key, trigger)
     raise ConcurrencyConflict(f"alert {alert.alert_id}: correlation kept changing")
 
 
-def _start(services: Services, run_id: str, alert: Alert, resource_id: str, key: str) -> str:
+def _start(services: Services, run_id: str, alert: Alert, resource_id: str, key: str, trigger: str) -> str:
     now = services.clock.now()
     policy = services.policy
     plan = policy.plans.match(alert, resource_id)
     change = start_run(run_id, alert, resource_id, plan, policy.plans.version, policy.ceiling, now, key)
-    if not create(services, change, STAGE):
-        transact(services, run_id, lambda run: join_run(run, alert, now), STAGE)
+    if not create(services, change, STAGE, trigger=trigger):
+        transact(services, run_id, lambda run: join_run(run, alert, now), STAGE, trigger=trigger)
     return run_id
 
 

@@ -1,5 +1,9 @@
-"""Timers that keep runs moving: the outbox relay sends what a crashed invocation wrote but never sent;
-the stall sweeper ends or nudges a run whose next message was lost or dead-lettered."""
+"""Timers that keep runs moving. The resend relay sends the outbox of a run whose send failed where no
+queue would redeliver (an HTTP decision); the stall sweeper ends or nudges a run whose next message was
+lost or dead-lettered, and finishes indexing a run that ended while its host died.
+
+Both read only what they need: the relay its few `resend` entries, the sweeper the open runs (the index
+holds every open run, however long the history of ended ones)."""
 
 from __future__ import annotations
 
@@ -8,57 +12,79 @@ import logging
 
 import azure.functions as func
 
-from gates.shell import flush, transact
-from shared.core.model import RunState
+from gates.shell import send_outbox, transact
 from shared.core.sweeper import StallLimits, sweep
+from shared.ports import OpenRun
 from shared.services import Services, ServicesProvider
 
 logger = logging.getLogger("sre_gates")
-GRACE = dt.timedelta(seconds=30)  # leave the writer time to send its own messages first
 # host.json's functionTimeout is 10 minutes: a step in flight for 15 has lost its host.
 STALL_LIMITS = StallLimits(claim=dt.timedelta(minutes=15), idle=dt.timedelta(minutes=10))
-OPEN_STATES = (RunState.RUNNING, RunState.AWAITING_CONSENT, RunState.AWAITING_CREDENTIALS)
+# An open-index entry whose run was never written (its host died between the two writes) is dropped
+# once the alert's redeliveries have certainly stopped.
+ABANDONED_AFTER = dt.timedelta(hours=1)
 
 
-def relay_outbox(services: Services) -> int:
-    runs = services.runs.runs_with_pending_messages(services.clock.now() - GRACE)
-    for run_id in runs:
+def relay_resends(services: Services) -> int:
+    """Send the outboxes noted for a resend; the note goes only once they are sent."""
+    run_ids = services.runs.resend_requests()
+    for run_id in run_ids:
         try:
-            flush(services, run_id)
+            run = services.runs.get_run(run_id)
+            if run is not None:
+                send_outbox(services, run)
+            services.runs.clear_resend(run_id)
         except Exception:
             logger.exception("outbox of run %s not sent; next round retries", run_id)
-    if runs:
-        logger.info("outbox relay sent pending messages of %d run(s)", len(runs))
-    return len(runs)
+    if run_ids:
+        logger.info("resend relay sent the outboxes of %d run(s)", len(run_ids))
+    return len(run_ids)
 
 
 def sweep_stalled(services: Services, limits: StallLimits = STALL_LIMITS) -> int:
-    """Runs nothing has moved for a while: each one ends, or gets the message it was waiting for."""
+    """Every open run nothing has moved for a while: each one ends, or gets the message it was waiting for."""
     now = services.clock.now()
     touched = 0
-    for state in OPEN_STATES:
-        for run in services.runs.list_runs(state, limit=500):
-            if now - run.updated_at < min(limits.claim, limits.idle):
-                continue
-            found = sweep(run, now, limits)
-            if found.change is not None:
-                transact(services, run.run_id, lambda latest: sweep(latest, now, limits).change, "sweeper")
-                touched += 1
-            elif found.resend:
-                services.bus.send(found.resend)
-                touched += 1
+    for entry in services.runs.open_runs():
+        try:
+            touched += _sweep_one(services, entry, now, limits)
+        except Exception:
+            # One run's failure must not stop the sweep of the others; the next round tries it again.
+            logger.exception("stall sweeper could not move run %s; next round retries", entry.run_id)
     if touched:
         logger.warning("stall sweeper moved %d run(s)", touched)
     return touched
 
 
+def _sweep_one(services: Services, entry: OpenRun, now: dt.datetime, limits: StallLimits) -> int:
+    run = services.runs.get_run(entry.run_id)
+    if run is None:
+        if now - entry.indexed_at > ABANDONED_AFTER:
+            services.runs.drop_open(entry.run_id)
+        return 0
+    if run.state.is_terminal:  # ended, but its host died before it was indexed as ended
+        send_outbox(services, run)
+        services.runs.mark_ended(run)
+        return 1
+    if now - run.updated_at < min(limits.claim, limits.idle):
+        return 0
+    found = sweep(run, now, limits)
+    if found.change is not None:
+        transact(services, run.run_id, lambda latest: sweep(latest, now, limits).change, "sweeper", run=run)
+        return 1
+    if found.resend:
+        services.bus.send(found.resend)
+        return 1
+    return 0
+
+
 def blueprint(services: ServicesProvider) -> func.Blueprint:
     bp = func.Blueprint()
 
-    @bp.function_name("outbox_relay")
+    @bp.function_name("resend_relay")
     @bp.timer_trigger(arg_name="timer", schedule="*/30 * * * * *", run_on_startup=False)
-    def outbox(timer: func.TimerRequest) -> None:
-        relay_outbox(services())
+    def resend(timer: func.TimerRequest) -> None:
+        relay_resends(services())
 
     @bp.function_name("stall_sweeper")
     @bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar, cast
 
 import azure.functions as func
@@ -21,13 +21,11 @@ logger = logging.getLogger("sre_gates")
 MAX_CONFLICT_RETRIES = 8
 
 
-def flush(services: Services, run_id: str) -> None:
-    """Send what the run's outbox holds, then clear it. Safe to repeat: message ids are stable."""
-    pending = services.runs.pending_messages(run_id)
-    if not pending:
-        return
-    services.bus.send(pending)
-    services.runs.delete_messages(run_id, [m.message_id for m in pending])
+def send_outbox(services: Services, run: Run) -> None:
+    """Send the messages the run's last change was to be followed by. Safe to repeat: their ids are
+    stable, so the queue's duplicate detection drops a second copy, and every consumer is idempotent."""
+    if run.outbox:
+        services.bus.send(run.outbox)
 
 
 def record(services: Services, change: Change, stage: str) -> None:
@@ -37,43 +35,73 @@ def record(services: Services, change: Change, stage: str) -> None:
         services.audit_sink.emit(change.run, event, stage)
 
 
-def create(services: Services, change: Change, stage: str) -> bool:
+def _with_outbox(change: Change, trigger: str | None) -> Change:
+    # The outbox remembers which delivery wrote it; a change that sends nothing keeps the outbox (and
+    # trigger) of the change before it, which may still wait for a redelivery of that trigger.
+    if not change.messages:
+        return change
+    return replace(change, run=replace(change.run, last_trigger=trigger))
+
+
+def _after_commit(services: Services, change: Change, committed: Run, stage: str, sends_may_wait: bool) -> None:
+    record(services, change, stage)
+    try:
+        if change.messages:
+            services.bus.send(change.messages)
+    except Exception:
+        if not sends_may_wait:
+            raise  # the queue redelivers the trigger, and its redelivery sends the outbox
+        logger.warning("run %s: %s committed; its messages wait for the resend relay", committed.run_id, stage,
+                       exc_info=True)
+        services.runs.request_resend(committed.run_id)
+    if committed.state.is_terminal:
+        try:
+            services.runs.mark_ended(committed)
+        except Exception:
+            if not sends_may_wait:
+                raise
+            # Still indexed as open: the stall sweeper finds it ended and moves it.
+            logger.warning("run %s ended; its index waits for the sweeper", committed.run_id, exc_info=True)
+
+
+def create(services: Services, change: Change, stage: str, *, trigger: str | None = None) -> bool:
+    change = _with_outbox(change, trigger)
     created = services.runs.create_run(change)
     if created:
-        record(services, change, stage)
-    flush(services, change.run.run_id)
+        _after_commit(services, change, change.run, stage, sends_may_wait=False)
     return created
 
 
 def transact(services: Services, run_id: str, decide: Callable[[Run], Change | None], stage: str, *,
-             sends_may_wait: bool = False) -> Run | None:
-    """Decide on the latest run and write the change on its ETag, retrying on a concurrent writer.
+             trigger: str | None = None, sends_may_wait: bool = False, run: Run | None = None) -> Run | None:
+    """Decide on the run and write the change on its ETag, retrying on a concurrent writer.
 
-    When the decision changes nothing (a duplicate, or the run has moved on), whatever the outbox
-    still holds from an earlier, interrupted delivery is sent now. With `sends_may_wait` (an HTTP
-    caller, which no queue will redeliver) a failed send after the commit is left to the outbox relay.
+    `run`, when the caller has just read or written it, is decided on first instead of being read
+    again. `trigger` is the id of the message being handled: when the decision changes nothing and this
+    is a redelivery of the message that made the run's last change (its host died between the write and
+    the send), the outbox is sent again. With `sends_may_wait` (an HTTP caller, which no queue will
+    redeliver) a failed send after the commit is noted for the resend relay instead of failing.
     """
+    known = run
     for _ in range(MAX_CONFLICT_RETRIES):
-        run = services.runs.get_run(run_id)
-        if run is None:
+        latest = known or services.runs.get_run(run_id)
+        known = None
+        if latest is None:
             return None
-        change = decide(run)
+        change = decide(latest)
         if change is None:
-            flush(services, run_id)
-            return run
+            if trigger is not None and latest.last_trigger == trigger:
+                send_outbox(services, latest)
+                if latest.state.is_terminal:
+                    services.runs.mark_ended(latest)
+            return latest
+        change = _with_outbox(change, trigger)
         try:
             committed = services.runs.commit(change)
         except ConcurrencyConflict:
             logger.info("run %s changed under %s; deciding again", run_id, stage)
             continue
-        record(services, change, stage)
-        try:
-            flush(services, run_id)
-        except Exception:
-            if not sends_may_wait:
-                raise
-            logger.warning("run %s: %s committed; its messages wait for the outbox relay", run_id, stage,
-                           exc_info=True)
+        _after_commit(services, change, committed, stage, sends_may_wait)
         return committed
     raise ConcurrencyConflict(f"run {run_id}: gave up after {MAX_CONFLICT_RETRIES} concurrent changes")
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 
 import azure.functions as func
 
 from gates.http_auth import principal_from
-from gates.pages import run_json, run_page
+from gates.pages import run_json, run_page, summary_json
 from shared.core.authority import can_read
 from shared.core.model import RunState
 from shared.services import Services, ServicesProvider
@@ -51,7 +52,16 @@ def list_runs(services: Services, req: func.HttpRequest) -> func.HttpResponse:
         limit = max(1, min(500, int(req.params.get("limit", "100"))))
     except ValueError:
         return _json({"status": 400, "message": "limit must be a number"}, 400)
-    return _json({"runs": [run_json(r) for r in services.runs.list_runs(state, limit)]})
+    try:
+        page = services.runs.list_runs(state, limit, req.params.get("continuation") or None)
+    except ValueError as error:
+        return _json({"status": 400, "message": str(error)}, 400)
+    document: dict[str, object] = {"runs": [summary_json(r) for r in page.runs]}
+    if page.continuation:
+        query = {"continuation": page.continuation, "limit": str(limit), **({"state": state.value} if state else {})}
+        document["continuation"] = page.continuation
+        document["next"] = f"/api/runs?{urllib.parse.urlencode(query)}"
+    return _json(document)
 
 
 def rejected_alerts(services: Services, req: func.HttpRequest) -> func.HttpResponse:

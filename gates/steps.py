@@ -31,7 +31,7 @@ def claim(services: Services, run_id: str, step: int, source: CredentialSource, 
                                     services.clock.now(), actor(run)))
         return decisions[-1].change
 
-    run = transact(services, run_id, decide, stage, sends_may_wait=True)
+    run = transact(services, run_id, decide, stage, trigger=delivery.message_id, sends_may_wait=True)
     if run is None or not decisions[-1].proceed:
         logger.info("run %s step %s not run: %s", run_id, step, decisions[-1].reason if decisions else "no run")
         return None
@@ -43,6 +43,8 @@ def act(services: Services, run: Run, step: int, credential: TokenCredential) ->
     return services.arm.perform(spec, run.resource_id, run.steps[step].parameters, credential)
 
 
-def finish(services: Services, run_id: str, step: int, outcome: ArmOutcome, stage: str) -> None:
+def finish(services: Services, claimed: Run, step: int, outcome: ArmOutcome, stage: str, delivery: Delivery) -> None:
+    """Record what ARM answered, first on the ETag the claim wrote (nobody else usually wrote since)."""
     now = services.clock.now()
-    transact(services, run_id, lambda run: record_outcome(run, step, outcome, now), stage)
+    transact(services, claimed.run_id, lambda run: record_outcome(run, step, outcome, now), stage,
+             trigger=delivery.message_id, run=claimed)

@@ -172,6 +172,7 @@ var queues = [
 // shared/topology.py Table.
 var tables = [
   'runs'
+  'runindex'
   'correlations'
   'rejectedalerts'
 ]

@@ -7,6 +7,7 @@ from azure.identity import DefaultAzureCredential
 from azure.servicebus import ServiceBusClient
 
 from shared.adapters.arm_client import ArmResourceManager
+from shared.adapters.correlation_cache import RememberedCorrelations
 from shared.adapters.identity import MsalTokenBroker, agent_credential_from_settings
 from shared.adapters.notifier import AcsEmailNotifier, SmtpNotifier
 from shared.adapters.sealing import AesGcmSealer
@@ -20,7 +21,7 @@ from shared.adapters.table_store import (
 from shared.core.plans import PlanBook
 from shared.core.requests import Timeouts
 from shared.ports import Notifier
-from shared.services import Policy, Services
+from shared.services import Policy, Services, SystemClock
 from shared.settings import Settings
 from shared.telemetry import configure
 from shared.topology import Table
@@ -50,8 +51,8 @@ def build_services(settings: Settings, plans: PlanBook) -> Services:
         notifier = AcsEmailNotifier(str(settings.acs_endpoint), settings.email_sender, azure_credential)
     authority = f"{settings.authority_host.rstrip('/')}/{settings.tenant_id}"
     return Services(
-        runs=TableRunStore(tables[Table.RUNS]),
-        correlations=TableCorrelationStore(tables[Table.CORRELATIONS]),
+        runs=TableRunStore(tables[Table.RUNS], tables[Table.RUN_INDEX]),
+        correlations=RememberedCorrelations(TableCorrelationStore(tables[Table.CORRELATIONS]), SystemClock()),
         rejected_alerts=TableRejectedAlertStore(tables[Table.REJECTED_ALERTS]),
         bus=ServiceBusMessageBus(sb_client),
         arm=ArmResourceManager(settings.arm_endpoint),

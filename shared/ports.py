@@ -16,27 +16,73 @@ from shared.core.change import Change
 from shared.core.model import AuditEvent, OutboundMessage, Run, RunState
 
 
+@dataclass(frozen=True)
+class RunSummary:
+    """A run as a list shows it; read from the run index, without loading the run."""
+
+    run_id: str
+    state: RunState
+    plan_name: str
+    resource_id: str
+    alert_rule: str
+    severity: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    outcome: str = ""
+
+    @staticmethod
+    def of(run: Run) -> RunSummary:
+        return RunSummary(run.run_id, run.state, run.plan_name, run.resource_id, run.alert.rule_name,
+                          run.alert.severity, run.created_at, run.updated_at, run.outcome)
+
+
+@dataclass(frozen=True)
+class RunPage:
+    runs: tuple[RunSummary, ...]
+    continuation: str | None  # give it back for the next page; None on the last page
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    run_id: str
+    indexed_at: dt.datetime
+
+
 class RunStore(Protocol):
-    """A run, its audit trail and its outbox: one partition, written in one transaction."""
+    """A run and its audit trail in one partition, written in one transaction; beside them, an index of
+    open and ended runs, so that listing and sweeping cost what they return, not what history holds."""
 
     def get_run(self, run_id: str) -> Run | None: ...
 
     def create_run(self, change: Change) -> bool:
-        """Write a new run with its audit and outbox; False if the run already exists."""
+        """Index the run as open, then write it with its audit; False if the run already exists."""
 
     def commit(self, change: Change) -> Run:
         """Write `change` if the run is unchanged since `change.run.etag` was read (else
         `ConcurrencyConflict`); returns the run with its new etag."""
 
-    def pending_messages(self, run_id: str) -> list[OutboundMessage]: ...
+    def mark_ended(self, run: Run) -> None:
+        """Move a terminal run from the open index to the ended index (idempotent)."""
 
-    def delete_messages(self, run_id: str, message_ids: Sequence[str]) -> None: ...
+    def open_runs(self) -> list[OpenRun]:
+        """Every run indexed as open: each open run is here (it is indexed before it is written)."""
+
+    def drop_open(self, run_id: str) -> None:
+        """Forget an open-index entry whose run was never written."""
+
+    def list_runs(self, state: RunState | None = None, limit: int = 100,
+                  continuation: str | None = None) -> RunPage:
+        """Runs newest first, by state: an ended state is one index read a page; open runs are read
+        themselves (there are few). `ValueError` for a continuation this store did not issue."""
 
     def list_audit(self, run_id: str) -> list[AuditEvent]: ...
 
-    def list_runs(self, state: RunState | None = None, limit: int = 100) -> list[Run]: ...
+    def request_resend(self, run_id: str) -> None:
+        """Note that a run's outbox may not have been sent (a send failed where nothing redelivers)."""
 
-    def runs_with_pending_messages(self, older_than: dt.datetime) -> list[str]: ...
+    def resend_requests(self) -> list[str]: ...
+
+    def clear_resend(self, run_id: str) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ QUEUE_PROPERTIES: dict[Queue, QueueProperties] = {
 
 
 class Table(StrEnum):
-    RUNS = "runs"  # one partition per run: the run, its steps, requests, audit and outbox
+    RUNS = "runs"  # one partition per run: the run (with its steps, requests and outbox) and its audit
+    RUN_INDEX = "runindex"  # open runs, ended runs by state and time, runs whose outbox waits for a resend
     CORRELATIONS = "correlations"  # open run per (alert rule, target resource)
     REJECTED_ALERTS = "rejectedalerts"  # alerts that could not be read, with the reason
 

@@ -21,7 +21,7 @@ from shared.core.catalog import ActionSpec
 from shared.core.change import Change
 from shared.core.errors import ConcurrencyConflict
 from shared.core.model import AuditEvent, OutboundMessage, Run, RunState
-from shared.ports import Correlation, CredentialUnavailable
+from shared.ports import Correlation, CredentialUnavailable, OpenRun, RunPage, RunSummary
 
 
 class FakeClock:
@@ -41,7 +41,9 @@ class FakeRunStore:
     def __init__(self) -> None:
         self._runs: dict[str, tuple[str, str]] = {}  # run_id -> (json, etag)
         self._audit: dict[str, list[str]] = {}
-        self._outbox: dict[str, dict[str, tuple[str, dt.datetime]]] = {}
+        self._open: dict[str, dt.datetime] = {}  # the run index: open runs, with when they were indexed
+        self._ended: dict[str, tuple[str, RunSummary]] = {}  # ended runs by index key (newest first)
+        self._resend: set[str] = set()
         self._etags = itertools.count(1)
         self._lock = threading.RLock()
         self.commits = 0
@@ -74,14 +76,13 @@ class FakeRunStore:
             if event.seq in seqs:
                 raise AssertionError(f"audit line {event.seq} written twice")
             audit.append(json.dumps(codec.audit_to_dict(event)))
-        outbox = self._outbox.setdefault(run_id, {})
-        for message in change.messages:
-            outbox[message.message_id] = (json.dumps(codec.message_to_dict(message)), change.run.updated_at)
         self.commits += 1
         return etag
 
     def create_run(self, change: Change) -> bool:
         with self._lock:
+            if not change.run.state.is_terminal:
+                self._open.setdefault(change.run.run_id, change.run.created_at)
             if change.run.run_id in self._runs:
                 return False
             self._write(change)
@@ -100,33 +101,70 @@ class FakeRunStore:
                 raise ConcurrencyConflict(change.run.run_id)
             return replace(change.run, etag=self._write(change))
 
-    def pending_messages(self, run_id: str) -> list[OutboundMessage]:
-        with self._lock:
-            return [codec.message_from_dict(json.loads(m)) for m, _ in self._outbox.get(run_id, {}).values()]
-
-    def delete_messages(self, run_id: str, message_ids: Sequence[str]) -> None:
-        with self._lock:
-            for message_id in message_ids:
-                self._outbox.get(run_id, {}).pop(message_id, None)
-
     def list_audit(self, run_id: str) -> list[AuditEvent]:
         with self._lock:
             return sorted((codec.audit_from_dict(json.loads(a)) for a in self._audit.get(run_id, [])),
                           key=lambda e: e.seq)
 
-    def list_runs(self, state: RunState | None = None, limit: int = 100) -> list[Run]:
+    def mark_ended(self, run: Run) -> None:
         with self._lock:
-            runs = [r for r in (self.get_run(i) for i in self._runs) if r and (state is None or r.state is state)]
-        return sorted(runs, key=lambda r: r.created_at, reverse=True)[:limit]
+            self._open.pop(run.run_id, None)
+            newest = f"{10**13 - int(run.updated_at.timestamp() * 1000):013d}"
+            for state in (run.state.value, "*"):
+                self._ended[f"{state}|{newest}|{run.run_id}"] = (state, RunSummary.of(run))
 
-    def runs_with_pending_messages(self, older_than: dt.datetime) -> list[str]:
+    def open_runs(self) -> list[OpenRun]:
         with self._lock:
-            return sorted(r for r, box in self._outbox.items() if any(t < older_than for _, t in box.values()))
+            return [OpenRun(run_id, at) for run_id, at in self._open.items()]
+
+    def drop_open(self, run_id: str) -> None:
+        with self._lock:
+            self._open.pop(run_id, None)
+
+    def list_runs(self, state: RunState | None = None, limit: int = 100,
+                  continuation: str | None = None) -> RunPage:
+        with self._lock:
+            if state is not None and not state.is_terminal:
+                runs = sorted((r for r in (self.get_run(i) for i in self._open) if r and r.state is state),
+                              key=lambda r: r.created_at, reverse=True)
+                offset = int(continuation or 0)
+                more = len(runs) > offset + limit
+                return RunPage(tuple(RunSummary.of(r) for r in runs[offset:offset + limit]),
+                               str(offset + limit) if more else None)
+            leading: tuple[RunSummary, ...] = ()
+            if state is None and not continuation:
+                open_runs = [r for r in (self.get_run(i) for i in self._open) if r and not r.state.is_terminal]
+                leading = tuple(RunSummary.of(r) for r in sorted(open_runs, key=lambda r: r.created_at,
+                                                                  reverse=True))[:limit]
+            wanted = state.value if state else "*"
+            keys = sorted(k for k, (s, _) in self._ended.items()
+                          if s == wanted and (not continuation or k > continuation))
+            shown = keys[:limit - len(leading)]
+            return RunPage(leading + tuple(self._ended[k][1] for k in shown),
+                           shown[-1] if len(keys) > len(shown) and shown else None)
+
+    def all_runs(self) -> list[Run]:
+        """Every run, newest first: for tests to look at what the store holds."""
+        with self._lock:
+            runs = [r for r in (self.get_run(i) for i in self._runs) if r]
+        return sorted(runs, key=lambda r: r.created_at, reverse=True)
+
+    def request_resend(self, run_id: str) -> None:
+        with self._lock:
+            self._resend.add(run_id)
+
+    def resend_requests(self) -> list[str]:
+        with self._lock:
+            return sorted(self._resend)
+
+    def clear_resend(self, run_id: str) -> None:
+        with self._lock:
+            self._resend.discard(run_id)
 
     def raw_rows(self) -> str:
         """Everything the store holds, as text: for asserting that no secret is at rest."""
         with self._lock:
-            return json.dumps([self._runs, self._audit, {k: list(v) for k, v in self._outbox.items()}])
+            return json.dumps([self._runs, self._audit])
 
 
 class FakeCorrelationStore:

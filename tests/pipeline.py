@@ -210,7 +210,7 @@ class Pipeline:
         return self.routes[(method, route)](request)
 
     def run(self) -> Run:
-        runs = self.store.list_runs()
+        runs = self.store.all_runs()
         assert len(runs) == 1, f"expected one run, found {len(runs)}"
         return runs[0]
 

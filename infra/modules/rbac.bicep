@@ -36,7 +36,7 @@ resource communication 'Microsoft.Communication/communicationServices@2023-04-01
   name: communicationServiceName
 }
 
-// Service Bus: the triggers receive (peek-lock, complete, dead-letter), the outbox relay sends and schedules.
+// Service Bus: the triggers receive (peek-lock, complete, dead-letter), the app sends and schedules.
 resource serviceBusSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(serviceBus.id, principalId, serviceBusDataSenderRoleId)
   scope: serviceBus

@@ -19,6 +19,7 @@ from azure.core.pipeline.policies import (
     RetryPolicy,
     UserAgentPolicy,
 )
+from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 
@@ -30,7 +31,7 @@ USER_AGENT = "sre-gates/0.1"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class WriteSafeRetryPolicy(RetryPolicy):
+class WriteSafeRetryPolicy(RetryPolicy):  # type: ignore[type-arg]  # generic only in newer azure-core stubs
     """azure-core retries POST and PATCH on 500/503/504, and anything with Retry-After; for a write that
     can run an action twice. A write is retried only when ARM certainly did nothing: 429 (throttled
     before the provider saw it) or a connection that never carried the request."""
@@ -47,9 +48,14 @@ class ArmResourceManager:
         self._endpoint = endpoint.rstrip("/")
         self._retry_total = retry_total
         self._polling_interval = polling_interval
+        # Connections (and their TLS handshakes) are reused across calls; credentials are not. A call's
+        # pipeline is therefore never closed: closing it would close the shared transport.
+        self._transport = RequestsTransport()
+        self._transport.open()
 
     def _client(self, credential: TokenCredential) -> PipelineClient[Any, Any]:
-        # A client per credential: a delegated credential must never be cached in a shared pipeline.
+        # A pipeline per credential: a delegated credential must never be cached in a shared pipeline.
+        # Only the transport, which holds no credential, is shared.
         policies = [
             RequestIdPolicy(),
             HeadersPolicy(),
@@ -59,7 +65,7 @@ class ArmResourceManager:
             BearerTokenCredentialPolicy(credential, ARM_SCOPE),
             HttpLoggingPolicy(),  # redacts Authorization and unknown headers
         ]
-        return PipelineClient(base_url=self._endpoint, policies=policies)
+        return PipelineClient(base_url=self._endpoint, policies=policies, transport=self._transport)
 
     def perform(self, action: ActionSpec, resource_id: str, parameters: dict[str, Any],
                 credential: TokenCredential) -> ArmOutcome:
@@ -70,19 +76,19 @@ class ArmResourceManager:
                               headers={"Accept": "application/json"})
         if action.method == "POST" and body is None:
             request.headers["Content-Length"] = "0"
-        with self._client(credential) as client:
-            try:
-                # The generated Azure SDKs run requests the same way, to get the PipelineResponse LRO polling needs.
-                response = client._pipeline.run(request, stream=False)
-            except AzureError as error:
-                return ArmOutcome(OutcomeKind.FAILED, 0, "ServiceUnavailable", f"ARM could not be reached: {error}")
-            http = response.http_response
-            status = http.status_code
-            # ARM answers some updates 200 with an operation still running (a scale-set PATCH: 200,
-            # provisioningState Updating, Azure-AsyncOperation): follow the operation whenever one is named.
-            if status in (201, 202) or (status == 200 and "Azure-AsyncOperation" in http.headers):
-                return self._poll(client, response)
-            return classify(status, dict(http.headers), _body(http))
+        client = self._client(credential)
+        try:
+            # The generated Azure SDKs run requests the same way, to get the PipelineResponse LRO polling needs.
+            response = client._pipeline.run(request, stream=False)
+        except AzureError as error:
+            return ArmOutcome(OutcomeKind.FAILED, 0, "ServiceUnavailable", f"ARM could not be reached: {error}")
+        http = response.http_response
+        status = http.status_code
+        # ARM answers some updates 200 with an operation still running (a scale-set PATCH: 200,
+        # provisioningState Updating, Azure-AsyncOperation): follow the operation whenever one is named.
+        if status in (201, 202) or (status == 200 and "Azure-AsyncOperation" in http.headers):
+            return self._poll(client, response)
+        return classify(status, dict(http.headers), _body(http))
 
     def _poll(self, client: PipelineClient[Any, Any], initial: PipelineResponse[Any, Any]) -> ArmOutcome:
         """Follow an operation ARM accepted, on this thread (no poller thread outlives the credential).

@@ -1,33 +1,44 @@
 """Runs, correlations and rejected alerts in Azure Table Storage (`azure-data-tables`).
 
-A run lives in its own partition: the run entity, one entity per audit line and one per outbox
-message. A state change is one entity-group transaction: the run entity replaced on its ETag plus the
-new audit and outbox entities, so a change and the messages that must follow it are written together.
-Cost of a transition: one point read, one transaction, and one more transaction to clear the outbox.
+A run lives in its own partition: the run entity (steps, requests and the outbox of messages that must
+follow its last change ride in it) and one entity per audit line. A state change is one entity-group
+transaction: the run entity replaced on its ETag plus the new audit lines. With the read that precedes
+it, that is the floor: one read and one write per transition.
+
+The run index (one partition of its own table) makes listing and sweeping cost what they return:
+`open|<run>` for every open run (written before the run, so no open run is missing from it),
+`ended|<state>|<newest first>|<run>` and `ended|*|...` with a summary for lists, and `resend|<run>` for a
+run whose messages could not be sent where nothing would redeliver them.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import datetime as dt
 import json
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
 from shared.core import codec
 from shared.core.change import Change
 from shared.core.errors import ConcurrencyConflict
-from shared.core.model import AuditEvent, OutboundMessage, Run, RunState
-from shared.ports import Correlation
+from shared.core.model import AuditEvent, Run, RunState
+from shared.ports import Correlation, OpenRun, RunPage, RunSummary
 from shared.topology import Table
 
 RUN_ROW = "run"
 AUDIT_PREFIX = "audit-"
-OUTBOX_PREFIX = "outbox-"
+INDEX_PARTITION = "runs"
+OPEN = "open|"
+ENDED = "ended|"
+ANY_STATE = "*"
+RESEND = "resend|"
 
 
 def _range(prefix: str) -> str:
@@ -49,21 +60,43 @@ def _audit_entity(run_id: str, event: AuditEvent) -> dict[str, Any]:
             "At": event.at, "Data": json.dumps(codec.audit_to_dict(event))}
 
 
-def _outbox_entity(run_id: str, message: OutboundMessage, now: dt.datetime) -> dict[str, Any]:
-    return {"PartitionKey": run_id, "RowKey": f"{OUTBOX_PREFIX}{message.message_id}", "CreatedAt": now,
-            "Data": json.dumps(codec.message_to_dict(message))}
+def _newest_first(at: dt.datetime) -> str:
+    return f"{10**13 - int(at.timestamp() * 1000):013d}"
 
 
-def _writes(change: Change) -> list[tuple[str, dict[str, Any]]]:
-    run = change.run
-    return ([("create", _audit_entity(run.run_id, e)) for e in change.audit]
-            # upsert: the same message written again (its id is stable) is not a concurrent writer
-            + [("upsert", _outbox_entity(run.run_id, m, run.updated_at)) for m in change.messages])
+def _summary_entity(row_key: str, run: Run) -> dict[str, Any]:
+    summary = RunSummary.of(run)
+    return {"PartitionKey": INDEX_PARTITION, "RowKey": row_key, "RunId": run.run_id, "State": run.state.value,
+            "PlanName": summary.plan_name, "ResourceId": summary.resource_id, "AlertRule": summary.alert_rule,
+            "Severity": summary.severity, "CreatedAt": summary.created_at, "UpdatedAt": summary.updated_at,
+            "Outcome": summary.outcome[:1000]}
+
+
+def _summary(entity: TableEntity) -> RunSummary:
+    return RunSummary(run_id=entity["RunId"], state=RunState(entity["State"]), plan_name=entity["PlanName"],
+                      resource_id=entity["ResourceId"], alert_rule=entity["AlertRule"], severity=entity["Severity"],
+                      created_at=_aware(entity["CreatedAt"]), updated_at=_aware(entity["UpdatedAt"]),
+                      outcome=entity.get("Outcome", ""))
+
+
+def encode_continuation(row_key: str) -> str:
+    return base64.urlsafe_b64encode(row_key.encode()).decode().rstrip("=")
+
+
+def decode_continuation(token: str, prefix: str) -> str:
+    try:
+        row_key = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValueError("continuation is not one this service issued") from None
+    if not row_key.startswith(prefix) or "'" in row_key:
+        raise ValueError("continuation is not one this service issued for this list")
+    return row_key
 
 
 class TableRunStore:
-    def __init__(self, client: TableClient) -> None:
+    def __init__(self, client: TableClient, index: TableClient) -> None:
         self._table = client
+        self._index = index
 
     def get_run(self, run_id: str) -> Run | None:
         try:
@@ -73,7 +106,12 @@ class TableRunStore:
         return codec.run_from_dict(json.loads(entity["Data"]), etag=entity.metadata["etag"])
 
     def create_run(self, change: Change) -> bool:
-        operations: list[Any] = [("create", _run_entity(change.run)), *_writes(change)]
+        run = change.run
+        if not run.state.is_terminal:
+            self._index.upsert_entity({"PartitionKey": INDEX_PARTITION, "RowKey": f"{OPEN}{run.run_id}",
+                                       "RunId": run.run_id, "CreatedAt": run.created_at})
+        operations: list[Any] = [("create", _run_entity(run)),
+                                 *[("create", _audit_entity(run.run_id, e)) for e in change.audit]]
         try:
             self._table.submit_transaction(operations)
         except TableTransactionError as error:
@@ -89,7 +127,7 @@ class TableRunStore:
         operations: list[Any] = [
             ("update", _run_entity(run), {"mode": UpdateMode.REPLACE, "etag": run.etag,
                                           "match_condition": MatchConditions.IfNotModified}),
-            *_writes(change),
+            *[("create", _audit_entity(run.run_id, e)) for e in change.audit],
         ]
         try:
             results = self._table.submit_transaction(operations)
@@ -101,22 +139,62 @@ class TableRunStore:
             raise ConcurrencyConflict(f"run {run.run_id} changed since it was read") from None
         return replace(run, etag=str(results[0]["etag"]))
 
-    def pending_messages(self, run_id: str) -> list[OutboundMessage]:
-        entities = self._table.query_entities(
-            f"PartitionKey eq @pk and {_range(OUTBOX_PREFIX)}", parameters={"pk": run_id})
-        return [codec.message_from_dict(json.loads(e["Data"])) for e in entities]
+    def mark_ended(self, run: Run) -> None:
+        newest = _newest_first(run.updated_at)
+        ended: list[Any] = [
+            ("upsert", _summary_entity(f"{ENDED}{run.state.value}|{newest}|{run.run_id}", run)),
+            ("upsert", _summary_entity(f"{ENDED}{ANY_STATE}|{newest}|{run.run_id}", run)),
+        ]
+        try:
+            self._index.submit_transaction([*ended, ("delete", {"PartitionKey": INDEX_PARTITION,
+                                                                "RowKey": f"{OPEN}{run.run_id}"})])
+        except TableTransactionError as error:
+            if error.status_code != 404:
+                raise
+            self._index.submit_transaction(ended)  # moved before, or never open (an unmatched alert)
 
-    def delete_messages(self, run_id: str, message_ids: Sequence[str]) -> None:
-        for start in range(0, len(message_ids), 100):
-            chunk = message_ids[start:start + 100]
-            operations: list[Any] = [("delete", {"PartitionKey": run_id, "RowKey": f"{OUTBOX_PREFIX}{m}"})
-                                     for m in chunk]
-            try:
-                self._table.submit_transaction(operations)
-            except TableTransactionError:
-                # Another instance cleared some of them first; delete the rest one by one.
-                for message_id in chunk:
-                    self._table.delete_entity(run_id, f"{OUTBOX_PREFIX}{message_id}")
+    def open_runs(self) -> list[OpenRun]:
+        entities = self._index.query_entities(f"PartitionKey eq '{INDEX_PARTITION}' and {_range(OPEN)}",
+                                              select=["RunId", "CreatedAt"])
+        return [OpenRun(e["RunId"], _aware(e["CreatedAt"])) for e in entities]
+
+    def drop_open(self, run_id: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self._index.delete_entity(INDEX_PARTITION, f"{OPEN}{run_id}")
+
+    def list_runs(self, state: RunState | None = None, limit: int = 100,
+                  continuation: str | None = None) -> RunPage:
+        if state is not None and not state.is_terminal:
+            return self._list_open(state, limit, continuation)
+        # Every state: the open runs lead the first page, then the ended ones newest first.
+        leading = () if state is not None or continuation else self._open_summaries(None)[:limit]
+        prefix = f"{ENDED}{state.value if state else ANY_STATE}|"
+        after = decode_continuation(continuation, prefix) if continuation else None
+        wanted = limit - len(leading)
+        if wanted <= 0:
+            return RunPage(leading, encode_continuation(prefix))
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        lower = f"RowKey gt '{after}'" if after else f"RowKey ge '{prefix}'"
+        query = f"PartitionKey eq '{INDEX_PARTITION}' and {lower} and RowKey lt '{upper}'"
+        # One page, one request: ask for one more than shown to know whether another page follows.
+        pages = self._index.query_entities(query, results_per_page=wanted + 1).by_page()
+        entities: list[TableEntity] = list(next(pages, []))[:wanted + 1]
+        shown = entities[:wanted]
+        more = len(entities) > wanted
+        return RunPage(leading + tuple(_summary(e) for e in shown),
+                       encode_continuation(shown[-1]["RowKey"]) if more and shown else None)
+
+    def _open_summaries(self, state: RunState | None) -> tuple[RunSummary, ...]:
+        # Open runs are few (what is in flight) and change state often: read the runs themselves.
+        runs = [r for r in (self.get_run(o.run_id) for o in self.open_runs())
+                if r and not r.state.is_terminal and (state is None or r.state is state)]
+        return tuple(RunSummary.of(r) for r in sorted(runs, key=lambda r: r.created_at, reverse=True))
+
+    def _list_open(self, state: RunState, limit: int, continuation: str | None) -> RunPage:
+        offset = int(decode_continuation(continuation, OPEN)[len(OPEN):]) if continuation else 0
+        runs = self._open_summaries(state)
+        more = len(runs) > offset + limit
+        return RunPage(runs[offset:offset + limit], encode_continuation(f"{OPEN}{offset + limit}") if more else None)
 
     def list_audit(self, run_id: str) -> list[AuditEvent]:
         entities = self._table.query_entities(
@@ -124,20 +202,17 @@ class TableRunStore:
         events = [codec.audit_from_dict(json.loads(e["Data"])) for e in entities]
         return sorted(events, key=lambda e: e.seq)
 
-    def list_runs(self, state: RunState | None = None, limit: int = 100) -> list[Run]:
-        query = f"RowKey eq '{RUN_ROW}'" + (" and State eq @state" if state else "")
-        parameters = {"state": state.value} if state else None
-        runs = []
-        for entity in self._table.query_entities(query, parameters=parameters, results_per_page=limit):
-            runs.append(codec.run_from_dict(json.loads(entity["Data"]), etag=entity.metadata["etag"]))
-        runs.sort(key=lambda r: r.created_at, reverse=True)
-        return runs[:limit]
+    def request_resend(self, run_id: str) -> None:
+        self._index.upsert_entity({"PartitionKey": INDEX_PARTITION, "RowKey": f"{RESEND}{run_id}", "RunId": run_id})
 
-    def runs_with_pending_messages(self, older_than: dt.datetime) -> list[str]:
-        entities = self._table.query_entities(
-            f"{_range(OUTBOX_PREFIX)} and CreatedAt lt @cutoff", parameters={"cutoff": older_than},
-            select=["PartitionKey"])
-        return sorted({e["PartitionKey"] for e in entities})
+    def resend_requests(self) -> list[str]:
+        entities = self._index.query_entities(f"PartitionKey eq '{INDEX_PARTITION}' and {_range(RESEND)}",
+                                              select=["RunId"])
+        return [e["RunId"] for e in entities]
+
+    def clear_resend(self, run_id: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self._index.delete_entity(INDEX_PARTITION, f"{RESEND}{run_id}")
 
 
 class TableCorrelationStore:

@@ -76,6 +76,8 @@ class ChangeBuilder:
 
     def build(self) -> Change:
         run = replace(self.run, updated_at=self.now, audit_seq=self.run.audit_seq + len(self.audit))
+        if self.messages:  # they become the outbox; a change that sends nothing keeps the one before
+            run = replace(run, outbox=tuple(self.messages), last_trigger=None)
         return Change(run, tuple(self.audit), tuple(self.messages))
 
 

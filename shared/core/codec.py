@@ -118,6 +118,7 @@ def run_to_dict(run: Run) -> dict[str, Any]:
         "updated_at": run.updated_at.isoformat(), "correlation_key": run.correlation_key,
         "requests": [request_to_dict(r) for r in run.requests], "alert_ids": list(run.alert_ids),
         "outcome": run.outcome, "audit_seq": run.audit_seq,
+        "outbox": [message_to_dict(m) for m in run.outbox], "last_trigger": run.last_trigger,
     }
 
 
@@ -132,7 +133,9 @@ def run_from_dict(data: dict[str, Any], etag: str | None = None) -> Run:
         updated_at=dt.datetime.fromisoformat(data["updated_at"]), correlation_key=data.get("correlation_key", ""),
         requests=tuple(request_from_dict(r) for r in data.get("requests", [])),
         alert_ids=tuple(data.get("alert_ids", [])), outcome=data.get("outcome", ""),
-        audit_seq=int(data.get("audit_seq", 0)), etag=etag,
+        audit_seq=int(data.get("audit_seq", 0)),
+        outbox=tuple(message_from_dict(m) for m in data.get("outbox", [])), last_trigger=data.get("last_trigger"),
+        etag=etag,
     )
 
 

@@ -190,6 +190,11 @@ class Run:
     alert_ids: tuple[str, ...] = ()
     outcome: str = ""
     audit_seq: int = 0
+    # The outbox: the messages the last change that sent any must be followed by, written with it and
+    # sent after; `last_trigger` names the delivery that made that change, so its redelivery (after a
+    # host died between the write and the send) sends them again.
+    outbox: tuple[OutboundMessage, ...] = ()
+    last_trigger: str | None = None
     etag: str | None = None  # the store's concurrency token; never part of a decision
 
     def request(self, request_id: str) -> Request | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import threading
@@ -33,10 +34,11 @@ def stores(request: pytest.FixtureRequest) -> Iterator[tuple[object, object]]:
     name = request.getfixturevalue("table_name")
     service = TableServiceClient.from_connection_string(connection)
     runs = service.create_table(name)
+    index = service.create_table(name + "i")
     correlations = service.create_table(name + "c")
-    yield TableRunStore(runs), TableCorrelationStore(correlations)
-    service.delete_table(name)
-    service.delete_table(name + "c")
+    yield TableRunStore(runs, index), TableCorrelationStore(correlations)
+    for table in (name, name + "i", name + "c"):
+        service.delete_table(table)
 
 
 def new_run(run_id: str = "r1"):  # type: ignore[no-untyped-def]
@@ -54,7 +56,8 @@ def test_a_created_run_reads_back_with_its_audit_and_outbox(stores) -> None:  # 
     assert run.state is RunState.AWAITING_CONSENT
     assert run.etag
     assert [e.event for e in runs.list_audit("r1")] == [e.event for e in change.audit]
-    assert [m.message_id for m in runs.pending_messages("r1")] == [m.message_id for m in change.messages]
+    assert run.outbox == change.messages == (run.outbox[0],)
+    assert run.outbox[0].queue == "consent"
 
 
 def test_creating_the_same_run_twice_keeps_the_first(stores) -> None:  # type: ignore[no-untyped-def]
@@ -97,20 +100,64 @@ def test_concurrent_commits_on_one_read_let_exactly_one_win(stores) -> None:  # 
     assert sorted(outcomes) == ["conflict", "conflict", "conflict", "won"]
 
 
-def test_sent_messages_are_cleared_and_pending_ones_are_found_by_age(stores) -> None:  # type: ignore[no-untyped-def]
-    runs, _ = stores
-    runs.create_run(new_run())
-    assert runs.runs_with_pending_messages(NOW + dt.timedelta(minutes=1)) == ["r1"]
-    runs.delete_messages("r1", [m.message_id for m in runs.pending_messages("r1")])
-    assert runs.pending_messages("r1") == []
-    assert runs.runs_with_pending_messages(NOW + dt.timedelta(minutes=1)) == []
-
-
-def test_runs_are_listed_by_state(stores) -> None:  # type: ignore[no-untyped-def]
+def test_a_run_is_indexed_as_open_from_before_it_is_written(stores) -> None:  # type: ignore[no-untyped-def]
     runs, _ = stores
     runs.create_run(new_run("r1"))
-    assert [r.run_id for r in runs.list_runs(RunState.AWAITING_CONSENT)] == ["r1"]
-    assert runs.list_runs(RunState.SUCCEEDED) == []
+    assert [o.run_id for o in runs.open_runs()] == ["r1"]
+
+
+def test_open_runs_are_listed_by_their_current_state(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    runs.create_run(new_run("r1"))
+    assert [r.run_id for r in runs.list_runs(RunState.AWAITING_CONSENT).runs] == ["r1"]
+    assert runs.list_runs(RunState.RUNNING).runs == ()
+
+
+def ended(runs, run_id: str, minute: int):  # type: ignore[no-untyped-def]
+    change = new_run(run_id)
+    runs.create_run(change)
+    run = runs.get_run(run_id)
+    finished = dataclasses.replace(run, state=RunState.SUCCEEDED, updated_at=NOW + dt.timedelta(minutes=minute))
+    runs.mark_ended(finished)
+    return finished
+
+
+def test_an_ended_run_leaves_the_open_index_for_the_ended_one(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    ended(runs, "r1", 1)
+    assert runs.open_runs() == []
+    assert [r.run_id for r in runs.list_runs(RunState.SUCCEEDED).runs] == ["r1"]
+    assert [r.run_id for r in runs.list_runs().runs] == ["r1"]
+    assert runs.list_runs(RunState.FAILED).runs == ()
+
+
+def test_marking_a_run_ended_twice_lists_it_once(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    finished = ended(runs, "r1", 1)
+    runs.mark_ended(finished)
+    assert [r.run_id for r in runs.list_runs(RunState.SUCCEEDED).runs] == ["r1"]
+
+
+def test_ended_runs_page_newest_first_with_a_continuation(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    for minute in range(5):
+        ended(runs, f"r{minute}", minute)
+    first = runs.list_runs(RunState.SUCCEEDED, limit=2)
+    assert [r.run_id for r in first.runs] == ["r4", "r3"]
+    second = runs.list_runs(RunState.SUCCEEDED, limit=2, continuation=first.continuation)
+    assert [r.run_id for r in second.runs] == ["r2", "r1"]
+    last = runs.list_runs(RunState.SUCCEEDED, limit=2, continuation=second.continuation)
+    assert [r.run_id for r in last.runs] == ["r0"]
+    assert last.continuation is None
+
+
+def test_a_resend_is_noted_until_cleared(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    runs.request_resend("r1")
+    runs.request_resend("r1")
+    assert runs.resend_requests() == ["r1"]
+    runs.clear_resend("r1")
+    assert runs.resend_requests() == []
 
 
 def test_a_correlation_is_inserted_once_and_replaced_only_on_its_etag(stores) -> None:  # type: ignore[no-untyped-def]

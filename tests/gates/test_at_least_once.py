@@ -62,7 +62,7 @@ def test_the_same_alert_delivered_twice_makes_one_run() -> None:
     p.send_alert(alert(), message_id="m1")
     p.send_alert(alert(), message_id="m2")  # a second copy from alerting, under another message id
     p.drain()
-    assert len(p.store.list_runs()) == 1
+    assert len(p.store.all_runs()) == 1
     assert p.arm.resource.executed == [("vm.restart", "agent")]
 
 
@@ -111,7 +111,7 @@ def test_two_alerts_at_the_same_instant_make_one_run() -> None:
         t.start()
     for t in threads:
         t.join()
-    assert len(p.store.list_runs()) == 1
+    assert len(p.store.all_runs()) == 1
 
 
 def _alert_message(i: int):  # type: ignore[no-untyped-def]
@@ -152,8 +152,8 @@ def test_a_crash_between_a_state_write_and_its_sends_still_completes_the_run(sta
     assert p.arm.resource.executed == [("vm.restart", "user:alice")]
 
 
-def test_a_decision_whose_sends_fail_is_delivered_by_the_outbox_relay() -> None:
-    from gates.relay import relay_outbox
+def test_a_decision_whose_sends_fail_is_delivered_by_the_resend_relay() -> None:
+    from gates.relay import relay_resends
 
     p = new("review", agent_can={READ, RESTART})
     p.send_alert(alert())
@@ -167,7 +167,8 @@ def test_a_decision_whose_sends_fail_is_delivered_by_the_outbox_relay() -> None:
     import datetime as dt
 
     p.clock.advance(dt.timedelta(minutes=1))
-    assert relay_outbox(p.services) == 1
+    assert relay_resends(p.services) == 1
+    assert relay_resends(p.services) == 0  # sent once, then forgotten
     p.drain()
     assert p.run().state is RunState.SUCCEEDED
 
@@ -212,28 +213,34 @@ def test_an_alert_redelivered_after_its_run_ended_starts_no_second_run() -> None
     assert p.run().state is RunState.SUCCEEDED
     p.deliver(first)  # and now the redelivery arrives
     p.drain()
-    assert len(p.store.list_runs()) == 1
+    assert len(p.store.all_runs()) == 1
     assert p.arm.calls.count(("vm.restart", "agent")) == 1
 
 
-def test_a_send_failing_right_after_a_claim_does_not_end_a_run_that_never_acted() -> None:
+def test_a_send_failing_after_an_outcome_is_repeated_by_the_redelivery_and_the_action_is_not() -> None:
     p = new()
     p.send_alert(alert())
     p.drain(skip={Queue.ATTEMPT.value})
     delivery = p.bus.take(Queue.ATTEMPT.value)
     assert delivery is not None
-    original = p.services.runs.pending_messages
-    calls = {"n": 0}
-
-    def failing_once(run_id: str):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise ConnectionError("injected: table read failed after the claim")
-        return original(run_id)
-
-    p.services.runs.pending_messages = failing_once  # type: ignore[method-assign]
-    assert p.deliver(delivery) is True
-    p.services.runs.pending_messages = original  # type: ignore[method-assign]
+    p.bus.fail_next_sends = 1  # the read's outcome is written; sending the next step's message fails
+    assert p.deliver(delivery) is False
     p.drain()
     assert p.run().state is RunState.SUCCEEDED
     assert p.arm.calls.count(("vm.read_instance_view", "agent")) == 1
+
+
+def test_a_claim_writes_no_message_so_no_send_can_fail_between_it_and_the_action() -> None:
+    p = new()
+    p.send_alert(alert())
+    p.drain(skip={Queue.ATTEMPT.value})
+    delivery = p.bus.take(Queue.ATTEMPT.value)
+    assert delivery is not None
+    sent_before = len(p.bus.sent)
+
+    def no_sends_before_the_action(*args, **kwargs):  # type: ignore[no-untyped-def]
+        assert len(p.bus.sent) == sent_before
+        return type(p.arm).perform(p.arm, *args, **kwargs)
+
+    p.arm.perform = no_sends_before_the_action  # type: ignore[method-assign]
+    assert p.deliver(delivery) is True

@@ -26,7 +26,7 @@ def test_malformed_alerts_are_kept_with_a_reason_and_valid_ones_around_them_run(
     assert "not JSON" in reasons["bad-1"]
     assert "no target resource" in reasons["bad-2"]
     assert "common alert schema" in reasons["bad-3"]
-    assert sorted(r.state.value for r in p.store.list_runs()) == ["succeeded", "succeeded"]
+    assert sorted(r.state.value for r in p.store.all_runs()) == ["succeeded", "succeeded"]
 
 
 def test_an_alert_no_plan_matches_is_recorded_without_action() -> None:
@@ -43,7 +43,7 @@ def test_alerts_on_different_resources_never_merge() -> None:
     p.send_alert(alert(alert_id="x1"), message_id="1")
     p.send_alert(alert(resource=VM.replace("vm-web-01", "vm-web-02"), alert_id="x2"), message_id="2")
     p.drain()
-    assert len(p.store.list_runs()) == 2
+    assert len(p.store.all_runs()) == 2
 
 
 def test_a_repeat_of_an_open_runs_alert_joins_it() -> None:
@@ -51,7 +51,7 @@ def test_a_repeat_of_an_open_runs_alert_joins_it() -> None:
     p.send_alert(alert(fired="2026-11-24T02:58:00Z"), message_id="1")
     p.send_alert(alert(fired="2026-11-24T03:05:00Z"), message_id="2")
     p.drain()
-    assert len(p.store.list_runs()) == 1
+    assert len(p.store.all_runs()) == 1
     assert "alert_joined" in p.events()
 
 
@@ -88,7 +88,7 @@ def test_a_late_resolution_of_an_older_firing_does_not_cancel_a_newer_run() -> N
     p.drain()
     p.send_alert(alert(alert_id="x1", condition="Resolved"), message_id="3")
     p.drain()
-    states = sorted(r.state.value for r in p.store.list_runs())
+    states = sorted(r.state.value for r in p.store.all_runs())
     assert states == ["awaiting_consent", "denied"]
 
 

@@ -10,6 +10,7 @@ import datetime as dt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gates.relay import relay_resends, sweep_stalled
 from shared.core.model import Mode, RequestKind, RequestState, RunState
 from tests.pipeline import ALICE, BOB, MALLORY, Pipeline, alert, plan_book
 
@@ -39,10 +40,13 @@ def test_invariants_hold_for_any_sequence_of_events(mode, ceiling, agent_can, us
     for event in sequence:
         _apply(p, event, seed)
         calls_at_end = _check(p, calls_at_end)
-    # Let everything settle: deliver what is due, then let every deadline pass.
+    # Let everything settle as the app does: deliver what is due, let every deadline pass, and let the
+    # timers run (the resend relay every 30 s, the stall sweeper every 5 min).
     for _ in range(5):
         p.drain()
         p.clock.advance(dt.timedelta(hours=1))
+        relay_resends(p.services)
+        sweep_stalled(p.services)
     p.drain()
     _check(p, calls_at_end)
     run = p.run()
@@ -60,7 +64,7 @@ def _apply(p: Pipeline, event: str, rng) -> None:  # type: ignore[no-untyped-def
             p.deliver(copy.deepcopy(delivery))
         p.bus.queues[queue].remove(delivery)
         p.deliver(delivery)
-    elif event in ("approve", "deny", "approve_by_stranger") and p.store.list_runs():
+    elif event in ("approve", "deny", "approve_by_stranger") and p.store.all_runs():
         pending = p.run().pending_request()
         if pending is not None:
             user = MALLORY if event == "approve_by_stranger" else rng.choice([ALICE, BOB])
@@ -74,7 +78,7 @@ def _apply(p: Pipeline, event: str, rng) -> None:  # type: ignore[no-untyped-def
 
 
 def _check(p: Pipeline, calls_at_end: int | None) -> int | None:
-    if not p.store.list_runs():
+    if not p.store.all_runs():
         return calls_at_end
     run = p.run()
     writes = p.arm.resource.executed

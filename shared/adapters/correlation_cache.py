@@ -1,0 +1,55 @@
+"""A short-lived, per-process memory of correlations, in front of the correlation table.
+
+In an alert storm the same (rule, resource) arrives thousands of times and its correlation changes only
+when a new run opens. Remembering it saves a read per merged alert. A stale memory is safe: the plan stage
+reads the run the correlation names anyway, and replacing a correlation is conditional on its ETag, so a
+stale one fails the replace and is read afresh.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import OrderedDict
+
+from shared.ports import Clock, Correlation, CorrelationStore
+
+
+class RememberedCorrelations:
+    def __init__(self, store: CorrelationStore, clock: Clock, *, ttl: dt.timedelta = dt.timedelta(seconds=60),
+                 capacity: int = 10_000) -> None:
+        self._store = store
+        self._clock = clock
+        self._ttl = ttl
+        self._capacity = capacity
+        self._seen: OrderedDict[str, tuple[dt.datetime, Correlation]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Correlation | None:
+        now = self._clock.now()
+        with self._lock:
+            remembered = self._seen.get(key)
+            if remembered is not None and now - remembered[0] < self._ttl:
+                return remembered[1]
+        found = self._store.get(key)
+        with self._lock:
+            if found is None:
+                self._seen.pop(key, None)
+            else:
+                self._seen[key] = (now, found)
+                self._seen.move_to_end(key)
+                while len(self._seen) > self._capacity:
+                    self._seen.popitem(last=False)
+        return found
+
+    def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
+        self._forget(key)
+        return self._store.create(key, run_id, opened_at)
+
+    def replace(self, current: Correlation, run_id: str, opened_at: dt.datetime) -> bool:
+        self._forget(current.key)
+        return self._store.replace(current, run_id, opened_at)
+
+    def _forget(self, key: str) -> None:
+        with self._lock:
+            self._seen.pop(key, None)
