@@ -15,6 +15,9 @@ from collections import OrderedDict
 from shared.ports import Clock, Correlation, CorrelationStore
 
 
+NOT_READ_ETAG = 'W/"not-read"'  # matches no entity's ETag
+
+
 class RememberedCorrelations:
     def __init__(self, store: CorrelationStore, clock: Clock, *, ttl: dt.timedelta = dt.timedelta(seconds=60),
                  capacity: int = 10_000) -> None:
@@ -44,7 +47,12 @@ class RememberedCorrelations:
 
     def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
         self._forget(key)
-        return self._store.create(key, run_id, opened_at)
+        created = self._store.create(key, run_id, opened_at)
+        if created:
+            # Remembered without the ETag the insert got back: a replace on it fails and reads afresh.
+            with self._lock:
+                self._seen[key] = (self._clock.now(), Correlation(key, run_id, opened_at, NOT_READ_ETAG))
+        return created
 
     def replace(self, current: Correlation, run_id: str, opened_at: dt.datetime) -> bool:
         self._forget(current.key)

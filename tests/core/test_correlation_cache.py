@@ -75,3 +75,14 @@ def test_the_memory_holds_at_most_its_capacity() -> None:
     store.gets = 0
     remembered.get("a")
     assert store.gets == 1
+
+
+def test_a_correlation_this_process_created_is_remembered_but_cannot_be_replaced_unread() -> None:
+    store, clock = CountingStore(), FakeClock(NOW)
+    remembered = RememberedCorrelations(store, clock)
+    assert remembered.create("k", "r1", NOW) is True
+    created = remembered.get("k")
+    assert created.run_id == "r1"
+    assert store.gets == 0
+    assert remembered.replace(created, "r2", NOW) is False
+    assert remembered.replace(remembered.get("k"), "r2", NOW) is True
