@@ -14,7 +14,6 @@ from collections import OrderedDict
 
 from shared.ports import Clock, Correlation, CorrelationStore
 
-
 NOT_READ_ETAG = 'W/"not-read"'  # matches no entity's ETag
 
 
