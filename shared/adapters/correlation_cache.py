@@ -48,14 +48,20 @@ class RememberedCorrelations:
         self._forget(key)
         created = self._store.create(key, run_id, opened_at)
         if created:
-            # Remembered without the ETag the insert got back: a replace on it fails and reads afresh.
-            with self._lock:
-                self._seen[key] = (self._clock.now(), Correlation(key, run_id, opened_at, NOT_READ_ETAG))
+            self._remember_written(key, run_id, opened_at)
         return created
 
     def replace(self, current: Correlation, run_id: str, opened_at: dt.datetime) -> bool:
         self._forget(current.key)
-        return self._store.replace(current, run_id, opened_at)
+        replaced = self._store.replace(current, run_id, opened_at)
+        if replaced:
+            self._remember_written(current.key, run_id, opened_at)
+        return replaced
+
+    def _remember_written(self, key: str, run_id: str, opened_at: dt.datetime) -> None:
+        # Remembered without the ETag the write got back: a replace on it fails and reads afresh.
+        with self._lock:
+            self._seen[key] = (self._clock.now(), Correlation(key, run_id, opened_at, NOT_READ_ETAG))
 
     def _forget(self, key: str) -> None:
         with self._lock:

@@ -46,13 +46,14 @@ def test_a_missing_correlation_is_never_remembered() -> None:
     assert remembered.get("k").run_id == "r1"
 
 
-def test_replacing_through_the_memory_forgets_what_it_remembered() -> None:
+def test_replacing_through_the_memory_remembers_the_new_run_without_reading() -> None:
     store, clock = CountingStore(), FakeClock(NOW)
     remembered = RememberedCorrelations(store, clock)
     store.create("k", "r1", NOW)
     current = remembered.get("k")
     assert remembered.replace(current, "r2", NOW) is True
     assert remembered.get("k").run_id == "r2"
+    assert store.gets == 1
 
 
 def test_a_stale_memory_cannot_replace_what_another_instance_replaced() -> None:
