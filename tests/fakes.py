@@ -15,6 +15,7 @@ from typing import Any
 
 from azure.core.credentials import AccessToken
 
+from shared.adapters.table_store import decode_continuation, encode_continuation
 from shared.core import codec
 from shared.core.arm_outcomes import ArmOutcome, OutcomeKind
 from shared.core.catalog import ActionSpec
@@ -111,7 +112,7 @@ class FakeRunStore:
             self._open.pop(run.run_id, None)
             newest = f"{10**13 - int(run.updated_at.timestamp() * 1000):013d}"
             for state in (run.state.value, "*"):
-                self._ended[f"{state}|{newest}|{run.run_id}"] = (state, RunSummary.of(run))
+                self._ended[f"ended|{state}|{newest}|{run.run_id}"] = (state, RunSummary.of(run))
 
     def open_runs(self) -> list[OpenRun]:
         with self._lock:
@@ -123,25 +124,24 @@ class FakeRunStore:
 
     def list_runs(self, state: RunState | None = None, limit: int = 100,
                   continuation: str | None = None) -> RunPage:
+        """The table store's paging, with its continuation tokens (and their refusal), in memory."""
         with self._lock:
+            open_runs = sorted((r for r in (self.get_run(i) for i in self._open)
+                                if r and not r.state.is_terminal and (state is None or r.state is state)),
+                               key=lambda r: r.created_at, reverse=True)
             if state is not None and not state.is_terminal:
-                runs = sorted((r for r in (self.get_run(i) for i in self._open) if r and r.state is state),
-                              key=lambda r: r.created_at, reverse=True)
-                offset = int(continuation or 0)
-                more = len(runs) > offset + limit
-                return RunPage(tuple(RunSummary.of(r) for r in runs[offset:offset + limit]),
-                               str(offset + limit) if more else None)
-            leading: tuple[RunSummary, ...] = ()
-            if state is None and not continuation:
-                open_runs = [r for r in (self.get_run(i) for i in self._open) if r and not r.state.is_terminal]
-                leading = tuple(RunSummary.of(r) for r in sorted(open_runs, key=lambda r: r.created_at,
-                                                                  reverse=True))[:limit]
-            wanted = state.value if state else "*"
-            keys = sorted(k for k, (s, _) in self._ended.items()
-                          if s == wanted and (not continuation or k > continuation))
+                offset = int(decode_continuation(continuation, "open|")[5:]) if continuation else 0
+                more = len(open_runs) > offset + limit
+                return RunPage(tuple(RunSummary.of(r) for r in open_runs[offset:offset + limit]),
+                               encode_continuation(f"open|{offset + limit}") if more else None)
+            prefix = f"ended|{state.value if state else '*'}|"
+            after = decode_continuation(continuation, prefix) if continuation else ""
+            leading = () if state is not None or continuation else tuple(RunSummary.of(r) for r in open_runs)[:limit]
+            keys = sorted(k for k in self._ended if k.startswith(prefix) and k > after)
             shown = keys[:limit - len(leading)]
+            more = len(keys) > len(shown)
             return RunPage(leading + tuple(self._ended[k][1] for k in shown),
-                           shown[-1] if len(keys) > len(shown) and shown else None)
+                           encode_continuation(shown[-1]) if more and shown else None)
 
     def all_runs(self) -> list[Run]:
         """Every run, newest first: for tests to look at what the store holds."""

@@ -10,10 +10,11 @@ import datetime as dt
 from gates.relay import sweep_stalled
 from shared.core.model import RequestKind, RunState
 from shared.topology import Queue
-from tests.pipeline import Pipeline, alert, plan_book
+from tests.pipeline import SUB, Pipeline, alert, plan_book
 
 READ = "Microsoft.Compute/virtualMachines/read"
 RESTART = "Microsoft.Compute/virtualMachines/restart/action"
+VM_IN_RG = f"/subscriptions/{SUB}/resourceGroups/rg-prod-web/providers/Microsoft.Compute/virtualMachines"
 
 
 def new(mode: str = "autonomous", agent_can: set[str] | None = None) -> Pipeline:
@@ -95,3 +96,38 @@ def test_a_run_moving_normally_is_left_alone() -> None:
     p.clock.advance(dt.timedelta(minutes=5))
     assert sweep_stalled(p.services) == 0
     assert p.run().state is RunState.AWAITING_CONSENT
+
+
+def test_the_sweeper_sees_every_open_run_however_many_there_are() -> None:
+    p = Pipeline(plan_book("autonomous", ["vm.read_instance_view"]), agent_can={READ})
+    for i in range(600):
+        p.send_alert(alert(alert_id=f"a{i}", resource=f"{VM_IN_RG}/vm-{i:03d}"), message_id=f"alert-{i}")
+    p.drain(limit=5000, skip={Queue.ATTEMPT.value})
+    lose(p, Queue.ATTEMPT.value)
+    p.clock.advance(dt.timedelta(minutes=11))
+    assert sweep_stalled(p.services) == 600
+    p.drain(limit=5000)
+    assert {r.state for r in p.store.all_runs()} == {RunState.SUCCEEDED}
+
+
+def test_a_run_that_ended_while_its_host_died_is_moved_to_the_ended_index() -> None:
+    p = new()
+    p.drain()
+    run = p.run()
+    assert run.state is RunState.SUCCEEDED
+    p.store._open[run.run_id] = run.created_at  # its host died after the commit, before the index moved
+    assert [o.run_id for o in p.store.open_runs()] == [run.run_id]
+    assert sweep_stalled(p.services) == 1
+    assert p.store.open_runs() == []
+    assert [s.run_id for s in p.store.list_runs(RunState.SUCCEEDED).runs] == [run.run_id]
+
+
+def test_an_open_index_entry_whose_run_was_never_written_is_dropped_after_an_hour() -> None:
+    p = new()
+    p.store._open["never-written"] = p.clock.now()
+    p.clock.advance(dt.timedelta(minutes=30))
+    sweep_stalled(p.services)
+    assert "never-written" in {o.run_id for o in p.store.open_runs()}
+    p.clock.advance(dt.timedelta(minutes=31))
+    sweep_stalled(p.services)
+    assert "never-written" not in {o.run_id for o in p.store.open_runs()}

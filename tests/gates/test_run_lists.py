@@ -1,0 +1,64 @@
+"""Listing runs over HTTP: by state, newest first, paged with continuation tokens; open runs by their
+current state; a token this service did not issue is refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from shared.adapters.table_store import encode_continuation
+from tests.pipeline import BOB, SUB, Pipeline, alert, plan_book, principal_headers
+
+READ = "Microsoft.Compute/virtualMachines/read"
+VMS = f"/subscriptions/{SUB}/resourceGroups/rg-prod-web/providers/Microsoft.Compute/virtualMachines"
+
+
+def finished_runs(count: int) -> Pipeline:
+    p = Pipeline(plan_book("autonomous", ["vm.read_instance_view"]), agent_can={READ})
+    for i in range(count):
+        p.send_alert(alert(alert_id=f"a{i}", resource=f"{VMS}/vm-{i:02d}"), message_id=f"alert-{i}")
+        p.drain()
+        p.clock.advance(dt.timedelta(seconds=1))
+    return p
+
+
+def list_runs(p: Pipeline, **params: str) -> dict[str, object]:
+    response = p.http("GET", "runs", "https://gates.example/api/runs", headers=principal_headers(BOB),
+                      params=params)
+    assert response.status_code == 200, response.get_body()
+    return json.loads(response.get_body())
+
+
+def test_ended_runs_are_listed_newest_first_in_pages() -> None:
+    p = finished_runs(5)
+    first = list_runs(p, state="succeeded", limit="2")
+    ids = [r["run_id"] for r in first["runs"]]
+    second = list_runs(p, state="succeeded", limit="2", continuation=first["continuation"])
+    third = list_runs(p, state="succeeded", limit="2", continuation=second["continuation"])
+    everything = [r.run_id for r in p.store.all_runs()]
+    assert ids + [r["run_id"] for r in second["runs"]] + [r["run_id"] for r in third["runs"]] == everything
+    assert "continuation" not in third
+
+
+def test_a_page_names_the_url_of_the_next_one() -> None:
+    p = finished_runs(3)
+    first = list_runs(p, state="succeeded", limit="2")
+    assert first["next"] == f"/api/runs?continuation={first['continuation']}&limit=2&state=succeeded"
+
+
+def test_an_open_run_is_listed_under_its_current_state() -> None:
+    p = Pipeline()
+    p.send_alert(alert())
+    p.drain()
+    assert [r["state"] for r in list_runs(p, state="awaiting_consent")["runs"]] == ["awaiting_consent"]
+    assert list_runs(p, state="running")["runs"] == []
+    assert [r["state"] for r in list_runs(p)["runs"]] == ["awaiting_consent"]
+
+
+def test_a_continuation_this_service_did_not_issue_is_refused() -> None:
+    p = finished_runs(1)
+    for forged in ("' or 1 eq 1", encode_continuation("ended|failed|0|x"), "%%%"):
+        response = p.http("GET", "runs", "https://gates.example/api/runs", headers=principal_headers(BOB),
+                          params={"state": "succeeded", "continuation": forged})
+        assert response.status_code == 400
+        assert "continuation" in json.loads(response.get_body())["message"]
