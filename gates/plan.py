@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import azure.functions as func
@@ -10,8 +11,8 @@ from gates.shell import create, transact
 from shared.core.alerts import parse_alert
 from shared.core.correlation import correlation_key, joins_open_run
 from shared.core.errors import ConcurrencyConflict, MalformedAlert
-from shared.core.model import Alert
-from shared.core.runs import alert_key, join_run, start_run
+from shared.core.model import Alert, Run
+from shared.core.runs import alert_key, join_record, join_run, start_run
 from shared.services import Services, ServicesProvider
 from shared.topology import SERVICE_BUS_CONNECTION, Queue
 
@@ -42,7 +43,8 @@ def _handle_target(services: Services, alert: Alert, resource_id: str, trigger: 
         if existing is None:
             logger.info("resolved alert %s has no run to close", alert.alert_id)
             return None
-        transact(services, existing.run_id, lambda run: join_run(run, alert, now), STAGE, trigger=trigger)
+        joined = services.runs.joined_alerts(existing.run_id)
+        transact(services, existing.run_id, lambda run: join_run(run, alert, now, joined), STAGE, trigger=trigger)
         return existing.run_id
     for _ in range(8):
         existing = services.correlations.get(key)
@@ -55,14 +57,30 @@ def _handle_target(services: Services, alert: Alert, resource_id: str, trigger: 
         if run is None:
             # The correlation was written and the host stopped before the run was: finish that run.
             return _start(services, existing.run_id, alert, resource_id, key, trigger)
-        # A redelivery of an alert this run already took is a duplicate, even after the run ended.
-        if alert_key(alert) in run.alert_ids or joins_open_run(run, existing.opened_at, now, services.policy.cooldown):
+        key_of_alert = alert_key(alert)
+        if key_of_alert in run.alert_ids:
+            # The firing that started this run, again: a redelivery (which sends the outbox again if
+            # the host died before sending it), even after the run ended.
             transact(services, run.run_id, lambda r: join_run(r, alert, now), STAGE, trigger=trigger, run=run)
             return run.run_id
+        if joins_open_run(run, existing.opened_at, now, services.policy.cooldown):
+            _record_repeat(services, run, alert, now)
+            return run.run_id
+        if services.runs.join_recorded(run.run_id, key_of_alert):
+            return run.run_id  # a repeat this run took before it ended, delivered again
         run_id = services.ids()
         if services.correlations.replace(existing, run_id, now):
             return _start(services, run_id, alert, resource_id, key, trigger)
     raise ConcurrencyConflict(f"alert {alert.alert_id}: correlation kept changing")
+
+
+def _record_repeat(services: Services, run: Run, alert: Alert, now: dt.datetime) -> None:
+    event = join_record(run, alert, now)
+    if event is None:
+        return
+    recorded = services.runs.record_join(run.run_id, alert_key(alert), event)
+    if recorded and services.audit_sink is not None:
+        services.audit_sink.emit(run, event, STAGE)
 
 
 def _start(services: Services, run_id: str, alert: Alert, resource_id: str, key: str, trigger: str) -> str:

@@ -75,7 +75,16 @@ class RunStore(Protocol):
         """Runs newest first, by state: an ended state is one index read a page; open runs are read
         themselves (there are few). `ValueError` for a continuation this store did not issue."""
 
-    def list_audit(self, run_id: str) -> list[AuditEvent]: ...
+    def list_audit(self, run_id: str) -> list[AuditEvent]:
+        """The run's audit lines in the order they happened, the repeats recorded beside it included."""
+
+    def record_join(self, run_id: str, key: str, event: AuditEvent) -> bool:
+        """Record a repeat firing beside the run (insert-if-absent on `key`); False for a duplicate."""
+
+    def joined_alerts(self, run_id: str) -> frozenset[str]:
+        """The alert keys of the repeats recorded beside the run."""
+
+    def join_recorded(self, run_id: str, key: str) -> bool: ...
 
     def request_resend(self, run_id: str) -> None:
         """Note that a run's outbox may not have been sent (a send failed where nothing redelivers)."""

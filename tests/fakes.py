@@ -45,6 +45,7 @@ class FakeRunStore:
         self._open: dict[str, dt.datetime] = {}  # the run index: open runs, with when they were indexed
         self._ended: dict[str, tuple[str, RunSummary]] = {}  # ended runs by index key (newest first)
         self._resend: set[str] = set()
+        self._joins: dict[str, dict[str, str]] = {}  # run -> alert key -> audit line
         self._etags = itertools.count(1)
         self._lock = threading.RLock()
         self.commits = 0
@@ -104,8 +105,24 @@ class FakeRunStore:
 
     def list_audit(self, run_id: str) -> list[AuditEvent]:
         with self._lock:
-            return sorted((codec.audit_from_dict(json.loads(a)) for a in self._audit.get(run_id, [])),
-                          key=lambda e: e.seq)
+            lines = [*self._audit.get(run_id, []), *self._joins.get(run_id, {}).values()]
+            return sorted((codec.audit_from_dict(json.loads(a)) for a in lines), key=lambda e: (e.at, e.seq))
+
+    def record_join(self, run_id: str, key: str, event: AuditEvent) -> bool:
+        with self._lock:
+            joins = self._joins.setdefault(run_id, {})
+            if key in joins:
+                return False
+            joins[key] = json.dumps(codec.audit_to_dict(event))
+            return True
+
+    def joined_alerts(self, run_id: str) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._joins.get(run_id, {}))
+
+    def join_recorded(self, run_id: str, key: str) -> bool:
+        with self._lock:
+            return key in self._joins.get(run_id, {})
 
     def mark_ended(self, run: Run) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ import base64
 import binascii
 import contextlib
 import datetime as dt
+import hashlib
 import json
 from dataclasses import replace
 from typing import Any
@@ -34,6 +35,7 @@ from shared.topology import Table
 
 RUN_ROW = "run"
 AUDIT_PREFIX = "audit-"
+JOIN_PREFIX = "audit-j-"  # a repeat firing recorded beside its run; sorts after the numbered lines
 INDEX_PARTITION = "runs"
 OPEN = "open|"
 ENDED = "ended|"
@@ -58,6 +60,10 @@ def _run_entity(run: Run) -> dict[str, Any]:
 def _audit_entity(run_id: str, event: AuditEvent) -> dict[str, Any]:
     return {"PartitionKey": run_id, "RowKey": f"{AUDIT_PREFIX}{event.seq:06d}", "Event": event.event,
             "At": event.at, "Data": json.dumps(codec.audit_to_dict(event))}
+
+
+def _join_row(key: str) -> str:
+    return f"{JOIN_PREFIX}{hashlib.sha256(key.encode()).hexdigest()[:40]}"
 
 
 def _newest_first(at: dt.datetime) -> str:
@@ -200,7 +206,27 @@ class TableRunStore:
         entities = self._table.query_entities(
             f"PartitionKey eq @pk and {_range(AUDIT_PREFIX)}", parameters={"pk": run_id})
         events = [codec.audit_from_dict(json.loads(e["Data"])) for e in entities]
-        return sorted(events, key=lambda e: e.seq)
+        return sorted(events, key=lambda e: (e.at, e.seq))
+
+    def record_join(self, run_id: str, key: str, event: AuditEvent) -> bool:
+        try:
+            self._table.create_entity({"PartitionKey": run_id, "RowKey": _join_row(key), "Event": event.event,
+                                       "At": event.at, "AlertKey": key, "Data": json.dumps(codec.audit_to_dict(event))})
+        except ResourceExistsError:
+            return False
+        return True
+
+    def joined_alerts(self, run_id: str) -> frozenset[str]:
+        entities = self._table.query_entities(f"PartitionKey eq @pk and {_range(JOIN_PREFIX)}",
+                                              parameters={"pk": run_id}, select=["AlertKey"])
+        return frozenset(e["AlertKey"] for e in entities)
+
+    def join_recorded(self, run_id: str, key: str) -> bool:
+        try:
+            self._table.get_entity(run_id, _join_row(key), select=["AlertKey"])
+        except ResourceNotFoundError:
+            return False
+        return True
 
     def request_resend(self, run_id: str) -> None:
         self._index.upsert_entity({"PartitionKey": INDEX_PARTITION, "RowKey": f"{RESEND}{run_id}", "RunId": run_id})

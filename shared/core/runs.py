@@ -9,7 +9,7 @@ from dataclasses import replace
 from shared.core.catalog import CATALOG
 from shared.core.change import Change, ChangeBuilder
 from shared.core.messages import AttemptStep, OpenConsent
-from shared.core.model import Actor, Alert, Mode, Run, RunState, Step
+from shared.core.model import Actor, Alert, AuditEvent, Mode, Run, RunState, Step
 from shared.core.modes import consent_required, effective_mode
 from shared.core.plans import ResponsePlan
 from shared.core.transitions import RunEvent
@@ -81,13 +81,28 @@ def start_run(
     return b.build()
 
 
-def join_run(run: Run, alert: Alert, now: dt.datetime) -> Change | None:
-    """A repeat of an open run's alert is recorded on that run; a Resolved one cancels a run still
-    waiting for consent."""
+def join_record(run: Run, alert: Alert, now: dt.datetime) -> AuditEvent | None:
+    """The audit line a repeat firing adds to its open run, or None for the firing that started it.
+
+    A repeat changes nothing else in the run, so it is recorded beside it (a line of its own in the run's
+    audit, written insert-if-absent, which also drops its duplicates) without rewriting the run entity:
+    in a storm, thousands of repeats then never contend on one run's ETag."""
     key = alert_key(alert)
     if key in run.alert_ids:
         return None
-    fired = _alert_ids_with(run.alert_ids, "Fired")
+    return AuditEvent(0, "alert_joined", now, Actor.system("azure-monitor"),
+                      f"alert {alert.rule_name} fired again and joined this run",
+                      {"alert_id": alert.alert_id, "alert_key": key})
+
+
+def join_run(run: Run, alert: Alert, now: dt.datetime, joined: frozenset[str] = frozenset()) -> Change | None:
+    """A resolution of a run's alert (or a repeat firing, when one is recorded in the run itself); a
+    Resolved alert cancels a run still waiting for consent once every firing it took (`run.alert_ids`
+    and the `joined` repeats recorded beside it) has resolved."""
+    key = alert_key(alert)
+    if key in run.alert_ids:
+        return None
+    fired = _alert_ids_with((*run.alert_ids, *joined), "Fired")
     if alert.condition == "Resolved" and alert.alert_id not in fired:
         return None  # the resolution of a firing this run never took (an older run's, arriving late)
     b = ChangeBuilder(replace(run, alert_ids=(*run.alert_ids[-(MAX_ALERT_KEYS - 1):], key)), now)
@@ -95,7 +110,8 @@ def join_run(run: Run, alert: Alert, now: dt.datetime) -> Change | None:
         b.log("alert_resolved", Actor.system("azure-monitor"), f"alert {alert.rule_name} resolved",
               alert_id=alert.alert_id)
         # Cancel only once every firing the run took has resolved: a newer firing still needs the run.
-        if run.state is RunState.AWAITING_CONSENT and fired <= _alert_ids_with(b.run.alert_ids, "Resolved"):
+        if run.state is RunState.AWAITING_CONSENT and fired <= _alert_ids_with((*b.run.alert_ids, *joined),
+                                                                               "Resolved"):
             b.end(RunEvent.ALERT_RESOLVED, Actor.system("azure-monitor"),
                   "the alert resolved before consent was given; no action taken")
     else:

@@ -14,7 +14,7 @@ from azure.data.tables import TableServiceClient
 from shared.adapters.table_store import TableCorrelationStore, TableRunStore
 from shared.core.alerts import parse_alert
 from shared.core.errors import ConcurrencyConflict
-from shared.core.model import Mode, RunState
+from shared.core.model import Actor, AuditEvent, Mode, RunState
 from shared.core.plans import parse_plan_book
 from shared.core.requests import Timeouts, open_consent_request
 from shared.core.runs import start_run
@@ -149,6 +149,18 @@ def test_ended_runs_page_newest_first_with_a_continuation(stores) -> None:  # ty
     last = runs.list_runs(RunState.SUCCEEDED, limit=2, continuation=second.continuation)
     assert [r.run_id for r in last.runs] == ["r0"]
     assert last.continuation is None
+
+
+def test_a_repeat_firing_is_recorded_once_beside_its_run_and_read_with_its_audit(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    runs.create_run(new_run("r1"))
+    event = AuditEvent(0, "alert_joined", NOW + dt.timedelta(minutes=5), Actor.system("azure-monitor"), "again")
+    assert runs.record_join("r1", "a|Fired|t2", event) is True
+    assert runs.record_join("r1", "a|Fired|t2", event) is False
+    assert runs.joined_alerts("r1") == frozenset({"a|Fired|t2"})
+    assert runs.join_recorded("r1", "a|Fired|t2") is True
+    assert runs.join_recorded("r1", "a|Fired|t3") is False
+    assert [e.event for e in runs.list_audit("r1")][-1] == "alert_joined"
 
 
 def test_a_resend_is_noted_until_cleared(stores) -> None:  # type: ignore[no-untyped-def]

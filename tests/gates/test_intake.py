@@ -111,3 +111,26 @@ def test_an_alert_refused_at_the_http_intake_is_kept_with_its_reason() -> None:
     (kept,) = p.rejected.items
     assert "not JSON" in kept["reason"]
     assert kept["body"] == "not json"
+
+
+def test_a_repeat_firing_is_recorded_beside_its_run_without_rewriting_it() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]), agent_can={RESTART})
+    p.send_alert(alert(fired="2026-11-24T02:58:00Z"), message_id="1")
+    p.drain()
+    commits = p.store.commits
+    p.send_alert(alert(fired="2026-11-24T03:05:00Z"), message_id="2")
+    p.send_alert(alert(fired="2026-11-24T03:05:00Z"), message_id="2-again")  # the same firing, twice
+    p.drain()
+    assert p.store.commits == commits
+    assert p.events().count("alert_joined") == 1
+
+
+def test_a_repeat_taken_by_a_run_that_ended_is_no_new_run_when_delivered_again() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]), agent_can={RESTART})
+    p.send_alert(alert(fired="2026-11-24T02:58:00Z"), message_id="1")
+    p.send_alert(alert(fired="2026-11-24T03:05:00Z"), message_id="2")
+    p.drain()
+    p.decide(RequestKind.CONSENT, "deny")
+    p.send_alert(alert(fired="2026-11-24T03:05:00Z"), message_id="2-redelivered")
+    p.drain()
+    assert [r.state for r in p.store.all_runs()] == [RunState.DENIED]
