@@ -1,8 +1,9 @@
-"""The composition root: settings, response plans, telemetry, and one blueprint per stage.
+"""The composition root: settings, the action catalog, response plans, telemetry, one blueprint per stage.
 
-Settings and the response plan file are validated here, at start-up: a missing or malformed setting
-stops the app with its name, a mistake in the plans with the file, the entry and the problem.
-Connections are made on first use.
+Settings, the action catalog and the response plan file are validated here, at start-up (the catalog
+before the plans, which name its actions): a missing or malformed setting stops the app with its name,
+a mistake in the catalog or the plans with the file, the entry and the problem. Connections are made on
+first use.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import azure.functions as func
 
 from gates import blueprints
 from shared.bootstrap import build_services
+from shared.core.catalog import load_catalog
 from shared.core.plans import load_plan_book
 from shared.services import ServicesProvider
-from shared.settings import Settings, response_plans_path
+from shared.settings import Settings, action_catalog_path, response_plans_path
 
-PLANS = load_plan_book(response_plans_path())
-logging.getLogger("sre_gates").info("response plans v%s loaded: %d plan(s)", PLANS.version, len(PLANS.plans))
+CATALOG = load_catalog(action_catalog_path())
+PLANS = load_plan_book(response_plans_path(), CATALOG)
+logging.getLogger("sre_gates").info("action catalog v%s: %d action(s); response plans v%s: %d plan(s)",
+                                    CATALOG.version, len(CATALOG), PLANS.version, len(PLANS.plans))
 
 SETTINGS = Settings.from_env()
 

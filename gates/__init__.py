@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from gates import approvals, attempt, consent, deadlines, elevate, execute, intake, notify, plan, relay, status
+from gates import actions, approvals, attempt, consent, deadlines, elevate, execute, intake, notify, plan, relay, status
 from shared.services import ServicesProvider
 
-STAGES = (intake, plan, consent, attempt, elevate, execute, deadlines, notify, approvals, status, relay)
+STAGES = (intake, plan, consent, attempt, elevate, execute, deadlines, notify, approvals, status, actions, relay)
 
 
 def blueprints(services: ServicesProvider) -> list[func.Blueprint]:

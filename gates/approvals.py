@@ -72,7 +72,7 @@ def show_request(services: Services, req: func.HttpRequest) -> func.HttpResponse
             "steps": [{"action": s.action, "kind": s.kind.value, "permission": s.permission} for s in run.steps],
             "can_decide": form is not None}), mimetype="application/json")
     html = request_page(run, request, form=form, action_url=f"/api/runs/{run_id}/requests/{request_id}",
-                        viewer=principal.name, note=note)
+                        viewer=principal.name, note=note, catalog=services.policy.plans.catalog)
     return func.HttpResponse(html, mimetype="text/html", headers={"Cache-Control": "no-store"})
 
 

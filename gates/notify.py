@@ -55,8 +55,9 @@ def _request_opened(services: Services, run: Run, request_id: str) -> None:
             f"Steps: {', '.join(s.action for s in run.steps)}\n\nReview and decide before {deadline}: {link}\n"
             "Opening the link changes nothing; you decide on the page after signing in.\n"
             "No answer by the deadline means no action.")
+    table = plan_table(run, request.step_index, services.policy.plans.catalog)
     html = (f"<p>{escape(ask)}</p><p><b>Alert</b> {escape(run.alert.rule_name)} ({escape(run.alert.severity)})"
-            f"<br><b>Resource</b> <code>{escape(run.resource_id)}</code></p>{plan_table(run, request.step_index)}"
+            f"<br><b>Resource</b> <code>{escape(run.resource_id)}</code></p>{table}"
             f"<p><a href='{escape(link)}'>Review and decide</a> before {deadline}. No answer means no action.</p>")
     services.notifier.send([a.upn for a in request.approvers], subject, text, html)
 
@@ -69,8 +70,9 @@ def _run_ended(services: Services, run: Run) -> None:
     subject = f"[SRE agent] Run {run.state.value}: {run.runbook or run.alert.rule_name} on " \
               f"{run.resource_id.rsplit('/', 1)[-1]}"
     text = f"Run {run.run_id} {run.state.value}: {run.outcome}\nResource: {run.resource_id}\nTimeline: {link}\n"
+    table = plan_table(run, catalog=services.policy.plans.catalog)
     html = (f"<p>Run <b>{escape(run.state.value)}</b>: {escape(run.outcome)}</p>"
-            f"<p><code>{escape(run.resource_id)}</code></p>{plan_table(run)}"
+            f"<p><code>{escape(run.resource_id)}</code></p>{table}"
             f"<p><a href='{escape(link)}'>Timeline</a></p>")
     services.notifier.send(recipients, subject, text, html)
 

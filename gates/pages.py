@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-from shared.core.catalog import CATALOG
+from shared.core.catalog import ActionSpec
 from shared.core.model import AuditEvent, Request, RequestKind, RequestState, Run
 from shared.ports import RunSummary
 
@@ -32,11 +33,12 @@ def _when(value: dt.datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
 
 
-def plan_table(run: Run, highlight_step: int | None = None) -> str:
+def plan_table(run: Run, highlight_step: int | None = None, catalog: Mapping[str, ActionSpec] | None = None) -> str:
     rows = []
     for step in run.steps:
-        spec = CATALOG.get(step.action)
-        what = spec.description if spec else step.action
+        spec = (catalog or {}).get(step.action)
+        what = f"{spec.description} — {spec.impact}" if spec and step.is_write else spec.description if spec \
+            else step.action
         mark = " ◀ this step" if step.index == highlight_step else ""
         params = f" {escape(str(step.parameters))}" if step.parameters else ""
         rows.append(
@@ -47,7 +49,7 @@ def plan_table(run: Run, highlight_step: int | None = None) -> str:
 
 
 def request_page(run: Run, request: Request, *, form: dict[str, str] | None, action_url: str,
-                 viewer: str, note: str = "") -> str:
+                 viewer: str, note: str = "", catalog: Mapping[str, ActionSpec] | None = None) -> str:
     asking = ("consent to run this plan" if request.kind is RequestKind.CONSENT
               else f"temporary use of your credentials for step {(request.step_index or 0) + 1}")
     head = (f"<h1>SRE agent asks for {escape(asking)}</h1>"
@@ -55,7 +57,7 @@ def request_page(run: Run, request: Request, *, form: dict[str, str] | None, act
             f"<p><b>Alert</b> {escape(run.alert.rule_name)} ({escape(run.alert.severity)}), fired "
             f"{_when(run.alert.fired_at)}<br>{escape(run.alert.description)}</p>"
             f"<p><b>Plan</b> {escape(run.plan_name)} (v{run.plan_version}), runbook {escape(run.runbook)}, "
-            f"mode {escape(run.mode.value)}</p>{plan_table(run, request.step_index)}"
+            f"mode {escape(run.mode.value)}</p>{plan_table(run, request.step_index, catalog)}"
             f"<p><b>Request</b> <span class=state>{escape(request.state.value)}</span> — deadline "
             f"{_when(request.deadline)}</p>")
     if request.kind is RequestKind.CREDENTIALS:
@@ -81,14 +83,14 @@ def message_page(title: str, message: str) -> str:
     return page(title, f"<h1>{escape(title)}</h1><p>{escape(message)}</p>")
 
 
-def run_page(run: Run, audit: list[AuditEvent]) -> str:
+def run_page(run: Run, audit: list[AuditEvent], catalog: Mapping[str, ActionSpec] | None = None) -> str:
     timeline = "".join(
         f"<li><span class=when>{_when(e.at)}</span><br><b>{escape(e.event)}</b> — {escape(e.actor.name)}"
         f"<br>{escape(e.summary)}</li>" for e in audit)
     body = (f"<h1>Run {escape(run.run_id)}</h1><p><span class=state>{escape(run.state.value)}</span> "
             f"{escape(run.outcome)}</p><p><b>Resource</b><br><code>{escape(run.resource_id)}</code></p>"
             f"<p><b>Plan</b> {escape(run.plan_name or '(none)')} v{run.plan_version}, mode {escape(run.mode.value)}"
-            f"</p>{plan_table(run)}<h2>Timeline</h2><ol class=timeline>{timeline}</ol>")
+            f"</p>{plan_table(run, catalog=catalog)}<h2>Timeline</h2><ol class=timeline>{timeline}</ol>")
     return page(f"Run {run.run_id}", body)
 
 

@@ -18,18 +18,19 @@ def _json(document: object, status: int = 200) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(document), status_code=status, mimetype="application/json")
 
 
-def _refusal(req: func.HttpRequest) -> func.HttpResponse | None:
+def refusal(req: func.HttpRequest, what: str = "runs") -> func.HttpResponse | None:
+    """A 401 or 403 for anyone without a Gates role; None for a signed-in reader or approver."""
     principal = principal_from(req)
     if principal is None:
-        return _json({"status": 401, "message": "sign in to read runs"}, 401)
+        return _json({"status": 401, "message": f"sign in to read {what}"}, 401)
     if not can_read(principal):
         return _json({"status": 403, "message": "needs the Gates.Reader or Gates.Approver role"}, 403)
     return None
 
 
 def get_run(services: Services, req: func.HttpRequest) -> func.HttpResponse:
-    if (refusal := _refusal(req)) is not None:
-        return refusal
+    if (refused := refusal(req)) is not None:
+        return refused
     run = services.runs.get_run(req.route_params.get("run_id", ""))
     if run is None:
         return _json({"status": 404, "message": "no such run"}, 404)
@@ -37,12 +38,12 @@ def get_run(services: Services, req: func.HttpRequest) -> func.HttpResponse:
     if req.params.get("format") == "json" or "application/json" in req.headers.get("Accept", "") \
             or "text/html" not in req.headers.get("Accept", ""):
         return _json(run_json(run, audit))
-    return func.HttpResponse(run_page(run, audit), mimetype="text/html")
+    return func.HttpResponse(run_page(run, audit, services.policy.plans.catalog), mimetype="text/html")
 
 
 def list_runs(services: Services, req: func.HttpRequest) -> func.HttpResponse:
-    if (refusal := _refusal(req)) is not None:
-        return refusal
+    if (refused := refusal(req)) is not None:
+        return refused
     state_text = req.params.get("state")
     try:
         state = RunState(state_text) if state_text else None
@@ -65,8 +66,8 @@ def list_runs(services: Services, req: func.HttpRequest) -> func.HttpResponse:
 
 
 def rejected_alerts(services: Services, req: func.HttpRequest) -> func.HttpResponse:
-    if (refusal := _refusal(req)) is not None:
-        return refusal
+    if (refused := refusal(req)) is not None:
+        return refused
     return _json({"rejected": services.rejected_alerts.list_recent(50)})
 
 

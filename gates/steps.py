@@ -9,7 +9,6 @@ from azure.core.credentials import TokenCredential
 
 from gates.shell import Delivery, transact
 from shared.core.arm_outcomes import ArmOutcome
-from shared.core.catalog import CATALOG
 from shared.core.change import Change
 from shared.core.model import Actor, CredentialSource, Run
 from shared.core.steps import Claim, claim_step, record_outcome
@@ -39,7 +38,7 @@ def claim(services: Services, run_id: str, step: int, source: CredentialSource, 
 
 
 def act(services: Services, run: Run, step: int, credential: TokenCredential) -> ArmOutcome:
-    spec = CATALOG[run.steps[step].action]
+    spec = services.policy.plans.catalog[run.steps[step].action]
     return services.arm.perform(spec, run.resource_id, run.steps[step].parameters, credential)
 
 

@@ -35,6 +35,13 @@ def response_plans_path(env: Mapping[str, str] | None = None) -> Path:
     return path if path.is_absolute() else APP_ROOT / path
 
 
+def action_catalog_path(env: Mapping[str, str] | None = None) -> Path:
+    """GATES_ACTION_CATALOG, resolved like the response plans (read at import, before the plans)."""
+    env = os.environ if env is None else env
+    path = Path(env.get("GATES_ACTION_CATALOG") or "config/actions.json")
+    return path if path.is_absolute() else APP_ROOT / path
+
+
 @dataclass(frozen=True)
 class Connection:
     """A connection string, or the endpoint to reach with the managed identity."""

@@ -104,6 +104,8 @@ SETTINGS: tuple[Setting, ...] = (
             description="HMAC key for decision-form tokens (Key Vault reference in Azure)"),
     Setting("GATES_CREDENTIAL_SEALING_KEY", True, secret=True, attr="credential_sealing_key",
             description="AES key sealing a granted user assertion until its one use (Key Vault reference)"),
+    Setting("GATES_ACTION_CATALOG", False, default="config/actions.json",
+            description="the action catalog: what runbooks may ask ARM to do (loaded before the plans)"),
     Setting("GATES_RESPONSE_PLANS", False, default="config/response-plans.json",
             description="incident response plans file (read at start-up, before the other settings)"),
     Setting("GATES_AUTONOMY_CEILING", False, default="review", attr="autonomy_ceiling", kind=K.MODE,

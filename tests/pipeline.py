@@ -18,6 +18,7 @@ from azure.functions.servicebus import ServiceBusMessage
 
 from gates import blueprints
 from shared.adapters.sealing import AesGcmSealer
+from shared.core.catalog import load_catalog
 from shared.core.links import form_token
 from shared.core.model import Mode, OutboundMessage, Request, RequestKind, RequestState, Run
 from shared.core.plans import parse_plan_book
@@ -38,6 +39,7 @@ from tests.fakes import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+CATALOG = load_catalog(ROOT / "config" / "actions.json")  # the shipped catalog
 LINK_KEY = b"test-link-key"
 SUB = "2b5c3f6e-0000-4000-8000-0000000005b1"
 VM = f"/subscriptions/{SUB}/resourceGroups/rg-prod-web/providers/Microsoft.Compute/virtualMachines/vm-web-01"
@@ -118,7 +120,7 @@ class Pipeline:
             runs=self.store, correlations=FakeCorrelationStore(), rejected_alerts=self.rejected, bus=self.bus,
             arm=self.arm, tokens=self.tokens, notifier=self.notifier, sealer=AesGcmSealer(os.urandom(32)),
             policy=Policy(
-                plans=parse_plan_book(text, "plans.json"), ceiling=ceiling,
+                plans=parse_plan_book(text, "plans.json", CATALOG), ceiling=ceiling,
                 timeouts=Timeouts(consent=dt.timedelta(minutes=30), credentials=dt.timedelta(minutes=15)),
                 cooldown=dt.timedelta(hours=3), public_base_url="https://gates.example", form_key=LINK_KEY),
             clock=self.clock, ids=lambda: f"id{next(counter):04d}", audit_sink=LoggingAuditSink(),

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -69,9 +70,10 @@ class ArmResourceManager:
 
     def perform(self, action: ActionSpec, resource_id: str, parameters: dict[str, Any],
                 credential: TokenCredential) -> ArmOutcome:
-        url = f"{self._endpoint}{resource_id}{action.path_suffix}"
+        url = f"{self._endpoint}{action.request_path(resource_id, parameters)}"
         body = action.body(parameters)
-        request = HttpRequest(action.method, url, params={"api-version": action.api_version},
+        query = action.query(resource_id, parameters, dt.datetime.now(dt.UTC))
+        request = HttpRequest(action.method, url, params=query,
                               json=body if body is not None else None,
                               headers={"Accept": "application/json"})
         if action.method == "POST" and body is None:

@@ -73,6 +73,7 @@ def step_to_dict(step: Step) -> dict[str, Any]:
         "credential_source": step.credential_source.value if step.credential_source else None,
         "claim_message_id": step.claim_message_id, "claim_delivery": step.claim_delivery,
         "outcome": step.outcome, "result": step.result, "claims": step.claims,
+        "permissions": list(step.permissions),
     }
 
 
@@ -83,6 +84,7 @@ def step_from_dict(data: dict[str, Any]) -> Step:
         credential_source=CredentialSource(data["credential_source"]) if data.get("credential_source") else None,
         claim_message_id=data.get("claim_message_id"), claim_delivery=int(data.get("claim_delivery", 0)),
         outcome=data.get("outcome", ""), result=dict(data.get("result", {})), claims=data.get("claims"),
+        permissions=tuple(data.get("permissions", ())),
     )
 
 

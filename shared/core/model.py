@@ -145,6 +145,11 @@ class Step:
     outcome: str = ""
     result: dict[str, Any] = field(default_factory=dict)
     claims: str | None = None  # ARM's claims challenge, passed on to every on-behalf-of request for this step
+    permissions: tuple[str, ...] = ()  # every permission the action needs; `permission` is the primary one
+
+    @property
+    def all_permissions(self) -> tuple[str, ...]:
+        return self.permissions or (self.permission,)
 
     @property
     def is_write(self) -> bool:

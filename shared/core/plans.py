@@ -12,17 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.core.catalog import CATALOG, resource_group_of, resource_type_of, subscription_of
+from shared.core.catalog import ANY_TYPE, Catalog, resource_group_of, resource_type_of, subscription_of
 from shared.core.errors import ConfigError
 from shared.core.model import ActionKind, Alert, Approver, Mode
-
-MAX_CAPACITY = 1000  # a scale set's instance limit
 
 
 @dataclass(frozen=True)
 class RunbookStep:
     action: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    kind: ActionKind = ActionKind.READ  # from the catalog, resolved when the plans are loaded
+    permissions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,21 +80,23 @@ class PlanBook:
     version: int
     plans: tuple[ResponsePlan, ...]
     source: str
+    catalog: Catalog
 
     def match(self, alert: Alert, resource_id: str) -> ResponsePlan | None:
         """The first plan, in file order, that claims this alert on this resource."""
         return next((p for p in self.plans if p.matches(alert, resource_id)), None)
 
 
-def load_plan_book(path: Path) -> PlanBook:
+def load_plan_book(path: Path, catalog: Catalog) -> PlanBook:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(str(path), "(file)", f"cannot be read: {error.strerror}") from None
-    return parse_plan_book(text, str(path))
+    return parse_plan_book(text, str(path), catalog)
 
 
-def parse_plan_book(text: str, source: str) -> PlanBook:
+def parse_plan_book(text: str, source: str, catalog: Catalog) -> PlanBook:
+    """The plans in `text`, checked against the action catalog they name actions from."""
     try:
         document = json.loads(text)
     except ValueError as error:
@@ -104,22 +106,22 @@ def parse_plan_book(text: str, source: str) -> PlanBook:
     version = document.get("version")
     if not isinstance(version, int) or version < 1:
         raise ConfigError(source, "version", "must be a positive whole number, raised with every change")
-    runbooks = _runbooks(document.get("runbooks"), source)
+    runbooks = _runbooks(document.get("runbooks"), source, catalog)
     raw_plans = document.get("plans")
     if not isinstance(raw_plans, list) or not raw_plans:
         raise ConfigError(source, "plans", "must be a non-empty list")
     plans: list[ResponsePlan] = []
     names: set[str] = set()
     for i, raw in enumerate(raw_plans):
-        plan = _plan(raw, f"plans[{i}]", runbooks, source)
+        plan = _plan(raw, f"plans[{i}]", runbooks, source, catalog)
         if plan.name in names:
             raise ConfigError(source, f"plans[{i}]", f"name {plan.name!r} is used twice")
         names.add(plan.name)
         plans.append(plan)
-    return PlanBook(version=version, plans=tuple(plans), source=source)
+    return PlanBook(version=version, plans=tuple(plans), source=source, catalog=catalog)
 
 
-def _runbooks(raw: Any, source: str) -> dict[str, Runbook]:
+def _runbooks(raw: Any, source: str, catalog: Catalog) -> dict[str, Runbook]:
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(source, "runbooks", "must be an object of named runbooks")
     books: dict[str, Runbook] = {}
@@ -132,26 +134,22 @@ def _runbooks(raw: Any, source: str) -> dict[str, Runbook]:
             step_entry = f"{entry}.steps[{j}]"
             if not isinstance(step, dict) or not isinstance(step.get("action"), str):
                 raise ConfigError(source, step_entry, "must be an object with an 'action'")
-            spec = CATALOG.get(step["action"])
+            spec = catalog.get(step["action"])
             if spec is None:
-                raise ConfigError(source, step_entry,
-                                  f"unknown action {step['action']!r}; known: {', '.join(sorted(CATALOG))}")
+                raise ConfigError(source, step_entry, f"unknown action {step['action']!r}; known: "
+                                                      f"{', '.join(sorted(catalog))} (from {catalog.source})")
             parameters = step.get("parameters", {})
             if not isinstance(parameters, dict):
                 raise ConfigError(source, step_entry, "'parameters' must be an object")
-            missing = [p for p in spec.parameters if p not in parameters]
-            if missing:
-                raise ConfigError(source, step_entry, f"action {spec.name} needs parameters {missing}")
-            capacity = parameters.get("capacity")
-            if "capacity" in spec.parameters and (not isinstance(capacity, int) or isinstance(capacity, bool)
-                                                  or not 0 <= capacity <= MAX_CAPACITY):
-                raise ConfigError(source, step_entry, f"capacity must be a whole number from 0 to {MAX_CAPACITY}")
-            steps.append(RunbookStep(spec.name, parameters))
+            problems = spec.problems(parameters)
+            if problems:
+                raise ConfigError(source, f"{step_entry}.parameters", f"action {spec.name}: {'; '.join(problems)}")
+            steps.append(RunbookStep(spec.name, parameters, spec.kind, spec.permissions))
         books[name] = Runbook(name, str(body.get("description", "")), tuple(steps))
     return books
 
 
-def _plan(raw: Any, entry: str, runbooks: dict[str, Runbook], source: str) -> ResponsePlan:
+def _plan(raw: Any, entry: str, runbooks: dict[str, Runbook], source: str, catalog: Catalog) -> ResponsePlan:
     if not isinstance(raw, dict):
         raise ConfigError(source, entry, "must be an object")
     name = raw.get("name")
@@ -169,7 +167,7 @@ def _plan(raw: Any, entry: str, runbooks: dict[str, Runbook], source: str) -> Re
     scope = _scope(raw.get("scope"), entry, source)
     approvers = _approvers(raw.get("approvers", []), f"{entry}.approvers", source)
     notify = _addresses(raw.get("notify", []), f"{entry}.notify", source)
-    kinds = {CATALOG[s.action].kind for s in runbook.steps}
+    kinds = {s.kind for s in runbook.steps}
     if mode is Mode.READ_ONLY and ActionKind.WRITE in kinds:
         raise ConfigError(source, entry, f"is read-only but runbook {runbook.name!r} has write actions")
     if mode is Mode.REVIEW and ActionKind.WRITE in kinds and not approvers:
@@ -177,12 +175,15 @@ def _plan(raw: Any, entry: str, runbooks: dict[str, Runbook], source: str) -> Re
     # Credentials can be needed in every mode, so someone must be there to be asked.
     if not approvers:
         raise ConfigError(source, entry, "names no approvers to ask for consent or credentials")
-    action_types = {CATALOG[s.action].resource_type.lower() for s in runbook.steps}
-    if len(action_types) != 1:
+    # Actions for any type ('*': resource health, metrics, activity log) go with every type.
+    action_types = {catalog[s.action].resource_type.lower() for s in runbook.steps} - {ANY_TYPE}
+    if len(action_types) > 1:
         raise ConfigError(source, f"runbooks.{runbook.name}", f"mixes resource types {sorted(action_types)}")
-    if filters.resource_types != action_types:
+    if action_types and filters.resource_types != action_types:
         raise ConfigError(source, f"{entry}.filters.resourceTypes",
                           f"must be {sorted(action_types)}, the type runbook {runbook.name!r} acts on")
+    if not filters.resource_types:
+        raise ConfigError(source, f"{entry}.filters.resourceTypes", "must name the resource type the plan acts on")
     return ResponsePlan(name, mode, filters, scope, approvers, notify, runbook)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 
-from shared.core.catalog import CATALOG
 from shared.core.change import Change, ChangeBuilder
 from shared.core.messages import AttemptStep, OpenConsent
 from shared.core.model import Actor, Alert, AuditEvent, Mode, Run, RunState, Step
@@ -46,8 +45,8 @@ def start_run(
 
     mode = effective_mode(plan.mode, ceiling)
     steps = tuple(
-        Step(index=i, action=s.action, kind=CATALOG[s.action].kind, permission=CATALOG[s.action].permission,
-             parameters=dict(s.parameters))
+        Step(index=i, action=s.action, kind=s.kind, permission=s.permissions[0], parameters=dict(s.parameters),
+             permissions=s.permissions)
         for i, s in enumerate(plan.runbook.steps)
     )
     needs_consent = consent_required(mode, (s.kind for s in steps))

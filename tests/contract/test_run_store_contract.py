@@ -19,7 +19,7 @@ from shared.core.plans import parse_plan_book
 from shared.core.requests import Timeouts, open_consent_request
 from shared.core.runs import start_run
 from tests.fakes import FakeCorrelationStore, FakeRunStore
-from tests.pipeline import VM, alert, plan_book
+from tests.pipeline import CATALOG, VM, alert, plan_book
 
 NOW = dt.datetime(2026, 11, 24, 3, 0, tzinfo=dt.UTC)
 TIMEOUTS = Timeouts(dt.timedelta(minutes=30), dt.timedelta(minutes=15))
@@ -42,7 +42,7 @@ def stores(request: pytest.FixtureRequest) -> Iterator[tuple[object, object]]:
 
 
 def new_run(run_id: str = "r1"):  # type: ignore[no-untyped-def]
-    book = parse_plan_book(plan_book("review", ["vm.restart"]), "p")
+    book = parse_plan_book(plan_book("review", ["vm.restart"]), "p", CATALOG)
     parsed = parse_alert(json.dumps(alert()))
     return start_run(run_id, parsed, VM.lower(), book.match(parsed, VM.lower()), 1, Mode.REVIEW, NOW)
 

@@ -7,13 +7,13 @@ import pytest
 
 from shared.core.errors import ConfigError
 from shared.core.plans import load_plan_book, parse_plan_book
-from tests.pipeline import SUB, VM, plan_book
+from tests.pipeline import CATALOG, SUB, VM, plan_book
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_shipped_response_plans_are_valid() -> None:
-    book = load_plan_book(ROOT / "config" / "response-plans.json")
+    book = load_plan_book(ROOT / "config" / "response-plans.json", CATALOG)
     assert book.version >= 1
     assert {p.name for p in book.plans} >= {"vm-not-responding"}
 
@@ -40,7 +40,7 @@ def _broken(**changes: object) -> str:
 ])
 def test_a_mistake_names_the_file_the_entry_and_the_problem(text: str, entry: str, problem: str) -> None:
     with pytest.raises(ConfigError) as raised:
-        parse_plan_book(text, "plans.json")
+        parse_plan_book(text, "plans.json", CATALOG)
     assert raised.value.file == "plans.json"
     assert raised.value.entry == entry
     assert problem in raised.value.problem
@@ -50,14 +50,14 @@ def test_an_unknown_action_is_named() -> None:
     document = json.loads(plan_book("review", ["vm.restart"]))
     document["runbooks"]["book"]["steps"].append({"action": "vm.delete"})
     with pytest.raises(ConfigError, match=r"unknown action 'vm\.delete'"):
-        parse_plan_book(json.dumps(document), "plans.json")
+        parse_plan_book(json.dumps(document), "plans.json", CATALOG)
 
 
 def test_a_plan_matches_only_inside_its_scope() -> None:
     from shared.core.alerts import parse_alert
     from tests.pipeline import alert
 
-    book = parse_plan_book(plan_book("review", ["vm.restart"]), "p")
+    book = parse_plan_book(plan_book("review", ["vm.restart"]), "p", CATALOG)
     elsewhere = VM.replace(SUB, "99999999-0000-4000-8000-000000000000")
     assert book.match(parse_alert(json.dumps(alert())), VM.lower()) is not None
     assert book.match(parse_alert(json.dumps(alert(resource=elsewhere))), elsewhere.lower()) is None
@@ -72,12 +72,14 @@ def test_a_scale_set_capacity_must_be_a_sensible_whole_number(capacity: object) 
                    "filters": {"resourceTypes": ["Microsoft.Compute/virtualMachineScaleSets"]},
                    "approvers": ["alice@contoso.test"]}],
     }
-    with pytest.raises(ConfigError, match="capacity must be"):
-        parse_plan_book(json.dumps(document), "plans.json")
+    with pytest.raises(ConfigError) as raised:
+        parse_plan_book(json.dumps(document), "plans.json", CATALOG)
+    assert raised.value.entry == "runbooks.scale.steps[0].parameters"
+    assert "parameter 'capacity'" in raised.value.problem
 
 
 def test_an_approver_object_id_must_be_a_guid() -> None:
     document = json.loads(plan_book("review", ["vm.restart"]))
     document["plans"][0]["approvers"] = [{"upn": "alice@contoso.test", "objectId": "alice"}]
     with pytest.raises(ConfigError, match="object id"):
-        parse_plan_book(json.dumps(document), "plans.json")
+        parse_plan_book(json.dumps(document), "plans.json", CATALOG)

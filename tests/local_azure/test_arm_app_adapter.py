@@ -12,8 +12,8 @@ import pytest
 from local_azure.arm import ArmStandIn
 from shared.adapters.arm_client import ArmResourceManager
 from shared.core.arm_outcomes import OutcomeKind
-from shared.core.catalog import CATALOG
 from tests.local_azure.test_arm import AGENT, ALICE, BOB, ISSUER, RG_WEB, SITE, STEP_UP, VM1, VMSS, Credential, Signer
+from tests.pipeline import CATALOG
 
 
 @pytest.fixture(scope="module")
