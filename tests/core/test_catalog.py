@@ -152,7 +152,8 @@ def test_path_and_query_placeholders_are_filled_from_parameters_and_the_target()
         == f"{VM}/agentPools/pool1"
     log = catalog["resource.activity_log"]
     now = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
-    assert log.request_path(VM, {"hours": 2}) == "/subscriptions/s1/providers/Microsoft.Insights/eventtypes/management/values"
+    assert log.request_path(VM, {"hours": 2}) == \
+        "/subscriptions/s1/providers/Microsoft.Insights/eventtypes/management/values"
     assert log.query(VM, {"hours": 2}, now)["$filter"] == \
         f"eventTimestamp ge '2026-12-01T10:00:00Z' and resourceUri eq '{VM}'"
 
