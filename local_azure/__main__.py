@@ -30,6 +30,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--no-host", action="store_true", help="only the stand-ins (run the host yourself)")
     up.add_argument("--keep-tables", action="store_true",
                     help="persist Azurite's tables in <state-dir>/azurite (queues are always in memory)")
+    up.add_argument("--arm-fixture", type=Path, default=None,
+                    help="the ARM stand-in's resources, roles and resource types "
+                         "(default: local_azure/fixtures/arm.json)")
+    up.add_argument("--arm-operation-seconds", type=float, default=None,
+                    help="a long-running ARM operation runs this long (default: it completes after a few polls)")
+    up.add_argument("--arm-operation-polls", type=int, default=2,
+                    help="polls a long-running ARM operation answers InProgress to (default 2)")
     up.add_argument("--verbose", action="store_true", help="the stand-ins' and the host's own logs")
     demo = commands.add_parser("demo", help="bring the stack up on free ports, play the VM-restart story end "
                                             "to end, print the audit timeline, stop; exit 0 when it held")
@@ -46,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return _demo()
     stack = LocalStack(args.project, state_dir=args.state_dir, start_host=not args.no_host,
                        ports=StackPorts() if args.any_ports else StackPorts.standard(),
-                       persist_tables=args.keep_tables, say=lambda line: print(line, flush=True))
+                       persist_tables=args.keep_tables, arm_fixture=args.arm_fixture,
+                       arm_operation_polls=args.arm_operation_polls, arm_operation_seconds=args.arm_operation_seconds,
+                       say=lambda line: print(line, flush=True))
     settings_file = stack.state_dir / "stack-settings.json"
     try:
         stack.start()

@@ -76,7 +76,11 @@ class LocalStack(Startable):
     def __init__(self, project_dir: Path = PROJECT_DIR, *, state_dir: Path | None = None, start_host: bool = True,
                  ports: StackPorts | None = None, persist_tables: bool = False,
                  auth_settings: Path | None = AUTH_SETTINGS, extra_settings: Mapping[str, str] | None = None,
-                 say: Callable[[str], None] | None = None) -> None:
+                 arm_fixture: Path | None = None, arm_operation_polls: int = 2,
+                 arm_operation_seconds: float | None = None, say: Callable[[str], None] | None = None) -> None:
+        """`arm_fixture`: the ARM stand-in's resources, roles and resource types (default
+        local_azure/fixtures/arm.json). A long-running operation answers InProgress to
+        `arm_operation_polls` polls, or with `arm_operation_seconds` runs for that long."""
         self.project_dir = Path(project_dir).resolve()
         self.state_dir = Path(state_dir) if state_dir is not None else self.project_dir / ".local"
         self.start_host = start_host
@@ -84,6 +88,9 @@ class LocalStack(Startable):
         self.persist_tables = persist_tables
         self.auth_settings = auth_settings
         self.extra_settings = dict(extra_settings or {})
+        self.arm_fixture = Path(arm_fixture) if arm_fixture is not None else None
+        self.arm_operation_polls = arm_operation_polls
+        self.arm_operation_seconds = arm_operation_seconds
         self._say = say or (lambda line: None)
         # Fresh per stack: approval links and sealed credentials of an older stack must not verify here.
         self._form_signing_key = new_secret_key()
@@ -149,8 +156,10 @@ class LocalStack(Startable):
                                   certificate_authority=authority)
         self._start_part("Entra ID", self.entra.start, self.entra.stop)
 
-        self.arm = ArmStandIn(state_dir=self.state_dir / "arm", jwks_uri=self.entra.jwks_uri, port=self.ports.arm,
-                              certificate_authority=authority)
+        self.arm = ArmStandIn(self.arm_fixture, state_dir=self.state_dir / "arm", jwks_uri=self.entra.jwks_uri,
+                              port=self.ports.arm, certificate_authority=authority,
+                              operation_polls=self.arm_operation_polls,
+                              operation_seconds=self.arm_operation_seconds)
         self._start_part("Resource Manager", self.arm.start, self.arm.stop)
 
         # The app's settings carry its public URL, so the host's port is chosen before it starts (also when

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import errors
 from .errors import ArmError
-from .resources import SITE, SITE_ACTIONS, SUPPORTED_TYPES, VM, VM_ACTIONS, VMSS, Resource
+from .operations import OperationSpec
+from .rbac import is_within
+from .resources import VM, Resource, utc_now
 from .state import ArmState, Operation
 from .tokens import Principal, TokenValidator
 
@@ -46,15 +48,6 @@ class Call:
             if key.lower() == lowered and values:
                 return values[0]
         return None
-
-
-@dataclass(frozen=True)
-class Handling:
-    """The permission a resource request needs, and what it does once allowed."""
-
-    permission: str
-    is_write: bool
-    perform: Callable[[Resource], Reply]
 
 
 class ArmApi:
@@ -98,7 +91,9 @@ class ArmApi:
                 return self._resource_group(call, principal, segments[1], segments[3])
             case ["subscriptions", _, "providers", _, "locations", _, ("operations" | "operationresults") as kind, _]:
                 return self._operation(call, segments[7], kind == "operationresults")
-            case ["subscriptions", _, "resourcegroups", _, "providers", _, _, _, *rest] if len(rest) <= 1:
+            case ["subscriptions", _, "providers", "microsoft.insights", "eventtypes", "management", "values"]:
+                return self._activity_log(call, principal, segments[1])
+            case ["subscriptions", _, "resourcegroups", _, "providers", _, _, _, *_]:
                 return self._resource(call, principal, segments, api_version, correlation_id)
         raise errors.invalid_request_uri(call.path)
 
@@ -153,21 +148,45 @@ class ArmApi:
         return Reply(200, group.arm_json())
 
     # ---- resources -----------------------------------------------------------------------------
+    def _locate(self, segments: list[str], api_version: str) -> tuple[str, str, list[str]]:
+        """(the resource's type, its id as the client spelt it, the path below it) from a request path
+        `/subscriptions/s/resourceGroups/g/providers/Ns/type/name[/childType/childName...][/rest]`."""
+        namespace, type_name = segments[5], segments[6]
+        resource_type = f"{namespace}/{type_name}"
+        spec = self.state.types.get(resource_type.lower())
+        if spec is None:
+            raise errors.invalid_resource_type(type_name, namespace, api_version)
+        end = 8
+        while end + 1 < len(segments) and segments[end].lower() != "providers":
+            child = self.state.types.get(f"{spec.name}/{segments[end]}".lower())
+            if child is None or spec.knows_path("/".join(segments[end:]).lower()):
+                break
+            spec, end = child, end + 2
+        return spec.name, "/" + "/".join(segments[:end]), segments[end:]
+
     def _resource(self, call: Call, principal: Principal, segments: list[str], api_version: str,
                   correlation_id: str) -> Reply:
-        subscription, group, namespace, type_name, name = (segments[i] for i in (1, 3, 5, 6, 7))
-        child = segments[8] if len(segments) > 8 else None
-        requested_type = f"{namespace}/{type_name}"
-        resource_type = next((t for t in SUPPORTED_TYPES if t.lower() == requested_type.lower()), None)
-        if resource_type is None:
-            raise errors.invalid_resource_type(type_name, namespace, api_version)
+        subscription, group = segments[1], segments[3]
+        resource_type, scope, rest = self._locate(segments, api_version)
         self._require_subscription(subscription, principal)
+        if rest and rest[0].lower() == "providers":
+            return self._extension(call, principal, resource_type, scope, rest[1:], api_version)
+        spec = self.state.types[resource_type.lower()]
+        path = "/".join(rest)
+        operation = spec.operation(call.method, path)
+        if operation is None:
+            if not path:
+                raise errors.method_not_allowed(call.method)
+            if spec.knows_path(path):
+                raise errors.method_not_allowed(call.method)
+            namespace, _, type_name = resource_type.partition("/")
+            raise errors.invalid_resource_type(f"{type_name.rsplit('/', 1)[-1]}/{path}", namespace, api_version)
+        permission = operation.full_permission(resource_type)
+        body = _json_body(call.body) if operation.is_write else {}
         # ARM authorises over the resource id as the client spelt it, and names it so in AuthorizationFailed.
-        scope = "/" + "/".join(segments[:8])
-        handling = self._handling(call, resource_type, child, api_version, correlation_id, principal)
         try:
-            self._authorise(principal, handling.permission, scope)
-            if handling.is_write:
+            self._authorise(principal, permission, scope)
+            if operation.is_write:
                 locked = self.state.locks_over(scope, ("ReadOnly",))
                 if locked:
                     raise errors.scope_locked(scope, locked)
@@ -176,110 +195,134 @@ class ArmApi:
                     raise errors.resource_group_not_found(group)
                 resource = self.state.resources.get(scope.lower())
                 if resource is None:
-                    raise errors.resource_not_found(resource_type, name, group)
-                reply = handling.perform(resource)
+                    raise errors.resource_not_found(resource_type, scope.rsplit("/", 1)[-1], group)
+                if not operation.is_write:
+                    return self._view(call, resource, operation)
+                return self._write(call, resource, operation, permission, body, api_version, correlation_id,
+                                   principal)
         except ArmError as error:
-            if handling.is_write:
-                self.state.record(principal, handling.permission, scope, "Failed", error.status, correlation_id,
+            if operation.is_write:
+                self.state.record(principal, permission, scope, "Failed", error.status, correlation_id,
                                   code=error.code)
             raise
-        return reply
 
-    def _handling(self, call: Call, resource_type: str, child: str | None, api_version: str, correlation_id: str,
-                  principal: Principal) -> Handling:
-        method = call.method
-        if child is None:
-            if method == "GET":
-                expand = (call.param("$expand") or "").lower() == "instanceview"
-                return Handling(f"{resource_type}/read", False,
-                              lambda r: Reply(200, r.arm_json(expand_instance_view=expand and r.type == VM)))
-            if method in ("PUT", "PATCH") and resource_type == VMSS:
-                update = _json_body(call.body)
-                return Handling(f"{VMSS}/write", True,
-                              lambda r: self._update_scale_set(call, r, update, api_version, correlation_id,
-                                                               principal))
-            raise errors.method_not_allowed(method)
-        if resource_type == VM and child.lower() == "instanceview":
-            if method != "GET":
-                raise errors.method_not_allowed(method)
-            return Handling(f"{VM}/read", False, lambda r: Reply(200, r.instance_view()))
-        vm_action = next((a for a in VM_ACTIONS if a.lower() == child.lower()), None)
-        if resource_type == VM and vm_action is not None:
-            if method != "POST":
-                raise errors.method_not_allowed(method)
-            return Handling(f"{VM}/{vm_action}/action", True,
-                          lambda r: self._vm_action(call, r, vm_action, api_version, correlation_id, principal))
-        site_action = next((a for a in SITE_ACTIONS if a.lower() == child.lower()), None)
-        if resource_type == SITE and site_action is not None:
-            if method != "POST":
-                raise errors.method_not_allowed(method)
-            return Handling(f"{SITE}/{site_action}/action", True,
-                          lambda r: self._site_action(r, site_action, correlation_id, principal))
-        namespace, _, type_name = resource_type.partition("/")
-        raise errors.invalid_resource_type(f"{type_name}/{child}", namespace, api_version)
+    def _view(self, call: Call, resource: Resource, operation: OperationSpec) -> Reply:
+        if operation.returns == "instanceView":
+            return Reply(200, resource.instance_view())
+        expand = (call.param("$expand") or "").lower() == "instanceview"
+        return Reply(200, resource.arm_json(expand_instance_view=expand and resource.type == VM))
 
-    def _vm_action(self, call: Call, vm: Resource, action: str, api_version: str, correlation_id: str,
-                   principal: Principal) -> Reply:
-        if action == "restart" and vm.power_state == "deallocated":
-            raise errors.operation_not_allowed(
-                f"Operation 'restart' is not allowed on VM '{vm.name}' since the VM is deallocated. "
-                "Start the VM instead.")
-        transitional, final = VM_ACTIONS[action]
-        vm.power_state = transitional
-        vm.provisioning_state = "Updating"
+    def _write(self, call: Call, resource: Resource, operation: OperationSpec, permission: str,
+               body: dict[str, Any], api_version: str, correlation_id: str, principal: Principal) -> Reply:
+        for fact, refused in operation.refuse_when.items():
+            if (resource.power_state if fact == "powerState" else resource.provisioning_state) in refused:
+                raise errors.operation_not_allowed(operation.refusal.format(name=resource.name))
+        for rule in operation.rules:
+            rule.check(body)
+        resource.apply(operation.during, body)
 
         def complete() -> None:
-            vm.power_state = final
-            vm.provisioning_state = "Succeeded"
-            if action == "restart":
-                vm.record_restart()
+            resource.apply(operation.after, body)
+            if operation.counts_restart:
+                resource.record_restart()
+            resource.applied.append(permission)
 
-        operation = self.state.start_operation("Microsoft.Compute", vm, f"{VM}/{action}/action", principal,
-                                               correlation_id, complete)
-        self.state.record(principal, f"{VM}/{action}/action", vm.id, "Accepted", 202, correlation_id, operation.id)
-        return Reply(202, None, {
-            "Azure-AsyncOperation": self._operation_url(call, operation, api_version, results=False),
-            "Location": self._operation_url(call, operation, api_version, results=True),
-            "Retry-After": str(self.operation_retry_after),
-        })
-
-    def _site_action(self, site: Resource, action: str, correlation_id: str, principal: Principal) -> Reply:
-        # App Service restarts synchronously from the caller's point of view: 200 and an empty body.
-        if action == "restart":
-            site.record_restart()
-            site.power_state = "Running"
-        else:
-            site.power_state = "Running" if action == "start" else "Stopped"
-        self.state.record(principal, f"{SITE}/{action}/action", site.id, "Succeeded", 200, correlation_id)
-        return Reply(200, None)
-
-    def _update_scale_set(self, call: Call, scale_set: Resource, update: dict[str, Any], api_version: str,
-                          correlation_id: str, principal: Principal) -> Reply:
-        sku = update.get("sku")
-        if sku is not None and not isinstance(sku, dict):
-            raise errors.invalid_parameter("sku", "The value of parameter sku is invalid.")
-        capacity = (sku or {}).get("capacity", (scale_set.sku or {}).get("capacity"))
-        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0 or capacity > 1000:
-            raise errors.invalid_parameter("sku.capacity", "The value of parameter sku.capacity is invalid.")
-        tags = update.get("tags")
+        if not operation.long_running:
+            complete()
+            self.state.record(principal, permission, resource.id, "Succeeded", 200, correlation_id)
+            return Reply(200, resource.arm_json() if operation.reply == "resource" else None)
+        namespace = resource.type.split("/", 1)[0]
+        started = self.state.start_operation(namespace, resource, permission, principal, correlation_id, complete)
+        status = 202 if operation.reply == "accepted" else 200
+        self.state.record(principal, permission, resource.id, "Accepted", status, correlation_id, started.id)
+        headers = {"Azure-AsyncOperation": self._operation_url(call, started, api_version, results=False),
+                   "Retry-After": str(self.operation_retry_after)}
+        if operation.reply == "accepted":
+            headers["Location"] = self._operation_url(call, started, api_version, results=True)
+            return Reply(202, None, headers)
         # Compute answers a scale set update with 200 and the goal state (provisioningState Updating), and
         # reports the operation through Azure-AsyncOperation; the instances follow when it completes.
-        scale_set.sku = {**(scale_set.sku or {}), **(sku or {}), "capacity": capacity}
-        if isinstance(tags, dict):
-            scale_set.tags = {str(k): str(v) for k, v in tags.items()}
-        scale_set.provisioning_state = "Updating"
+        return Reply(200, resource.arm_json(), headers)
 
-        def complete() -> None:
-            scale_set.provisioning_state = "Succeeded"
-            scale_set.properties["instanceCount"] = capacity
+    # ---- extension resources: health, metrics, permissions ----------------------------------------
+    def _extension(self, call: Call, principal: Principal, resource_type: str, scope: str, rest: list[str],
+                   api_version: str) -> Reply:
+        if call.method != "GET":
+            raise errors.method_not_allowed(call.method)
+        key = "/".join(rest).lower()
+        if key == "microsoft.authorization/permissions":
+            return Reply(200, {"value": self._permissions(principal, scope)})
+        permission = {"microsoft.resourcehealth/availabilitystatuses/current":
+                      "Microsoft.ResourceHealth/availabilityStatuses/read",
+                      "microsoft.insights/metrics": "Microsoft.Insights/metrics/read"}.get(key)
+        if permission is None:
+            raise errors.invalid_resource_type("/".join(rest[1:]), rest[0] if rest else "", api_version)
+        self._authorise(principal, permission, scope)
+        with self.state.lock:
+            resource = self.state.resources.get(scope.lower())
+            if resource is None:
+                raise errors.resource_not_found(resource_type, scope.rsplit("/", 1)[-1], scope.split("/")[4])
+            if key.startswith("microsoft.resourcehealth"):
+                return Reply(200, {
+                    "id": f"{resource.id}/providers/Microsoft.ResourceHealth/availabilityStatuses/current",
+                    "name": "current", "type": "Microsoft.ResourceHealth/AvailabilityStatuses",
+                    "location": resource.location,
+                    "properties": {"availabilityState": resource.health,
+                                   "summary": f"The resource is {resource.health.lower()}.",
+                                   "reasonChronicity": "Persistent", "occuredTime": resource.last_restart_time}})
+            return self._metrics(call, resource)
 
-        operation = self.state.start_operation("Microsoft.Compute", scale_set, f"{VMSS}/write", principal,
-                                               correlation_id, complete)
-        self.state.record(principal, f"{VMSS}/write", scale_set.id, "Accepted", 200, correlation_id, operation.id)
-        return Reply(200, scale_set.arm_json(), {
-            "Azure-AsyncOperation": self._operation_url(call, operation, api_version, results=False),
-            "Retry-After": str(self.operation_retry_after),
-        })
+    def _permissions(self, principal: Principal, scope: str) -> list[dict[str, Any]]:
+        """What `Microsoft.Authorization/permissions` answers: one entry per role assigned to the caller
+        at this scope or above."""
+        with self.state.lock:
+            access = self.state.access
+            entries = [access.roles[a.role_definition_id] for a in access.assignments.values()
+                       if a.principal_id == principal.object_id.lower() and a.role_definition_id in access.roles
+                       and is_within(scope, a.scope)]
+        return [{"actions": list(r.actions), "notActions": list(r.not_actions), "dataActions": [],
+                 "notDataActions": []} for r in entries]
+
+    def _metrics(self, call: Call, resource: Resource) -> Reply:
+        names = [n.strip() for n in (call.param("metricnames") or "").split(",") if n.strip()]
+        unknown = [n for n in names if n not in resource.metrics]
+        if not names or unknown:
+            raise ArmError(400, "BadRequest", f"Failed to find metric configuration for provider: "
+                                              f"{resource.type.split('/')[0]}, resource type: {resource.type}, "
+                                              f"metric: {', '.join(unknown) or '(none)'}")
+        interval = call.param("interval") or "PT1M"
+        return Reply(200, {"cost": 0, "interval": interval, "namespace": resource.type,
+                           "resourceregion": resource.location, "value": [{
+                               "id": f"{resource.id}/providers/Microsoft.Insights/metrics/{name}",
+                               "type": "Microsoft.Insights/metrics",
+                               "name": {"value": name, "localizedValue": name}, "unit": "Unspecified",
+                               "timeseries": [{"metadatavalues": [], "data": [
+                                   {"timeStamp": utc_now(), "average": value} for value in resource.metrics[name]]}],
+                           } for name in names]})
+
+    # ---- the activity log ----------------------------------------------------------------------
+    def _activity_log(self, call: Call, principal: Principal, subscription: str) -> Reply:
+        if call.method != "GET":
+            raise errors.method_not_allowed(call.method)
+        self._require_subscription(subscription, principal)
+        self._authorise(principal, "Microsoft.Insights/eventtypes/values/read", f"/subscriptions/{subscription}")
+        text = call.param("$filter") or ""
+        since = re.search(r"eventTimestamp ge '([^']+)'", text)
+        if since is None:
+            raise ArmError(400, "BadRequest", "The $filter must name a start time: eventTimestamp ge '<time>'.")
+        uri = re.search(r"resourceUri eq '([^']+)'", text)
+        start = since.group(1).replace("Z", "")
+        with self.state.lock:
+            entries = [e for e in self.state.activity if e["time"].replace("Z", "") >= start
+                       and (uri is None or e["resourceId"].lower() == uri.group(1).lower())]
+        return Reply(200, {"value": [{
+            "authorization": {"action": e["action"], "scope": e["resourceId"]},
+            "caller": e["principalName"] or e["principalId"], "correlationId": e["correlationId"],
+            "eventTimestamp": e["time"], "level": "Error" if e["outcome"] == "Failed" else "Informational",
+            "operationId": e["operationId"], "operationName": {"value": e["action"], "localizedValue": e["action"]},
+            "resourceId": e["resourceId"], "status": {"value": e["outcome"], "localizedValue": e["outcome"]},
+            "subStatus": {"value": str(e["httpStatus"])}, "subscriptionId": subscription,
+        } for e in reversed(entries)]})
 
     # ---- long-running operations ---------------------------------------------------------------
     def _operation_url(self, call: Call, operation: Operation, api_version: str, *, results: bool) -> str:

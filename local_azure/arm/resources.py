@@ -11,20 +11,11 @@ VM = "Microsoft.Compute/virtualMachines"
 SITE = "Microsoft.Web/sites"
 VMSS = "Microsoft.Compute/virtualMachineScaleSets"
 RESOURCE_GROUP = "Microsoft.Resources/resourceGroups"
-SUPPORTED_TYPES = (VM, SITE, VMSS)
 
-# What a VM's power state is while an action runs, and what it is once the action completes.
-VM_ACTIONS: dict[str, tuple[str, str]] = {
-    "start": ("starting", "running"),
-    "restart": ("starting", "running"),
-    "powerOff": ("stopping", "stopped"),
-    "deallocate": ("deallocating", "deallocated"),
-}
 POWER_DISPLAY = {
     "running": "VM running", "stopped": "VM stopped", "deallocated": "VM deallocated",
     "starting": "VM starting", "stopping": "VM stopping", "deallocating": "VM deallocating",
 }
-SITE_ACTIONS = ("restart", "start", "stop")
 
 
 def utc_now() -> str:
@@ -32,7 +23,13 @@ def utc_now() -> str:
 
 
 def resource_id(subscription: str, resource_group: str, resource_type: str, name: str) -> str:
-    return f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/{resource_type}/{name}"
+    """A nested type (`Microsoft.Sql/servers/failoverGroups`) takes a nested name (`srv/fog`)."""
+    namespace, *types = resource_type.split("/")
+    names = name.split("/")
+    if len(types) != len(names):
+        raise ValueError(f"resource {name!r} of type {resource_type} needs one name per type segment")
+    pairs = "/".join(f"{t}/{n}" for t, n in zip(types, names, strict=True))
+    return f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/{namespace}/{pairs}"
 
 
 @dataclass
@@ -67,13 +64,17 @@ class Resource:
     restart_count: int = 0
     last_restart_time: str | None = None
     unique_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    health: str = "Available"  # Resource Health's availabilityState
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    applied: list[str] = field(default_factory=list)  # the writes that completed on it, in order
 
     @property
     def id(self) -> str:
         return resource_id(self.subscription, self.resource_group, self.type, self.name)
 
     def arm_json(self, expand_instance_view: bool = False) -> dict[str, Any]:
-        body: dict[str, Any] = {"name": self.name, "id": self.id, "type": self.type, "location": self.location}
+        body: dict[str, Any] = {"name": self.name.rsplit("/", 1)[-1], "id": self.id, "type": self.type,
+                                "location": self.location}
         if self.kind:
             body["kind"] = self.kind
         if self.tags:
@@ -94,8 +95,44 @@ class Resource:
                                "enabled": True, "availabilityState": "Normal"})
             properties.setdefault("defaultHostName", f"{self.name}.azurewebsites.net")
             properties.setdefault("hostNames", [properties["defaultHostName"]])
+        else:
+            properties["provisioningState"] = self.provisioning_state
         body["properties"] = properties
         return body
+
+    def apply(self, effects: dict[str, Any], request_body: dict[str, Any]) -> None:
+        """Set each effect's target (a fact or a JSON pointer into the ARM body) to its value."""
+        from .operations import resolve
+
+        for target, raw in effects.items():
+            found, value = resolve(raw, request_body)
+            if not found:
+                continue
+            if target == "powerState":
+                self.power_state = value
+            elif target == "provisioningState":
+                self.provisioning_state = value
+            else:
+                self._set(target, value)
+
+    def _set(self, pointer: str, value: Any) -> None:
+        head, *rest = [t for t in pointer.strip("/").split("/") if t]
+        if head == "sku":
+            self.sku = self.sku if self.sku is not None else {}
+            container: Any = self.sku
+        elif head == "tags":
+            container = self.tags
+        elif head == "properties":
+            container = self.properties
+        else:
+            raise ValueError(f"the stand-in cannot change {pointer} (only sku, tags and properties)")
+        if not rest:
+            container.clear()
+            container.update(value)
+            return
+        for token in rest[:-1]:
+            container = container.setdefault(token, {})
+        container[rest[-1]] = value
 
     def instance_view(self) -> dict[str, Any]:
         """A VM's `instanceView`: the statuses an operator (and the agent) reads the power state from."""
@@ -120,7 +157,7 @@ class Resource:
         return {"id": self.id, "type": self.type, "name": self.name, "resourceGroup": self.resource_group,
                 "powerState": self.power_state, "provisioningState": self.provisioning_state,
                 "restartCount": self.restart_count, "lastRestartTime": self.last_restart_time,
-                "capacity": (self.sku or {}).get("capacity"),
+                "capacity": (self.sku or {}).get("capacity"), "applied": list(self.applied),
                 "arm": self.arm_json(expand_instance_view=self.type == VM)}
 
     def record_restart(self) -> None:
@@ -128,11 +165,13 @@ class Resource:
         self.last_restart_time = utc_now()
 
 
-def resource_from_fixture(subscription: str, entry: dict[str, Any]) -> Resource:
+def resource_from_fixture(subscription: str, entry: dict[str, Any], types: dict[str, Any]) -> Resource:
     resource_type = entry["type"]
-    if resource_type not in SUPPORTED_TYPES:
-        raise ValueError(f"the ARM stand-in does not serve resources of type {resource_type}")
-    default_power = {VM: "running", SITE: "Running"}.get(resource_type)
+    spec = types.get(resource_type.lower())
+    if spec is None:
+        raise ValueError(f"the ARM stand-in does not serve resources of type {resource_type}: "
+                         "describe the type under 'resourceTypes' in the fixture")
+    default_power = spec.default_power_state
     return Resource(
         subscription=subscription,
         resource_group=entry["resourceGroup"],
@@ -144,4 +183,6 @@ def resource_from_fixture(subscription: str, entry: dict[str, Any]) -> Resource:
         kind=entry.get("kind"),
         tags=dict(entry.get("tags", {})),
         power_state=entry.get("powerState", default_power),
+        health=entry.get("health", "Available"),
+        metrics={str(k): [float(x) for x in v] for k, v in entry.get("metrics", {}).items()},
     )

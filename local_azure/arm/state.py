@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .faults import Fault
+from .operations import types_from_fixture
 from .rbac import AccessControl, RoleDefinition, is_within, normalise_scope
 from .resources import Resource, ResourceGroup, resource_from_fixture, utc_now
 from .tokens import Principal
@@ -83,9 +84,10 @@ class ArmState:
                 rg = ResourceGroup(group["subscriptionId"], group["name"], group.get("location", "westeurope"),
                                    dict(group.get("tags", {})))
                 self.resource_groups[rg.id.lower()] = rg
+            self.types = types_from_fixture(fixture.get("resourceTypes", {}))
             self.resources: dict[str, Resource] = {}
             for entry in fixture.get("resources", []):
-                resource = resource_from_fixture(entry["subscriptionId"], entry)
+                resource = resource_from_fixture(entry["subscriptionId"], entry, self.types)
                 self.resources[resource.id.lower()] = resource
             custom = [RoleDefinition(r["id"], r["roleName"], tuple(r.get("actions", [])),
                                      tuple(r.get("notActions", [])))

@@ -640,6 +640,10 @@ def test_the_fixture_seeds_the_readme_identities_and_resources(arm: ArmStandIn) 
         (ALICE, "Virtual Machine Contributor", RG_WEB),
         (ALICE, "Website Contributor", RG_WEB),
         (ALICE, "Contributor", RG_WORKERS),
+        (ALICE, "Contributor", f"/subscriptions/{SUB}/resourceGroups/rg-prod-data"),
+        (ALICE, "Contributor", f"{RG_WEB}/providers/Microsoft.Web/serverfarms/plan-prod-web"),
+        (ALICE, "Contributor", f"{RG_WEB}/providers/Microsoft.App/containerApps/ca-api"),
+        (ALICE, "Contributor", f"{RG_WEB}/providers/Microsoft.Cdn/profiles/fd-prod"),
         (BOB, "Reader", f"/subscriptions/{SUB}"),
     ])
     assert arm.resource(VMSS)["capacity"] == 2

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import msal
 import pytest
@@ -24,7 +25,7 @@ from azure.data.tables import TableServiceClient
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from local_azure.processes import live_processes
-from local_azure.stack import LocalStack, StackPorts, StackStartError
+from local_azure.stack import PROJECT_DIR, LocalStack, StackPorts, StackStartError
 from shared.topology import SETTINGS, Queue, Table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,6 +171,32 @@ def test_two_stacks_on_free_ports_run_side_by_side(stand_ins: LocalStack, tmp_pa
     with LocalStack(state_dir=tmp_path, start_host=False) as other:
         assert other.settings()["TablesConnection"] != stand_ins.settings()["TablesConnection"]
         assert other.settings()["GATES_FORM_SIGNING_KEY"] != stand_ins.settings()["GATES_FORM_SIGNING_KEY"]
+
+
+def test_the_arm_fixture_and_operation_time_are_stack_options(tmp_path: Path) -> None:
+    fixture = json.loads((PROJECT_DIR / "local_azure" / "fixtures" / "arm.json").read_text())
+    scale_set = next(r for r in fixture["resources"] if r["name"] == "vmss-workers")
+    scale_set["sku"]["capacity"] = 7
+    path = tmp_path / "arm.json"
+    path.write_text(json.dumps(fixture))
+    with LocalStack(state_dir=tmp_path / "state", start_host=False, arm_fixture=path,
+                    arm_operation_seconds=1.5) as stack:
+        assert stack.arm.resource(scale_set_id(fixture))["capacity"] == 7
+        assert stack.arm.state.operation_seconds == 1.5
+
+
+def test_up_takes_the_arm_fixture_and_operation_time() -> None:
+    from local_azure.__main__ import _parser
+
+    args = _parser().parse_args(["up", "--arm-fixture", "x.json", "--arm-operation-seconds", "3",
+                                 "--arm-operation-polls", "0"])
+    assert (args.arm_fixture, args.arm_operation_seconds, args.arm_operation_polls) == (Path("x.json"), 3.0, 0)
+
+
+def scale_set_id(fixture: dict[str, Any]) -> str:
+    entry = next(r for r in fixture["resources"] if r["name"] == "vmss-workers")
+    return (f"/subscriptions/{entry['subscriptionId']}/resourceGroups/{entry['resourceGroup']}/providers/"
+            f"{entry['type']}/{entry['name']}")
 
 
 def test_with_the_host_the_app_answers_on_the_public_base_url(tmp_path: Path) -> None:
