@@ -136,3 +136,37 @@ def common_alert(rule: str, resource_id: str, *, condition: str = "Fired", sever
         "monitoringService": "Platform", "alertTargetIDs": [resource_id.lower()],
         "originAlertId": identifier, "firedDateTime": fired, "description": description,
         "essentialsVersion": "1.0", "alertContextVersion": "1.0"}, "alertContext": {}}}
+
+
+_RG = f"/subscriptions/{SUBSCRIPTION}/resourceGroups"
+# A resource of the fixture for every resource type the action catalog acts on ('*': any type; the VM).
+CATALOG_TARGETS: dict[str, str] = {
+    "*": VM_WEB_01,
+    "microsoft.compute/virtualmachines": VM_WEB_01,
+    "microsoft.compute/virtualmachinescalesets":
+        f"{_RG}/rg-prod-workers/providers/Microsoft.Compute/virtualMachineScaleSets/vmss-workers",
+    "microsoft.web/sites": f"{_RG}/rg-prod-web/providers/Microsoft.Web/sites/app-checkout",
+    "microsoft.web/serverfarms": f"{_RG}/rg-prod-web/providers/Microsoft.Web/serverfarms/plan-prod-web",
+    "microsoft.containerservice/managedclusters":
+        f"{_RG}/rg-prod-workers/providers/Microsoft.ContainerService/managedClusters/aks-prod",
+    "microsoft.sql/servers/failovergroups":
+        f"{_RG}/rg-prod-data/providers/Microsoft.Sql/servers/sql-orders-ne/failoverGroups/fog-orders",
+    "microsoft.cache/redis": f"{_RG}/rg-prod-data/providers/Microsoft.Cache/redis/redis-sessions",
+    "microsoft.documentdb/databaseaccounts":
+        f"{_RG}/rg-prod-data/providers/Microsoft.DocumentDB/databaseAccounts/cosmos-orders",
+    "microsoft.app/containerapps": f"{_RG}/rg-prod-web/providers/Microsoft.App/containerApps/ca-api",
+    "microsoft.cdn/profiles/afdendpoints": f"{_RG}/rg-prod-web/providers/Microsoft.Cdn/profiles/fd-prod/afdEndpoints/ep-web",
+}
+# Function apps are sites too; their actions are tried on the function app.
+ACTION_TARGETS: dict[str, str] = {
+    "functionapp.restart": f"{_RG}/rg-prod-web/providers/Microsoft.Web/sites/func-orders",
+}
+
+
+def catalog_target(action: str, resource_type: str) -> str:
+    return ACTION_TARGETS.get(action) or CATALOG_TARGETS[resource_type.lower()]
+
+
+def example_parameters(schema: dict[str, Any]) -> dict[str, Any]:
+    """An action's parameters from the first example of each (the catalog gives one for every parameter)."""
+    return {name: prop["examples"][0] for name, prop in schema.get("properties", {}).items()}
