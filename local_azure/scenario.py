@@ -155,7 +155,8 @@ CATALOG_TARGETS: dict[str, str] = {
     "microsoft.documentdb/databaseaccounts":
         f"{_RG}/rg-prod-data/providers/Microsoft.DocumentDB/databaseAccounts/cosmos-orders",
     "microsoft.app/containerapps": f"{_RG}/rg-prod-web/providers/Microsoft.App/containerApps/ca-api",
-    "microsoft.cdn/profiles/afdendpoints": f"{_RG}/rg-prod-web/providers/Microsoft.Cdn/profiles/fd-prod/afdEndpoints/ep-web",
+    "microsoft.cdn/profiles/afdendpoints":
+        f"{_RG}/rg-prod-web/providers/Microsoft.Cdn/profiles/fd-prod/afdEndpoints/ep-web",
 }
 # Function apps are sites too; their actions are tried on the function app.
 ACTION_TARGETS: dict[str, str] = {
