@@ -180,3 +180,13 @@ def test_a_bad_catalog_stops_the_app_with_file_entry_and_problem(tmp_path: Path,
     assert result.returncode != 0
     assert f"ConfigError: {path}: actions[vmss.set_capacity]" in result.stderr
     assert problem in result.stderr
+
+
+def test_the_readmes_worked_example_is_a_valid_action() -> None:
+    readme = (ROOT / "README.md").read_text()
+    example = json.loads(readme.split("**Adding an action, a worked example.**")[1].split("```json")[1].split("```")[0])
+    document = shipped()
+    document["actions"].append(example)
+    document["version"] += 1
+    catalog = parse_catalog(json.dumps(document), "actions.json")
+    assert catalog["vm.power_off"].permission == "Microsoft.Compute/virtualMachines/powerOff/action"
