@@ -12,10 +12,13 @@ import azure.functions as func
 from gates.http_auth import is_api_call, principal_from, token_expires_at, user_assertion
 from gates.pages import message_page, request_page
 from gates.shell import transact
+from shared.core.access import PERMISSIONS_READ, entries_of, grant_refused, missing_permissions
+from shared.core.arm_outcomes import OutcomeKind
 from shared.core.authority import can_read, is_authorised
 from shared.core.links import form_token, form_token_is_valid
-from shared.core.model import Decision, RequestKind
+from shared.core.model import Decision, Request, RequestKind, RequestState, Run
 from shared.core.requests import DecisionRefused, Refusal, check_decision, decide
+from shared.ports import CredentialUnavailable
 from shared.services import Services, ServicesProvider
 
 logger = logging.getLogger("sre_gates")
@@ -31,6 +34,7 @@ REFUSAL_STATUS: dict[Refusal, int] = {
     Refusal.PLAN_CHANGED: 409,
     Refusal.EXPIRED: 410,
     Refusal.SIGN_IN_NEEDED: 401,
+    Refusal.LACKS_PERMISSION: 403,
 }
 
 
@@ -59,7 +63,13 @@ def show_request(services: Services, req: func.HttpRequest) -> func.HttpResponse
         return _reply(req, 403, "Refused", "You need the Gates.Reader or Gates.Approver role to see requests.")
     form: dict[str, str] | None = None
     note = ""
-    if is_authorised(principal, request):
+    lacking = _lacking(services, run, request, user_assertion(req)) \
+        if request.kind is RequestKind.CREDENTIALS and request.state is RequestState.PENDING \
+        and is_authorised(principal, request) else []
+    if lacking:
+        note = (f"Your roles at this resource lack {', '.join(lacking)}, which this step needs, so your "
+                "credentials cannot do it. Another approver can grant.")
+    elif is_authorised(principal, request):
         form = {"plan_hash": request.plan_hash,
                 "form_token": form_token(services.policy.form_key, principal.object_id, request_id)}
     else:
@@ -123,6 +133,14 @@ def record_decision(services: Services, req: func.HttpRequest) -> func.HttpRespo
             if expires_at is None or expires_at < now.timestamp() + MIN_TOKEN_LIFETIME_SECONDS:
                 raise DecisionRefused(Refusal.SIGN_IN_NEEDED, "Your sign-in has expired or is about to: sign in "
                                       f"again ({SIGN_IN_PATH}), reopen the link, then grant.")
+            missing = _lacking(services, run, request, assertion)
+            if missing:
+                transact(services, run_id, lambda latest: grant_refused(latest, request_id, principal, missing, now),
+                         STAGE)
+                raise DecisionRefused(Refusal.LACKS_PERMISSION, (
+                    f"Your roles at this resource lack {', '.join(missing)}, which step "
+                    f"{(request.step_index or 0) + 1} needs, so your credentials cannot do it. Nothing was "
+                    "attempted; the request stays open for the other approvers."))
             sealed = services.sealer.seal(assertion, f"{run_id}/{request_id}")
         transact(services, run_id,
                  lambda latest: decide(latest, request_id, decision, principal, seen_hash, now, sealed), STAGE,
@@ -134,6 +152,28 @@ def record_decision(services: Services, req: func.HttpRequest) -> func.HttpRespo
     logger.info("request %s of run %s %s by %s", request_id, run_id, verb, principal.object_id)
     return _reply(req, 200, "Recorded", f"Your decision is recorded: {verb}. You can close this page.",
                   decision=verb, run_id=run_id, request_id=request_id)
+
+
+def _lacking(services: Services, run: Run, request: Request, assertion: str | None) -> list[str]:
+    """The step's permissions the person's own roles at the resource do not give (read with their
+    exchanged token, before anything is attempted). When that cannot be read, nothing is claimed
+    missing: the grant goes ahead and ARM decides, as before."""
+    if not assertion or request.step_index is None or not 0 <= request.step_index < len(run.steps):
+        return []
+    try:
+        credential = services.tokens.on_behalf_of(assertion, request.claims)
+    except CredentialUnavailable as error:
+        logger.info("permissions of a granter not checked: %s", error.reason)
+        return []
+    try:
+        outcome = services.arm.perform(PERMISSIONS_READ, run.resource_id, {}, credential)
+    finally:
+        credential.revoke()
+    entries = entries_of(outcome.body) if outcome.kind is OutcomeKind.SUCCEEDED else None
+    if entries is None:
+        logger.warning("permissions of a granter could not be read (%s %s)", outcome.status, outcome.code)
+        return []
+    return missing_permissions(entries, run.steps[request.step_index].all_permissions)
 
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:

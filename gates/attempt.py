@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from gates.preconditions import still_as_approved
 from gates.shell import Delivery, on_queue
 from gates.steps import act, claim, finish
 from shared.core.messages import AttemptStep
@@ -17,7 +18,7 @@ STAGE = "attempt"
 
 def handle_attempt(message: AttemptStep, services: Services, delivery: Delivery) -> None:
     run = claim(services, message.run_id, message.step, CredentialSource.AGENT, delivery, STAGE)
-    if run is None:
+    if run is None or not still_as_approved(services, run, message.step, STAGE, delivery):
         return
     outcome = act(services, run, message.step, services.tokens.agent_credential())
     finish(services, run, message.step, outcome, STAGE, delivery)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from gates.preconditions import read_previews
 from gates.shell import Delivery, on_queue, transact
 from shared.core.messages import OpenConsent
+from shared.core.model import RequestKind, RequestState, RunState
 from shared.core.requests import open_consent_request
 from shared.services import Services, ServicesProvider
 from shared.topology import Queue
@@ -14,10 +16,15 @@ STAGE = "consent"
 
 
 def handle_consent(message: OpenConsent, services: Services, delivery: Delivery) -> None:
+    run = services.runs.get_run(message.run_id)
+    asking = run is not None and run.state is RunState.AWAITING_CONSENT and not any(
+        r.kind is RequestKind.CONSENT and r.state is RequestState.PENDING for r in run.requests)
+    # Before → after for each write, read now and bound into the request (and its plan hash).
+    previews = read_previews(services, run) if run is not None and asking else ()
     now = services.clock.now()
     transact(services, message.run_id,
-             lambda run: open_consent_request(run, services.ids(), now, services.policy.timeouts), STAGE,
-             trigger=delivery.message_id)
+             lambda latest: open_consent_request(latest, services.ids(), now, services.policy.timeouts, previews),
+             STAGE, trigger=delivery.message_id)
 
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:

@@ -7,6 +7,7 @@ import logging
 
 import azure.functions as func
 
+from gates.preconditions import still_as_approved
 from gates.shell import Delivery, on_queue, transact
 from gates.steps import act, claim, finish
 from shared.adapters.sealing import SealBroken
@@ -29,7 +30,7 @@ def handle_execution(message: ExecuteStep, services: Services, delivery: Deliver
         return request.decided_by if request else None
 
     run = claim(services, run_id, step, CredentialSource.DELEGATED, delivery, STAGE, actor=granter)
-    if run is None:
+    if run is None or not still_as_approved(services, run, step, STAGE, delivery):
         return
     request = granted_credential(run, step)
     if request is None or request.sealed_assertion is None:

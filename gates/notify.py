@@ -7,10 +7,11 @@ from html import escape
 
 import azure.functions as func
 
-from gates.pages import plan_table
+from gates.pages import changes_block, plan_table
 from gates.shell import Delivery, on_queue
 from shared.core.messages import RequestOpened, RunEnded
 from shared.core.model import RequestKind, RequestState, Run
+from shared.core.previews import lines as preview_lines
 from shared.services import Services, ServicesProvider
 from shared.topology import Queue
 
@@ -50,14 +51,15 @@ def _request_opened(services: Services, run: Run, request_id: str) -> None:
         ask = (f"The agent's own identity may not perform step {step}. It asks for temporary use of your "
                "credentials (Microsoft Entra on-behalf-of) for that step only.")
     deadline = request.deadline.strftime("%H:%M UTC")
+    changes = "".join(f"What will change, {line}\n" for line in preview_lines(request.previews))
     text = (f"{ask}\n\nAlert: {run.alert.rule_name} ({run.alert.severity})\nResource: {run.resource_id}\n"
             f"Plan: {run.plan_name} v{run.plan_version}, runbook {run.runbook}, mode {run.mode.value}\n"
-            f"Steps: {', '.join(s.action for s in run.steps)}\n\nReview and decide before {deadline}: {link}\n"
+            f"Steps: {', '.join(s.action for s in run.steps)}\n{changes}\nReview and decide before {deadline}: {link}\n"
             "Opening the link changes nothing; you decide on the page after signing in.\n"
             "No answer by the deadline means no action.")
     table = plan_table(run, request.step_index, services.policy.plans.catalog)
     html = (f"<p>{escape(ask)}</p><p><b>Alert</b> {escape(run.alert.rule_name)} ({escape(run.alert.severity)})"
-            f"<br><b>Resource</b> <code>{escape(run.resource_id)}</code></p>{table}"
+            f"<br><b>Resource</b> <code>{escape(run.resource_id)}</code></p>{table}{changes_block(request)}"
             f"<p><a href='{escape(link)}'>Review and decide</a> before {deadline}. No answer means no action.</p>")
     services.notifier.send([a.upn for a in request.approvers], subject, text, html)
 

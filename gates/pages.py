@@ -9,6 +9,7 @@ from typing import Any
 
 from shared.core.catalog import ActionSpec
 from shared.core.model import AuditEvent, Request, RequestKind, RequestState, Run
+from shared.core.previews import lines as preview_lines
 from shared.ports import RunSummary
 
 STYLE = """
@@ -58,6 +59,7 @@ def request_page(run: Run, request: Request, *, form: dict[str, str] | None, act
             f"{_when(run.alert.fired_at)}<br>{escape(run.alert.description)}</p>"
             f"<p><b>Plan</b> {escape(run.plan_name)} (v{run.plan_version}), runbook {escape(run.runbook)}, "
             f"mode {escape(run.mode.value)}</p>{plan_table(run, request.step_index, catalog)}"
+            f"{changes_block(request)}"
             f"<p><b>Request</b> <span class=state>{escape(request.state.value)}</span> — deadline "
             f"{_when(request.deadline)}</p>")
     if request.kind is RequestKind.CREDENTIALS:
@@ -77,6 +79,15 @@ def request_page(run: Run, request: Request, *, form: dict[str, str] | None, act
     return page("Request", head + f"<p>Signed in as {escape(viewer)}.</p>{buttons}"
                 "<p class=note>Opening this page changed nothing. Only a button press records a decision; "
                 "the first decision wins.</p>")
+
+
+def changes_block(request: Request) -> str:
+    """What each write will change, as read from the resource when consent was asked (plain text)."""
+    if not request.previews:
+        return ""
+    items = "".join(f"<li>{escape(line)}</li>" for line in preview_lines(request.previews))
+    return (f"<p><b>What will change</b> (read from the resource just now; if it changes before the write, "
+            f"the write does not run and you are asked again)</p><ul>{items}</ul>")
 
 
 def message_page(title: str, message: str) -> str:

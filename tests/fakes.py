@@ -291,21 +291,34 @@ class FakeCredential:
 
 
 class FakeArm:
-    """Grants by identity: `agent_can` and `user_can` list the permissions each holds."""
+    """Grants by identity: `agent_can` and `user_can` list the permissions each holds (`users_can` per
+    person, by the credential's identity, e.g. "user:bob"). Reads answer with `document`; preview reads
+    and permission reads are kept apart from `calls` (the steps' own calls)."""
 
     def __init__(self, agent_can: set[str] | None = None, user_can: set[str] | None = None) -> None:
         self.agent_can = agent_can if agent_can is not None else set()
         self.user_can = user_can if user_can is not None else set()
+        self.users_can: dict[str, set[str]] = {}
         self.resource = FakeResource()
+        self.document: dict[str, Any] = {"status": "Succeeded"}
         self.calls: list[tuple[str, str]] = []
+        self.previews: list[tuple[str, str]] = []
+        self.permission_reads: list[str] = []
         self.fail_with: ArmOutcome | None = None
 
     def perform(self, action: ActionSpec, resource_id: str, parameters: dict[str, Any],
                 credential: Any) -> ArmOutcome:
         identity = credential.identity
         credential.get_token("https://management.azure.com/.default")
+        allowed = self.agent_can if identity == "agent" else self.users_can.get(identity, self.user_can)
+        if action.path_suffix.endswith("/providers/Microsoft.Authorization/permissions"):
+            self.permission_reads.append(identity)
+            return ArmOutcome(OutcomeKind.SUCCEEDED, 200, body={"value": [{"actions": sorted(allowed),
+                                                                           "notActions": []}]})
+        if action.name.endswith(".preview"):
+            self.previews.append((action.name, identity))
+            return ArmOutcome(OutcomeKind.SUCCEEDED, 200, body=copy.deepcopy(self.document))
         self.calls.append((action.name, identity))
-        allowed = self.agent_can if identity == "agent" else self.user_can
         if action.permission not in allowed:
             return ArmOutcome(OutcomeKind.SECURITY_CHALLENGE, 403, "AuthorizationFailed",
                               f"'{identity}' may not perform {action.permission}")
@@ -315,7 +328,7 @@ class FakeArm:
             self.resource.executed.append((action.name, identity))
         else:
             self.resource.reads.append((action.name, identity))
-        return ArmOutcome(OutcomeKind.SUCCEEDED, 200, body={"status": "Succeeded"})
+        return ArmOutcome(OutcomeKind.SUCCEEDED, 200, body=copy.deepcopy(self.document))
 
 
 class FakeTokenBroker:

@@ -12,6 +12,7 @@ from shared.core.model import (
     Approver,
     AuditEvent,
     CredentialSource,
+    FieldPreview,
     Mode,
     OutboundMessage,
     Request,
@@ -20,6 +21,7 @@ from shared.core.model import (
     Run,
     RunState,
     Step,
+    StepPreview,
     StepState,
 )
 
@@ -96,6 +98,7 @@ def request_to_dict(request: Request) -> dict[str, Any]:
         "decided_by": actor_to_dict(request.decided_by) if request.decided_by else None,
         "decided_at": _iso(request.decided_at), "reason": request.reason, "claims": request.claims,
         "sealed_assertion": request.sealed_assertion,
+        "previews": [preview_to_dict(p) for p in request.previews],
     }
 
 
@@ -107,7 +110,20 @@ def request_from_dict(data: dict[str, Any]) -> Request:
         decided_by=actor_from_dict(data["decided_by"]) if data.get("decided_by") else None,
         decided_at=_time(data.get("decided_at")), reason=data.get("reason", ""), claims=data.get("claims"),
         sealed_assertion=data.get("sealed_assertion"),
+        previews=tuple(preview_from_dict(p) for p in data.get("previews", [])),
     )
+
+
+def preview_to_dict(preview: StepPreview) -> dict[str, Any]:
+    return {"step": preview.step, "action": preview.action, "unavailable": preview.unavailable,
+            "fields": [{"field": f.field, "label": f.label, "before": f.before, "after": f.after}
+                       for f in preview.fields]}
+
+
+def preview_from_dict(data: dict[str, Any]) -> StepPreview:
+    return StepPreview(int(data["step"]), str(data["action"]),
+                       tuple(FieldPreview(f["field"], f["label"], f.get("before"), f.get("after"))
+                             for f in data.get("fields", [])), str(data.get("unavailable", "")))
 
 
 def run_to_dict(run: Run) -> dict[str, Any]:

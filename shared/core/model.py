@@ -29,6 +29,7 @@ class RunState(StrEnum):
     EXPIRED = "expired"
     CANCELLED = "cancelled"
     UNMATCHED = "unmatched"
+    DRIFTED = "drifted"  # the resource changed after consent and its new state was not approved
 
     @property
     def is_terminal(self) -> bool:
@@ -37,6 +38,7 @@ class RunState(StrEnum):
 
 TERMINAL_RUN_STATES = frozenset({
     RunState.SUCCEEDED, RunState.FAILED, RunState.DENIED, RunState.EXPIRED, RunState.CANCELLED, RunState.UNMATCHED,
+    RunState.DRIFTED,
 })
 
 
@@ -157,6 +159,26 @@ class Step:
 
 
 @dataclass(frozen=True)
+class FieldPreview:
+    """One field a write will change, as read just before consent was asked: before → after."""
+
+    field: str  # a JSON pointer into the preview read
+    label: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class StepPreview:
+    """What a write step will change, read from the resource; `unavailable` says why it could not be read."""
+
+    step: int
+    action: str
+    fields: tuple[FieldPreview, ...] = ()
+    unavailable: str = ""
+
+
+@dataclass(frozen=True)
 class Request:
     """A question put to people: consent to the plan, or temporary credentials for one step."""
 
@@ -172,6 +194,7 @@ class Request:
     reason: str = ""
     claims: str | None = None  # a claims challenge from ARM, passed on to the on-behalf-of request
     sealed_assertion: str | None = None  # ciphertext only, and only between grant and use
+    previews: tuple[StepPreview, ...] = ()  # consent: what each write will change, as the approver saw it
 
 
 @dataclass(frozen=True)

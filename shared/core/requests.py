@@ -16,7 +16,18 @@ from shared.core.authority import Principal, is_authorised
 from shared.core.change import Change, ChangeBuilder, step_of
 from shared.core.errors import GatesError
 from shared.core.messages import AttemptStep, ExecuteStep, ExpireRequest, RequestOpened
-from shared.core.model import Actor, Decision, Request, RequestKind, RequestState, Run, RunState, StepState
+from shared.core.model import (
+    Actor,
+    Decision,
+    Request,
+    RequestKind,
+    RequestState,
+    Run,
+    RunState,
+    StepPreview,
+    StepState,
+)
+from shared.core.previews import is_reconsent, preview_json
 from shared.core.transitions import RunEvent
 
 # A scheduled message may arrive a little before its time by the receiver's clock.
@@ -37,6 +48,7 @@ class Refusal(StrEnum):
     EXPIRED = "expired"
     PLAN_CHANGED = "plan_changed"
     SIGN_IN_NEEDED = "sign_in_needed"  # granting credentials needs the person's own, fresh sign-in
+    LACKS_PERMISSION = "lacks_permission"  # the person's own roles cannot do the step; others may grant
 
 
 class DecisionRefused(GatesError):
@@ -48,24 +60,31 @@ class DecisionRefused(GatesError):
         self.message = message
 
 
-def plan_hash(run: Run, step_index: int | None = None) -> str:
-    """What a person sees and decides on: resource, mode and steps (and the step, for credentials)."""
+def plan_hash(run: Run, step_index: int | None = None, previews: tuple[StepPreview, ...] = ()) -> str:
+    """What a person sees and decides on: resource, mode and steps (and the step, for credentials; and
+    what each write will change, for consent)."""
     subject = {
         "run": run.run_id,
         "resource": run.resource_id.lower(),
         "mode": run.mode.value,
         "steps": [[s.action, s.kind.value, s.permission, s.parameters] for s in run.steps],
         "step": step_index,
+        **({"previews": [preview_json(p) for p in previews]} if previews else {}),
     }
     return hashlib.sha256(json.dumps(subject, sort_keys=True).encode()).hexdigest()
 
 
-def open_consent_request(run: Run, request_id: str, now: dt.datetime, timeouts: Timeouts) -> Change | None:
-    if run.state is not RunState.AWAITING_CONSENT or any(r.kind is RequestKind.CONSENT for r in run.requests):
+def open_consent_request(run: Run, request_id: str, now: dt.datetime, timeouts: Timeouts,
+                         previews: tuple[StepPreview, ...] = ()) -> Change | None:
+    """Ask for consent with what each write will change; asked again after the resource drifted."""
+    if run.state is not RunState.AWAITING_CONSENT or any(
+            r.kind is RequestKind.CONSENT and r.state is RequestState.PENDING for r in run.requests):
         return None
     request = Request(request_id=request_id, kind=RequestKind.CONSENT, deadline=now + timeouts.consent,
-                      approvers=run.approvers, plan_hash=plan_hash(run))
-    return _open_request(run, request, now, f"consent asked of {_names(run)}")
+                      approvers=run.approvers, plan_hash=plan_hash(run, previews=previews), previews=previews)
+    again = any(r.kind is RequestKind.CONSENT for r in run.requests)
+    return _open_request(run, request, now, f"consent asked {'again ' if again else ''}of {_names(run)}",
+                         previews=[preview_json(p) for p in previews])
 
 
 def open_credential_request(run: Run, step_index: int, request_id: str, now: dt.datetime,
@@ -85,12 +104,12 @@ def open_credential_request(run: Run, step_index: int, request_id: str, now: dt.
                          f"temporary credentials asked of {_names(run)} for step {step_index + 1}")
 
 
-def _open_request(run: Run, request: Request, now: dt.datetime, summary: str) -> Change:
+def _open_request(run: Run, request: Request, now: dt.datetime, summary: str, **details: object) -> Change:
     b = ChangeBuilder(run, now)
     b.set_request(request)
     event = "consent_requested" if request.kind is RequestKind.CONSENT else "credential_requested"
     b.log(event, Actor.system(), summary, request_id=request.request_id, deadline=request.deadline.isoformat(),
-          approvers=[a.upn for a in request.approvers], step=request.step_index)
+          approvers=[a.upn for a in request.approvers], step=request.step_index, **details)
     b.send(RequestOpened(run.run_id, request.request_id), f"request-{request.request_id}")
     b.send(ExpireRequest(run.run_id, request.request_id), f"deadline-{request.request_id}", at=request.deadline)
     return b.build()
@@ -137,11 +156,20 @@ def decide(
     decided = replace(request, state=RequestState.GRANTED if approve else RequestState.DENIED, decided_by=actor,
                       decided_at=now)
     if request.kind is RequestKind.CONSENT:
+        again = is_reconsent(run, request)
         b.set_request(decided)
         if approve:
             b.log("consent_granted", actor, f"{principal.name} consented to the plan", request_id=request_id)
             b.move(RunEvent.CONSENT_GRANTED)
-            b.send(AttemptStep(run.run_id, 0), "step-0")
+            step = run.current_step()
+            index = step.index if step is not None else 0
+            # Asked again after a drift, the attempt is a new message (the first one's id is taken).
+            b.send(AttemptStep(run.run_id, index), f"step-{index}-{request_id}" if again else "step-0")
+        elif again:
+            b.log("consent_denied", actor, f"{principal.name} denied consent to the changed resource",
+                  request_id=request_id)
+            b.end(RunEvent.DRIFT_UNCONFIRMED, actor, f"the resource changed after consent and {principal.name} "
+                  "denied consent to its new state; no action taken")
         else:
             b.log("consent_denied", actor, f"{principal.name} denied consent", request_id=request_id)
             b.end(RunEvent.CONSENT_DENIED, actor, f"consent denied by {principal.name}; no action taken")
@@ -176,7 +204,11 @@ def expire(run: Run, request_id: str, now: dt.datetime) -> Change | None:
     b.set_request(replace(request, state=RequestState.EXPIRED))
     if request.kind is RequestKind.CONSENT:
         b.log("consent_expired", Actor.system("deadline"), "no consent before the deadline", request_id=request_id)
-        b.end(RunEvent.CONSENT_EXPIRED, Actor.system("deadline"), "consent not given in time; no action taken")
+        if is_reconsent(run, request):
+            b.end(RunEvent.DRIFT_UNCONFIRMED, Actor.system("deadline"),
+                  "the resource changed after consent and its new state was not approved in time; no action taken")
+        else:
+            b.end(RunEvent.CONSENT_EXPIRED, Actor.system("deadline"), "consent not given in time; no action taken")
     else:
         b.log("credential_expired", Actor.system("deadline"), "no credentials before the deadline",
               request_id=request_id)

@@ -22,6 +22,8 @@ class RunEvent(StrEnum):
     CREDENTIALS_GRANTED = "credentials_granted"
     CREDENTIALS_DENIED = "credentials_denied"
     CREDENTIALS_EXPIRED = "credentials_expired"
+    PRECONDITION_CHANGED = "precondition_changed"  # the resource no longer matches what the approver saw
+    DRIFT_UNCONFIRMED = "drift_unconfirmed"  # consent to the changed state was denied or not given in time
 
 
 S = RunState
@@ -39,6 +41,8 @@ RUN_TRANSITIONS: dict[tuple[RunState, RunEvent], RunState] = {
     (S.AWAITING_CREDENTIALS, E.CREDENTIALS_GRANTED): S.RUNNING,
     (S.AWAITING_CREDENTIALS, E.CREDENTIALS_DENIED): S.DENIED,
     (S.AWAITING_CREDENTIALS, E.CREDENTIALS_EXPIRED): S.EXPIRED,
+    (S.RUNNING, E.PRECONDITION_CHANGED): S.AWAITING_CONSENT,
+    (S.AWAITING_CONSENT, E.DRIFT_UNCONFIRMED): S.DRIFTED,
 }
 
 T = StepState
@@ -56,6 +60,8 @@ STEP_TRANSITIONS: frozenset[tuple[StepState, StepState]] = frozenset({
     (T.EXECUTING, T.SUCCEEDED),
     (T.EXECUTING, T.FAILED),
     (T.EXECUTING, T.AWAITING_CREDENTIALS),  # the granted sign-in expired before use: asked again
+    (T.ATTEMPTING, T.PENDING),  # the resource changed before the write was sent: consent is asked again
+    (T.EXECUTING, T.PENDING),
 })
 
 R = RequestState

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from shared.core.model import Mode, RequestKind, RunState
-from tests.pipeline import ALICE, Pipeline, alert, plan_book
+from tests.pipeline import ALICE, BOB, Pipeline, alert, plan_book
 
 READ = "Microsoft.Compute/virtualMachines/read"
 RESTART = "Microsoft.Compute/virtualMachines/restart/action"
@@ -154,14 +154,42 @@ def test_a_failure_that_is_not_a_security_challenge_fails_without_asking_for_cre
     assert not asked(p, RequestKind.CREDENTIALS)
 
 
-def test_an_approver_without_permission_ends_the_run_failed_with_no_action() -> None:
+def test_a_grant_by_an_approver_without_the_permission_is_refused_naming_it() -> None:
     p = Pipeline(plan_book("autonomous", ["vm.restart"]), agent_can=set(), user_can=set())
+    p.arm.users_can = {"user:alice": {READ}, "user:bob": {RESTART}}
     p.send_alert(alert())
     p.drain()
-    p.decide(RequestKind.CREDENTIALS, "approve")
-    assert p.run().state is RunState.FAILED
-    assert p.arm.resource.executed == []
-    assert "credential_revoked" in p.events()
+    response = p.post_decision(p.pending_request(RequestKind.CREDENTIALS), "approve", ALICE)
+    assert response.status_code == 403
+    assert RESTART in response.get_body().decode()
+    p.drain()
+    assert p.run().state is RunState.AWAITING_CREDENTIALS
+    assert p.run().pending_request() is not None
+    assert p.arm.calls == [("vm.restart", "agent")]  # only the agent's own attempt; nothing as alice
+    assert "credential_grant_refused" in p.events()
+
+
+def test_the_run_succeeds_when_a_second_approver_with_the_permission_grants() -> None:
+    p = Pipeline(plan_book("autonomous", ["vm.restart"]), agent_can=set(), user_can=set())
+    p.arm.users_can = {"user:alice": {READ}, "user:bob": {RESTART}}
+    p.send_alert(alert())
+    p.drain()
+    request = p.pending_request(RequestKind.CREDENTIALS)
+    assert p.post_decision(request, "approve", ALICE).status_code == 403
+    assert p.post_decision(request, "approve", BOB).status_code == 200
+    p.drain()
+    assert p.run().state is RunState.SUCCEEDED
+    assert p.arm.resource.executed == [("vm.restart", "user:bob")]
+
+
+def test_the_credential_page_says_up_front_when_the_viewer_cannot_do_the_step() -> None:
+    p = Pipeline(plan_book("autonomous", ["vm.restart"]), agent_can=set(), user_can=set())
+    p.arm.users_can = {"user:alice": {READ}}
+    p.send_alert(alert())
+    p.drain()
+    page = p.open_page(p.pending_request(RequestKind.CREDENTIALS), ALICE).get_body().decode()
+    assert f"lack {RESTART}" in page
+    assert "Grant credentials" not in page
 
 
 def test_a_refused_on_behalf_of_exchange_ends_the_run_with_no_action() -> None:
