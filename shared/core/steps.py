@@ -122,7 +122,9 @@ def record_outcome(run: Run, step_index: int, outcome: ArmOutcome, now: dt.datet
               f"step {step_index + 1} ({step.action}): the agent lacks permission ({outcome.code})",
               step=step_index, code=outcome.code, status=outcome.status, permission=step.permission)
         b.move(RunEvent.STEP_CHALLENGED)
-        b.send(OpenCredentialRequest(run.run_id, step_index), f"step-{step_index}")
+        # Asked again (the resource changed and consent was given anew), the message needs an id of its own.
+        asked = sum(1 for r in run.requests if r.kind is RequestKind.CREDENTIALS and r.step_index == step_index)
+        b.send(OpenCredentialRequest(run.run_id, step_index), f"step-{step_index}" + (f"-{asked}" if asked else ""))
         return b.build()
     why = (f"the approver's credentials lack permission too ({outcome.code})" if outcome.is_challenge
            else f"{outcome.code}: {outcome.message}")
