@@ -66,12 +66,12 @@ def show_request(services: Services, req: func.HttpRequest) -> func.HttpResponse
     lacking = _lacking(services, run, request, user_assertion(req)) \
         if request.kind is RequestKind.CREDENTIALS and request.state is RequestState.PENDING \
         and is_authorised(principal, request) else []
-    if lacking:
-        note = (f"Your roles at this resource lack {', '.join(lacking)}, which this step needs, so your "
-                "credentials cannot do it. Another approver can grant.")
-    elif is_authorised(principal, request):
+    if is_authorised(principal, request):
         form = {"plan_hash": request.plan_hash,
                 "form_token": form_token(services.policy.form_key, principal.object_id, request_id)}
+        if lacking:  # said up front; a grant would be refused naming the same permissions
+            note = (f"Your roles at this resource lack {', '.join(lacking)}, which this step needs, so your "
+                    "credentials cannot do it. Another approver can grant.")
     else:
         note = "You are not an approver of this plan, so you cannot decide."
     if _wants_json(req):

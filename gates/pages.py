@@ -76,7 +76,8 @@ def request_page(run: Run, request: Request, *, form: dict[str, str] | None, act
     buttons = (f"<form method=post action='{escape(action_url)}'>{hidden}"
                f"<button class=approve name=decision value=approve>{yes}</button>"
                f"<button class=deny name=decision value=deny>Deny</button></form>")
-    return page("Request", head + f"<p>Signed in as {escape(viewer)}.</p>{buttons}"
+    warning = f"<p class=write>{escape(note)}</p>" if note else ""
+    return page("Request", head + f"<p>Signed in as {escape(viewer)}.</p>{warning}{buttons}"
                 "<p class=note>Opening this page changed nothing. Only a button press records a decision; "
                 "the first decision wins.</p>")
 

@@ -249,6 +249,15 @@ class ArmStandIn(Startable):
                 raise KeyError(resource_id)
             return found.inspection()
 
+    def change_by_hand(self, resource_id: str, changes: dict[str, Any]) -> None:
+        """Change a resource as someone would outside the app (the portal, a script): `changes` maps JSON
+        pointers into its ARM body (or `powerState`/`provisioningState`) to values."""
+        with self.state.lock:
+            found = self.state.resources.get(resource_id.rstrip("/").lower())
+            if found is None:
+                raise KeyError(resource_id)
+            found.apply(changes, {})
+
     def add_fault(self, kind: str, **options: Any) -> None:
         """`add_fault("throttle", count=1, retry_after=1)`, `add_fault("claims_challenge", principal=oid, claims=...)`,
         `add_fault("operation_failure", resource=id, code=..., message=...)`."""

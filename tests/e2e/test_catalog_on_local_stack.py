@@ -150,3 +150,62 @@ def test_a_read_runs_without_consent_with_the_agents_own_reader_role(
     assert run["steps"][0]["identity"] == "agent"
     assert "consent_not_needed" in [e["event"] for e in run["timeline"]]
     assert outcome.activity == []
+
+
+# ---- previews bound to consent, and grants only by people who can use them ------------------------------
+def _mail_with(app: App, run_id: str, text: str) -> Any:
+    from local_azure import scenario
+
+    assert app.stack.mail is not None
+    return app.stack.mail.wait_for(lambda m: run_id in scenario.body_text(m) and text in scenario.body_text(m),
+                                   timeout=60)
+
+
+def test_a_scale_set_scaled_by_hand_after_consent_is_not_written_and_consent_is_asked_again(
+        app: App, alice: requests.Session, outcomes: dict[str, Outcome]) -> None:
+    from local_azure import scenario
+
+    arm = app.stack.arm
+    arm.reset()
+    spec = CATALOG["vmss.set_capacity"]
+    journey = Journey(app, alice)
+    run_id = journey.raise_alert(rule(spec), target(spec))
+    first = _mail_with(app, run_id, "instances 2 → 4")  # the approver sees the preview
+    arm.change_by_hand(target(spec), {"/sku/capacity": 3})  # someone scales it by hand meanwhile
+    assert scenario.decide(alice, scenario.link_in(first), "approve").status_code == 200
+    again = _mail_with(app, run_id, "instances 3 → 4")  # consent asked again, with the new state
+    assert [a for a in arm.activity() if a["outcome"] == "Succeeded"] == []  # and nothing was written
+    assert journey.run({"awaiting_consent"})["state"] == "awaiting_consent"
+    assert scenario.decide(alice, scenario.link_in(again), "approve").status_code == 200
+    journey.answer("Credentials needed", "approve", alice)
+    run = journey.run()
+    assert run["state"] == "succeeded", run["outcome"]
+    assert [r["kind"] for r in run["requests"]] == ["consent", "consent", "credentials"]
+    assert "precondition_changed" in [e["event"] for e in run["timeline"]]
+    assert arm.resource(target(spec))["capacity"] == 4
+
+
+def test_a_grant_by_an_approver_without_the_permission_is_refused_and_a_second_approver_can_grant(
+        app: App, alice: requests.Session, outcomes: dict[str, Outcome]) -> None:
+    from local_azure import scenario
+
+    arm = app.stack.arm
+    arm.reset()
+    spec = CATALOG["vm.restart"]
+    bob = app.session("bob@contoso.test")  # Reader only in ARM
+    journey = Journey(app, alice)
+    journey.raise_alert(rule(spec), target(spec))
+    journey.answer("Consent needed", "approve", alice)
+    link = scenario.link_in(journey.mail("Credentials needed"))
+    assert "lack Microsoft.Compute/virtualMachines/restart/action" in bob.get(link, timeout=30).text
+    refused = scenario.decide(bob, link, "approve")
+    assert refused.status_code == 403
+    assert "Microsoft.Compute/virtualMachines/restart/action" in refused.text
+    assert journey.run({"awaiting_credentials"})["requests"][-1]["state"] == "pending"
+    assert scenario.decide(alice, link, "approve").status_code == 200
+    run = journey.run()
+    assert run["state"] == "succeeded", run["outcome"]
+    assert [(a["principalId"], a["outcome"]) for a in arm.activity() if a["outcome"] in ("Failed", "Succeeded")] \
+        == [(AGENT, "Failed"), (ALICE_OID, "Succeeded")]
+    assert "credential_grant_refused" in [e["event"] for e in run["timeline"]]
+

@@ -117,11 +117,17 @@ def test_plan_mixing_read_and_write_asks_consent_once_and_elevates_only_the_writ
     assert journey.writes() == [("restart", ALICE_OID)]
 
 
-def test_an_approver_without_the_permission_ends_the_run_with_no_action(journey: Journey) -> None:
+def test_an_approver_without_the_permission_is_refused_before_anything_is_attempted(
+        journey: Journey, alice: requests.Session) -> None:
+    from local_azure import scenario
+
     bob = journey.app.session("bob@contoso.test")  # Reader only in ARM
     journey.raise_alert("e2e-write-autonomous")
-    journey.answer("Credentials needed", "approve", bob)
-    run = journey.run()
-    assert run["state"] == "failed"
+    refused = scenario.decide(bob, scenario.link_in(journey.mail("Credentials needed")), "approve")
+    assert refused.status_code == 403
+    assert "lack Microsoft.Compute/virtualMachines/restart/action" in refused.text
+    assert journey.run({"awaiting_credentials"})["state"] == "awaiting_credentials"
+    assert journey.writes() == []
+    journey.answer("Credentials needed", "deny", alice)
+    assert journey.run()["state"] == "denied"
     assert journey.restarts() == 0
-    assert "credential_revoked" in journey.events()
