@@ -119,7 +119,8 @@ def run_json(run: Run, audit: list[AuditEvent] | None = None) -> dict[str, Any]:
         "requests": [{"request_id": r.request_id, "kind": r.kind.value, "state": r.state.value,
                       "deadline": r.deadline.isoformat(), "step": r.step_index,
                       "decided_by": r.decided_by.name if r.decided_by else None,
-                      "decided_at": r.decided_at.isoformat() if r.decided_at else None} for r in run.requests],
+                      "decided_at": r.decided_at.isoformat() if r.decided_at else None,
+                      "changes": preview_lines(r.previews)} for r in run.requests],
     }
     if audit is not None:
         document["timeline"] = [{"seq": e.seq, "at": e.at.isoformat(), "event": e.event,

@@ -42,6 +42,9 @@ param secretOfficerPrincipalIds array = []
 @description('GATES_RESPONSE_PLANS: the response plans file, relative to the deployed app. config/response-plans.json holds the local runtime\'s fixture people and subscriptions; deploy your own file next to it.')
 param responsePlansPath string = 'config/response-plans.json'
 
+@description('GATES_ACTION_CATALOG: the action catalog (what runbooks may ask ARM to do), relative to the deployed app; validated at start-up before the plans.')
+param actionCatalogPath string = 'config/actions.json'
+
 @description('GATES_AUTONOMY_CEILING: `review` caps every plan at review; `autonomous` lets response plans run alone.')
 param autonomyCeiling string = 'review'
 
@@ -310,6 +313,7 @@ module appConfig 'modules/appsettings.bicep' = {
     acsEndpoint: email.outputs.endpoint
     emailSender: email.outputs.senderAddress
     responsePlansPath: responsePlansPath
+    actionCatalogPath: actionCatalogPath
     autonomyCeiling: autonomyCeiling
     consentTimeoutMinutes: consentTimeoutMinutes
     credentialTimeoutMinutes: credentialTimeoutMinutes

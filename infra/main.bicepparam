@@ -18,6 +18,7 @@ param secretOfficerPrincipalIds = empty(readEnvironmentVariable('GATES_SECRET_OF
 
 // Your response plans (infra/README.md, step 7); the default file holds the local runtime's fixtures.
 param responsePlansPath = readEnvironmentVariable('GATES_RESPONSE_PLANS', 'config/response-plans.json')
+param actionCatalogPath = readEnvironmentVariable('GATES_ACTION_CATALOG', 'config/actions.json')
 param autonomyCeiling = readEnvironmentVariable('GATES_AUTONOMY_CEILING', 'review')
 param alertWebhookAudience = readEnvironmentVariable('GATES_ALERT_WEBHOOK_AUDIENCE', '')
 

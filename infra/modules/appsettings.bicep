@@ -17,6 +17,7 @@ param publicBaseUrl string
 param acsEndpoint string
 param emailSender string
 param responsePlansPath string
+param actionCatalogPath string
 param autonomyCeiling string
 param consentTimeoutMinutes int
 param credentialTimeoutMinutes int
@@ -61,6 +62,7 @@ var appSettings = {
   GATES_PUBLIC_BASE_URL: publicBaseUrl
   GATES_FORM_SIGNING_KEY: formSigningKeyReference
   GATES_CREDENTIAL_SEALING_KEY: credentialSealingKeyReference
+  GATES_ACTION_CATALOG: actionCatalogPath
   GATES_RESPONSE_PLANS: responsePlansPath
   GATES_AUTONOMY_CEILING: autonomyCeiling
   GATES_CORRELATION_COOLDOWN_MINUTES: string(correlationCooldownMinutes)
