@@ -85,3 +85,16 @@ def test_a_reader_lacks_every_write() -> None:
 def test_one_role_entry_is_enough_when_another_lacks_it() -> None:
     entries = [{"actions": ["*/read"]}, {"actions": ["Microsoft.Web/sites/*"], "notActions": []}]
     assert missing_permissions(entries, ["Microsoft.Web/sites/restart/action"]) == []
+
+
+def test_a_consent_requests_previews_and_a_steps_permissions_survive_storage() -> None:
+    import datetime as dt
+
+    from shared.core.codec import request_from_dict, request_to_dict, step_from_dict, step_to_dict
+    from shared.core.model import Request, RequestKind
+
+    request = Request("r1", RequestKind.CONSENT, dt.datetime(2026, 12, 1, tzinfo=dt.UTC), (), "h",
+                      previews=(_with(2), StepPreview(1, "vm.restart", unavailable="could not be read")))
+    assert request_from_dict(request_to_dict(request)) == request
+    step = Step(0, "vm.restart", ActionKind.WRITE, "a.b/c/action", permissions=("a.b/c/action", "a.b/c/read"))
+    assert step_from_dict(step_to_dict(step)) == step
