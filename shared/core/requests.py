@@ -28,6 +28,7 @@ from shared.core.model import (
     StepState,
 )
 from shared.core.previews import is_reconsent, preview_json
+from shared.core.previews import lines as preview_lines
 from shared.core.transitions import RunEvent
 
 # A scheduled message may arrive a little before its time by the receiver's clock.
@@ -83,7 +84,8 @@ def open_consent_request(run: Run, request_id: str, now: dt.datetime, timeouts: 
     request = Request(request_id=request_id, kind=RequestKind.CONSENT, deadline=now + timeouts.consent,
                       approvers=run.approvers, plan_hash=plan_hash(run, previews=previews), previews=previews)
     again = any(r.kind is RequestKind.CONSENT for r in run.requests)
-    return _open_request(run, request, now, f"consent asked {'again ' if again else ''}of {_names(run)}",
+    changes = "".join(f"; {line}" for line in preview_lines(previews))
+    return _open_request(run, request, now, f"consent asked {'again ' if again else ''}of {_names(run)}{changes}",
                          previews=[preview_json(p) for p in previews])
 
 
