@@ -52,7 +52,7 @@ def request_page(run: Run, request: Request, *, form: dict[str, str] | None, act
               else f"temporary use of your credentials for step {(request.step_index or 0) + 1}")
     head = (f"<h1>SRE agent asks for {escape(asking)}</h1>"
             f"<p><b>Resource</b><br><code>{escape(run.resource_id)}</code></p>"
-            f"<p><b>Alert</b> {escape(run.alert.rule_name)} ({escape(run.alert.severity)}), fired "
+            f"<p><b>Alert</b> {escape(run.alert.summary)}, fired "
             f"{_when(run.alert.fired_at)}<br>{escape(run.alert.description)}</p>"
             f"<p><b>Plan</b> {escape(run.plan_name)} (v{run.plan_version}), runbook {escape(run.runbook)}, "
             f"mode {escape(run.mode.value)}</p>{plan_table(run, request.step_index)}"

@@ -53,7 +53,7 @@ def alert_to_dict(alert: Alert) -> dict[str, Any]:
         "alert_id": alert.alert_id, "rule_id": alert.rule_id, "rule_name": alert.rule_name,
         "severity": alert.severity, "condition": alert.condition, "fired_at": alert.fired_at.isoformat(),
         "targets": list(alert.target_resource_ids), "description": alert.description,
-        "custom_properties": alert.custom_properties,
+        "custom_properties": alert.custom_properties, "monitoring_service": alert.monitoring_service,
     }
 
 
@@ -63,6 +63,7 @@ def alert_from_dict(data: dict[str, Any]) -> Alert:
         severity=data["severity"], condition=data["condition"], fired_at=dt.datetime.fromisoformat(data["fired_at"]),
         target_resource_ids=tuple(data["targets"]), description=data.get("description", ""),
         custom_properties=dict(data.get("custom_properties", {})),
+        monitoring_service=data.get("monitoring_service", ""),
     )
 
 
