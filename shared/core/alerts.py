@@ -11,14 +11,13 @@ subscription (Service Health). What is really malformed is refused with a reason
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 from typing import Any
 
 from shared.core.bounded_json import JsonLimits, load
+from shared.core.codec import message_body_text
 from shared.core.errors import MalformedAlert
 from shared.core.model import Alert
-from shared.core.workflow import alert_key
 
 COMMON_ALERT_SCHEMA = "azureMonitorCommonAlertSchema"
 MAX_TARGETS = 20
@@ -52,15 +51,35 @@ def target_scope(target: str) -> str:
     return "none"
 
 
-def intake_key(alert: Alert) -> str:
-    """The alert's key: one per (alert, condition, fired time). The alerts queue's message id (so the
-    same alert posted twice is one message) and the key its status is kept under."""
-    return hashlib.sha256(alert_key(alert).encode()).hexdigest()[:64]
+# Room a queued alert needs beyond its JSON text: AMQP framing and properties, the message id (64),
+# correlation id (at most 128) and the run_id application property (at most 128): about 400 bytes
+# through the SDK (a test against the Service Bus stand-in holds the largest alert to its queue).
+QUEUE_ENVELOPE_BYTES = 1024
+
+
+def limits_for_queue(max_message_bytes: int) -> JsonLimits:
+    """The limits an alert is read with, for a Service Bus tier taking messages up to `max_message_bytes`."""
+    return JsonLimits(max_bytes=max_message_bytes - QUEUE_ENVELOPE_BYTES)
+
+
+def queued_size(document: dict[str, Any]) -> int:
+    """The bytes an alert takes on the queue: its re-encoded text (escapes can make it longer than what
+    was posted) and the envelope."""
+    return len(message_body_text(document).encode()) + QUEUE_ENVELOPE_BYTES
 
 
 def parse_alert(raw: bytes | str, limits: JsonLimits | None = None) -> Alert:
     """The alert, or `MalformedAlert` with a reason a person can act on (`PayloadTooLarge` for the size)."""
+    return read_alert(raw, limits)[0]
+
+
+def read_alert(raw: bytes | str, limits: JsonLimits | None = None) -> tuple[Alert, dict[str, Any]]:
+    """The alert and the document it was read from (what goes on the queue)."""
     document = load(raw, limits or JsonLimits())
+    return _alert(document), document
+
+
+def _alert(document: Any) -> Alert:
     if not isinstance(document, dict):
         raise MalformedAlert("the message is JSON but not an object")
     schema = document.get("schemaId")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from shared.core.model import (
@@ -148,6 +149,11 @@ def audit_to_dict(event: AuditEvent) -> dict[str, Any]:
 def audit_from_dict(data: dict[str, Any]) -> AuditEvent:
     return AuditEvent(seq=int(data["seq"]), event=data["event"], at=dt.datetime.fromisoformat(data["at"]),
                       actor=actor_from_dict(data["actor"]), summary=data["summary"], details=dict(data["details"]))
+
+
+def message_body_text(body: dict[str, Any]) -> str:
+    """The text a queued message carries: what the bus sends, and what its size is measured on."""
+    return json.dumps(body)
 
 
 def message_to_dict(message: OutboundMessage) -> dict[str, Any]:

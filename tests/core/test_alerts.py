@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from shared.core.alerts import intake_key, parse_alert, target_scope
+from shared.core.alert_status import intake_key
+from shared.core.alerts import parse_alert, target_scope
 from shared.core.errors import MalformedAlert
 from tests.pipeline import SUB, VM, alert
 
