@@ -175,6 +175,7 @@ var tables = [
   'runindex'
   'correlations'
   'rejectedalerts'
+  'alertstatus'
 ]
 
 module monitoring 'modules/monitoring.bicep' = {
@@ -315,6 +316,7 @@ module appConfig 'modules/appsettings.bicep' = {
     credentialTimeoutMinutes: credentialTimeoutMinutes
     correlationCooldownMinutes: correlationCooldownMinutes
     alertWebhookAudience: alertWebhookAudience
+    serviceBusMaxMessageBytes: serviceBus.outputs.maxMessageBytes
   }
 }
 
