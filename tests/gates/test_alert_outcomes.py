@@ -100,7 +100,7 @@ def test_a_duplicate_before_planning_is_queued_once_and_says_so() -> None:
     again = answer(post(p, alert()))
     assert again["key"] == intake_key(parse_alert(json.dumps(alert())))
     p.drain()
-    assert len(p.store.list_runs()) == 1
+    assert len(p.store.all_runs()) == 1
 
 
 def test_a_duplicate_on_the_queue_is_recorded_as_one_under_its_key() -> None:
@@ -128,7 +128,7 @@ def test_a_resolved_alert_with_no_open_run_is_recorded_under_its_key() -> None:
     p = Pipeline(plan_book("review", ["vm.restart"]))
     key = answer(post(p, alert(condition="Resolved")))["key"]
     p.drain()
-    assert p.store.list_runs() == []
+    assert p.store.all_runs() == []
     status = answer(status_of(p, key))
     assert status["state"] == "planned"
     assert status["runs"] == []
