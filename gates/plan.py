@@ -56,7 +56,7 @@ def _handle_target(services: Services, alert: Alert, resource_id: str, trigger: 
             return TargetResult(resource_id, TargetOutcome.NO_OPEN_RUN)
         outcome = TargetOutcome.DUPLICATE if alert_key(alert) in run.alert_ids else TargetOutcome.RESOLVED
         # A duplicate resolution changes nothing, but sends what an interrupted first delivery left unsent.
-        transact(services, run.run_id, lambda r: join_run(r, alert, now, joined), STAGE, trigger=trigger)
+        transact(services, run.run_id, lambda r: join_run(r, alert, now, joined), STAGE, trigger=trigger, run=run)
         return TargetResult(resource_id, outcome, run.run_id)
     for _ in range(8):
         existing = services.correlations.get(key)

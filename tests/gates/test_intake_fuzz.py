@@ -19,7 +19,7 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 PLANS = plan_book("review", ["vm.restart"])
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=50),
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
     max_leaves=20)
 
