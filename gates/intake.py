@@ -72,8 +72,10 @@ def handle_intake(services: Services, req: func.HttpRequest) -> func.HttpRespons
     now = services.clock.now()
     if not services.alert_status.add(queued(key, alert, now)):
         known = services.alert_status.get(key)
-        if known is not None and known.state is not AlertState.QUEUED:
-            # Planned (or refused) already: the same alert again changes nothing; say what it led to.
+        if known is not None and known.state is AlertState.REFUSED:
+            return _json({"status": 413, "message": known.outcome, "key": key}, 413)  # refused again, as before
+        if known is not None and known.state is AlertState.PLANNED:
+            # The same alert again changes nothing; say what it led to.
             return _json(_duplicate(services, known, status_url), 200)
         # Accepted before and not planned yet; sending again is harmless (the queue drops a repeated id)
         # and covers a first attempt whose send failed after the status was written.

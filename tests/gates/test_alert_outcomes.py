@@ -205,6 +205,7 @@ def test_a_queue_that_refuses_the_alert_as_too_large_is_answered_413_and_recorde
     assert refused.status_code == 413
     assert "queue refused" in answer(refused)["message"]
     assert answer(status_of(p, intake_key(parse_alert(json.dumps(alert())))))["state"] == "refused"
+    assert post(p, alert()).status_code == 413  # the sender's retry is refused alike, not taken as a duplicate
 
 
 @pytest.mark.parametrize(("body", "status", "reason"), [
