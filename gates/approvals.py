@@ -180,7 +180,7 @@ def blueprint(services: ServicesProvider) -> func.Blueprint:
     bp = func.Blueprint()
 
     @bp.function_name("show_request")
-    @bp.route(route=ROUTE, methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+    @bp.route(route=ROUTE, methods=["GET", "HEAD"], auth_level=func.AuthLevel.ANONYMOUS)
     def show(req: func.HttpRequest) -> func.HttpResponse:
         return show_request(services(), req)
 

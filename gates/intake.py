@@ -1,21 +1,26 @@
 """Alert intake over HTTP: an Azure Monitor action group's webhook posts common-schema alerts here.
 
 Never anonymous: a function key always, and an Entra token for the action group's secure webhook
-when GATES_ALERT_WEBHOOK_AUDIENCE is set. A bad alert is refused with the reason; a good one is
-queued for the plan stage."""
+when GATES_ALERT_WEBHOOK_AUDIENCE is set. A bad alert is refused with the reason (413 when too large
+for the queue, 400 otherwise) and kept in rejected alerts; a good one is queued for the plan stage and
+answered 202 with its key and the status URL that leads to its run(s); the same alert again is answered
+as a duplicate, naming the runs once planned."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+from dataclasses import replace
 
 import azure.functions as func
 import jwt
 
-from shared.core.alerts import parse_alert
-from shared.core.errors import MalformedAlert
+from shared.core.alert_status import AlertState, AlertStatus, intake_key, queued
+from shared.core.alerts import limits_for_queue, queued_size, read_alert
+from shared.core.errors import MalformedAlert, PayloadTooLarge
 from shared.core.model import OutboundMessage
+from shared.ports import MessageTooLarge
 from shared.services import Services, ServicesProvider
 from shared.topology import Queue
 
@@ -54,23 +59,55 @@ def handle_intake(services: Services, req: func.HttpRequest) -> func.HttpRespons
     if (refusal := _token_refusal(services, req)) is not None:
         return _json({"status": 401, "message": refusal}, 401)
     body = req.get_body()
+    max_bytes = services.policy.max_message_bytes
     try:
-        alert = parse_alert(body)
+        alert, document = read_alert(body, limits_for_queue(max_bytes))
+        if (size := queued_size(document)) > max_bytes:
+            raise PayloadTooLarge(f"the alert takes {size} bytes on the queue; the Service Bus tier takes "
+                                  f"{max_bytes} bytes (GATES_SERVICE_BUS_MAX_MESSAGE_BYTES)", max_bytes)
     except MalformedAlert as error:
-        # Kept with its reason, as a queued one would be: the sender may never read our answer.
-        message_id = f"http-{hashlib.sha256(body).hexdigest()[:32]}"
-        services.rejected_alerts.add(message_id, error.reason, body.decode("utf-8", "replace"),
-                                     services.clock.now())
-        if services.audit_sink is not None:
-            services.audit_sink.alert_rejected(message_id, error.reason)
-        return _json({"status": 400, "message": error.reason}, 400)
-    # The same alert posted twice becomes one message: the queue drops the duplicate id.
-    identity = f"{alert.alert_id}|{alert.condition}|{alert.fired_at.isoformat()}"
-    message_id = hashlib.sha256(identity.encode()).hexdigest()[:64]
-    services.bus.send([OutboundMessage(queue=Queue.ALERTS.value, message_id=message_id,
-                                       body=json.loads(body), correlation_id=alert.alert_id[-128:])])
-    logger.info("alert %s accepted for %s", alert.alert_id, alert.target_resource_ids)
-    return _json({"status": 202, "message": "alert accepted", "message_id": message_id}, 202)
+        return _refuse(services, body, error)
+    key = intake_key(alert)
+    status_url = f"{services.policy.public_base_url}/api/alerts/{key}"
+    now = services.clock.now()
+    if not services.alert_status.add(queued(key, alert, now)):
+        known = services.alert_status.get(key)
+        if known is not None and known.state is AlertState.REFUSED:
+            return _json({"status": 413, "message": known.outcome, "key": key}, 413)  # refused again, as before
+        if known is not None and known.state is AlertState.PLANNED:
+            # The same alert again changes nothing; say what it led to.
+            return _json(_duplicate(services, known, status_url), 200)
+        # Accepted before and not planned yet; sending again is harmless (the queue drops a repeated id)
+        # and covers a first attempt whose send failed after the status was written.
+    try:
+        # The same alert posted twice becomes one message: the queue drops the duplicate id.
+        services.bus.send([OutboundMessage(queue=Queue.ALERTS.value, message_id=key, body=document,
+                                           correlation_id=alert.alert_id[-128:])])
+    except MessageTooLarge as error:
+        too_large = PayloadTooLarge(f"the queue refused the alert as too large ({error})", max_bytes)
+        services.alert_status.put(replace(queued(key, alert, now), state=AlertState.REFUSED,
+                                          outcome=too_large.reason))
+        return _refuse(services, body, too_large)
+    logger.info("alert %s accepted as %s for %s", alert.alert_id, key, alert.target_resource_ids)
+    return _json({"status": 202, "message": "alert accepted", "key": key, "message_id": key,
+                  "status_url": status_url}, 202)
+
+
+def _duplicate(services: Services, known: AlertStatus, status_url: str) -> dict[str, object]:
+    base = services.policy.public_base_url
+    return {"status": 200, "message": f"duplicate: this alert was received already; {known.outcome}",
+            "duplicate": True, "key": known.key, "status_url": status_url, "runs": list(known.runs),
+            "run_urls": [f"{base}/api/runs/{run_id}" for run_id in known.runs]}
+
+
+def _refuse(services: Services, body: bytes, error: MalformedAlert) -> func.HttpResponse:
+    # Kept with its reason, as a queued one would be: the sender may never read our answer.
+    message_id = f"http-{hashlib.sha256(body).hexdigest()[:32]}"
+    services.rejected_alerts.add(message_id, error.reason, body.decode("utf-8", "replace"), services.clock.now())
+    if services.audit_sink is not None:
+        services.audit_sink.alert_rejected(message_id, error.reason)
+    status = 413 if isinstance(error, PayloadTooLarge) else 400
+    return _json({"status": status, "message": error.reason, "rejected_id": message_id}, status)
 
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:

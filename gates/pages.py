@@ -55,7 +55,7 @@ def request_page(run: Run, request: Request, *, form: dict[str, str] | None, act
               else f"temporary use of your credentials for step {(request.step_index or 0) + 1}")
     head = (f"<h1>SRE agent asks for {escape(asking)}</h1>"
             f"<p><b>Resource</b><br><code>{escape(run.resource_id)}</code></p>"
-            f"<p><b>Alert</b> {escape(run.alert.rule_name)} ({escape(run.alert.severity)}), fired "
+            f"<p><b>Alert</b> {escape(run.alert.summary)}, fired "
             f"{_when(run.alert.fired_at)}<br>{escape(run.alert.description)}</p>"
             f"<p><b>Plan</b> {escape(run.plan_name)} (v{run.plan_version}), runbook {escape(run.runbook)}, "
             f"mode {escape(run.mode.value)}</p>{plan_table(run, request.step_index, catalog)}"
@@ -134,3 +134,27 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
             "resource_id": summary.resource_id, "alert_rule": summary.alert_rule, "severity": summary.severity,
             "created_at": summary.created_at.isoformat(), "updated_at": summary.updated_at.isoformat(),
             "outcome": summary.outcome, "url": f"/api/runs/{summary.run_id}"}
+
+def rejected_alerts_page(items: list[dict[str, Any]], next_url: str | None) -> str:
+    """Refused alerts, newest first, with their reasons; each body shown as inert text, never as markup.
+
+    Self-contained (its own markup and style), so it stands apart from the run and request pages."""
+    rows = "".join(
+        f"<tr><td class=when>{escape(str(item.get('received_at', '')))}</td>"
+        f"<td><code>{escape(str(item.get('message_id', '')))}</code><br>{escape(str(item.get('reason', '')))}"
+        f"<details><summary>body{' (cut)' if item.get('body_cut') else ''}</summary>"
+        f"<pre>{escape(str(item.get('body', '')))}</pre></details></td></tr>"
+        for item in items)
+    more = f"<p><a href='{escape(next_url, quote=True)}'>Older</a></p>" if next_url else "<p class=note>No older.</p>"
+    table = (f"<table><tr><th>received</th><th>why it was refused</th></tr>{rows}</table>" if items
+             else "<p>No alert has been refused.</p>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem;line-height:1.45}"
+             "table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3rem;vertical-align:top;"
+             "border-bottom:1px solid #ddd}pre{white-space:pre-wrap;word-break:break-all;max-height:20rem;"
+             "overflow:auto;background:#f6f6f6;padding:.5rem}.when{color:#555;font-size:.85rem;white-space:nowrap}"
+             ".note{color:#555}code{word-break:break-all}")
+    return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
+            "<meta name=viewport content='width=device-width,initial-scale=1'><title>Rejected alerts</title>"
+            f"<style>{style}</style></head><body><h1>Rejected alerts</h1>"
+            "<p class=note>Alerts the intake or the plan stage could not read, and why. Nothing ran for them.</p>"
+            f"{table}{more}</body></html>")

@@ -8,11 +8,12 @@ import logging
 import azure.functions as func
 
 from gates.shell import create, transact
-from shared.core.alerts import parse_alert
+from shared.core.alert_status import TargetOutcome, TargetResult, intake_key, planned
+from shared.core.alerts import limits_for_queue, parse_alert
 from shared.core.correlation import correlation_key, joins_open_run
 from shared.core.errors import ConcurrencyConflict, MalformedAlert
 from shared.core.model import Alert, Run
-from shared.core.runs import alert_key, join_record, join_run, start_run
+from shared.core.runs import alert_key, join_record, join_run, start_run, took_firing
 from shared.services import Services, ServicesProvider
 from shared.topology import SERVICE_BUS_CONNECTION, Queue
 
@@ -21,31 +22,42 @@ STAGE = "plan"
 
 
 def handle_alert(services: Services, body: bytes, message_id: str) -> list[str]:
-    """The ids of the runs the alert started or joined; an unreadable alert is kept with its reason."""
+    """The ids of the runs the alert started or joined; an unreadable alert is kept with its reason,
+    and what became of a readable one is kept under its key (GET /api/alerts/{key})."""
     try:
-        alert = parse_alert(body)
+        # The same limits as at the intake: a body put straight on the queue gets no further than one posted.
+        alert = parse_alert(body, limits_for_queue(services.policy.max_message_bytes))
     except MalformedAlert as error:
         now = services.clock.now()
         services.rejected_alerts.add(message_id, error.reason, body.decode("utf-8", "replace"), now)
         if services.audit_sink is not None:
             services.audit_sink.alert_rejected(message_id, error.reason)
         return []
-    # A multi-resource alert makes one run per resource: a run acts only on the resource it names.
-    return [run_id for resource_id in alert.target_resource_ids
-            if (run_id := _handle_target(services, alert, resource_id, message_id))]
+    # A multi-resource alert makes one run per resource: a run acts only on the resource it names. An
+    # alert that names no target (a budget alert) is one run that can never act.
+    results = [_handle_target(services, alert, target, message_id) for target in alert.target_resource_ids or ("",)]
+    status = planned(intake_key(alert), alert, results, services.clock.now())
+    services.alert_status.put(status)
+    for result in results:
+        if result.outcome is TargetOutcome.NO_OPEN_RUN:
+            logger.info("resolved alert %s (key %s) has no run to close on %s", alert.alert_id, status.key,
+                        result.target or "(no target)")
+    return list(status.runs)
 
 
-def _handle_target(services: Services, alert: Alert, resource_id: str, trigger: str) -> str | None:
+def _handle_target(services: Services, alert: Alert, resource_id: str, trigger: str) -> TargetResult:
     key = correlation_key(alert.rule_id, resource_id)
     now = services.clock.now()
     if alert.condition == "Resolved":
         existing = services.correlations.get(key)
-        if existing is None:
-            logger.info("resolved alert %s has no run to close", alert.alert_id)
-            return None
-        joined = services.runs.joined_alerts(existing.run_id)
-        transact(services, existing.run_id, lambda run: join_run(run, alert, now, joined), STAGE, trigger=trigger)
-        return existing.run_id
+        run = services.runs.get_run(existing.run_id) if existing is not None else None
+        joined = services.runs.joined_alerts(run.run_id) if run is not None else frozenset()
+        if run is None or not took_firing(run, alert, joined):
+            return TargetResult(resource_id, TargetOutcome.NO_OPEN_RUN)
+        outcome = TargetOutcome.DUPLICATE if alert_key(alert) in run.alert_ids else TargetOutcome.RESOLVED
+        # A duplicate resolution changes nothing, but sends what an interrupted first delivery left unsent.
+        transact(services, run.run_id, lambda r: join_run(r, alert, now, joined), STAGE, trigger=trigger, run=run)
+        return TargetResult(resource_id, outcome, run.run_id)
     for _ in range(8):
         existing = services.correlations.get(key)
         if existing is None:
@@ -62,35 +74,39 @@ def _handle_target(services: Services, alert: Alert, resource_id: str, trigger: 
             # The firing that started this run, again: a redelivery (which sends the outbox again if
             # the host died before sending it), even after the run ended.
             transact(services, run.run_id, lambda r: join_run(r, alert, now), STAGE, trigger=trigger, run=run)
-            return run.run_id
+            return TargetResult(resource_id, TargetOutcome.DUPLICATE, run.run_id)
         if joins_open_run(run, existing.opened_at, now, services.policy.cooldown):
-            _record_repeat(services, run, alert, now)
-            return run.run_id
+            outcome = TargetOutcome.JOINED if _record_repeat(services, run, alert, now) else TargetOutcome.DUPLICATE
+            return TargetResult(resource_id, outcome, run.run_id)
         if services.runs.join_recorded(run.run_id, key_of_alert):
-            return run.run_id  # a repeat this run took before it ended, delivered again
+            # a repeat this run took before it ended, delivered again
+            return TargetResult(resource_id, TargetOutcome.DUPLICATE, run.run_id)
         run_id = services.ids()
         if services.correlations.replace(existing, run_id, now):
             return _start(services, run_id, alert, resource_id, key, trigger)
     raise ConcurrencyConflict(f"alert {alert.alert_id}: correlation kept changing")
 
 
-def _record_repeat(services: Services, run: Run, alert: Alert, now: dt.datetime) -> None:
+def _record_repeat(services: Services, run: Run, alert: Alert, now: dt.datetime) -> bool:
+    """Whether this repeat was recorded now (False: it was, by an earlier delivery of it)."""
     event = join_record(run, alert, now)
     if event is None:
-        return
+        return False
     recorded = services.runs.record_join(run.run_id, alert_key(alert), event)
     if recorded and services.audit_sink is not None:
         services.audit_sink.emit(run, event, STAGE)
+    return recorded
 
 
-def _start(services: Services, run_id: str, alert: Alert, resource_id: str, key: str, trigger: str) -> str:
+def _start(services: Services, run_id: str, alert: Alert, resource_id: str, key: str,
+           trigger: str) -> TargetResult:
     now = services.clock.now()
     policy = services.policy
     plan = policy.plans.match(alert, resource_id)
     change = start_run(run_id, alert, resource_id, plan, policy.plans.version, policy.ceiling, now, key)
     if not create(services, change, STAGE, trigger=trigger):
         transact(services, run_id, lambda run: join_run(run, alert, now), STAGE, trigger=trigger)
-    return run_id
+    return TargetResult(resource_id, TargetOutcome.STARTED, run_id)
 
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:

@@ -1,4 +1,5 @@
-"""Status over HTTP: a run as JSON or as a readable page with its audit timeline; runs by state."""
+"""Status over HTTP: a run as JSON or as a readable page with its audit timeline; runs by state; what
+became of an accepted alert; the alerts refused, a page at a time."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import urllib.parse
 import azure.functions as func
 
 from gates.http_auth import principal_from
-from gates.pages import run_json, run_page, summary_json
+from gates.pages import rejected_alerts_page, run_json, run_page, summary_json
 from shared.core.authority import can_read
 from shared.core.model import RunState
+from shared.ports import InvalidContinuation
 from shared.services import Services, ServicesProvider
 
 
@@ -65,32 +67,70 @@ def list_runs(services: Services, req: func.HttpRequest) -> func.HttpResponse:
     return _json(document)
 
 
+def _wants_html(req: func.HttpRequest) -> bool:
+    accept = req.headers.get("Accept", "")
+    return req.params.get("format") != "json" and "text/html" in accept and "application/json" not in accept
+
+
 def rejected_alerts(services: Services, req: func.HttpRequest) -> func.HttpResponse:
+    """Refused alerts newest first, a page at a time: `limit` (1..200) and the `continuation` of the last page."""
     if (refused := refusal(req)) is not None:
         return refused
-    return _json({"rejected": services.rejected_alerts.list_recent(50)})
+    try:
+        limit = max(1, min(200, int(req.params.get("limit", "50"))))
+    except ValueError:
+        return _json({"status": 400, "message": "limit must be a number"}, 400)
+    try:
+        items, token = services.rejected_alerts.list_page(limit, req.params.get("continuation") or None)
+    except InvalidContinuation as error:
+        return _json({"status": 400, "message": str(error)}, 400)
+    next_url = (f"{services.policy.public_base_url}/api/rejected-alerts?"
+                f"{urllib.parse.urlencode({'limit': limit, 'continuation': token})}") if token else None
+    if _wants_html(req):
+        return func.HttpResponse(rejected_alerts_page(items, next_url), mimetype="text/html")
+    return _json({"rejected": items, "continuation": token, "next": next_url})
+
+
+def alert_status(services: Services, req: func.HttpRequest) -> func.HttpResponse:
+    """What became of an accepted alert (the intake's status URL): one point read by its key."""
+    if (refused := refusal(req)) is not None:
+        return refused
+    status = services.alert_status.get(req.route_params.get("key", ""))
+    if status is None:
+        return _json({"status": 404, "message": "no alert was accepted with this key"}, 404)
+    base = services.policy.public_base_url
+    return _json({"key": status.key, "state": status.state.value, "alert_id": status.alert_id,
+                  "condition": status.condition, "received_at": status.received_at.isoformat(),
+                  "outcome": status.outcome,
+                  "runs": [{"run_id": run_id, "url": f"{base}/api/runs/{run_id}"} for run_id in status.runs]})
 
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:
     bp = func.Blueprint()
 
+    # HEAD wherever GET: the host answers it with GET's status and headers and no body; nothing changes.
     @bp.function_name("get_run")
-    @bp.route(route="runs/{run_id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+    @bp.route(route="runs/{run_id}", methods=["GET", "HEAD"], auth_level=func.AuthLevel.ANONYMOUS)
     def run_status(req: func.HttpRequest) -> func.HttpResponse:
         return get_run(services(), req)
 
     @bp.function_name("list_runs")
-    @bp.route(route="runs", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+    @bp.route(route="runs", methods=["GET", "HEAD"], auth_level=func.AuthLevel.ANONYMOUS)
     def runs(req: func.HttpRequest) -> func.HttpResponse:
         return list_runs(services(), req)
 
     @bp.function_name("rejected_alerts")
-    @bp.route(route="rejected-alerts", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+    @bp.route(route="rejected-alerts", methods=["GET", "HEAD"], auth_level=func.AuthLevel.ANONYMOUS)
     def rejected(req: func.HttpRequest) -> func.HttpResponse:
         return rejected_alerts(services(), req)
 
+    @bp.function_name("alert_status")
+    @bp.route(route="alerts/{key}", methods=["GET", "HEAD"], auth_level=func.AuthLevel.ANONYMOUS)
+    def alert(req: func.HttpRequest) -> func.HttpResponse:
+        return alert_status(services(), req)
+
     @bp.function_name("health")
-    @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+    @bp.route(route="health", methods=["GET", "HEAD"], auth_level=func.AuthLevel.ANONYMOUS)
     def health(req: func.HttpRequest) -> func.HttpResponse:
         return _json({"status": "ok"})
 

@@ -178,6 +178,7 @@ var tables = [
   'runindex'
   'correlations'
   'rejectedalerts'
+  'alertstatus'
 ]
 
 module monitoring 'modules/monitoring.bicep' = {
@@ -319,6 +320,7 @@ module appConfig 'modules/appsettings.bicep' = {
     credentialTimeoutMinutes: credentialTimeoutMinutes
     correlationCooldownMinutes: correlationCooldownMinutes
     alertWebhookAudience: alertWebhookAudience
+    serviceBusMaxMessageBytes: serviceBus.outputs.maxMessageBytes
   }
 }
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import email
 import email.policy
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,15 @@ class CaughtMail:
     envelope_to: tuple[str, ...]
     message: EmailMessage
     path: Path | None
+
+
+def links_in(message: EmailMessage, base_url: str) -> list[str]:
+    """The links to `base_url` in a message's plain-text part, decoded (no quoted-printable soft breaks),
+    in order, each once."""
+    part = message.get_body(preferencelist=("plain",))
+    text = part.get_content() if part is not None else ""
+    found = re.findall(rf"{re.escape(base_url.rstrip('/'))}/\S+", str(text))
+    return list(dict.fromkeys(link.rstrip(".,;)") for link in found))
 
 
 class _Keeper:

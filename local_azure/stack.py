@@ -25,6 +25,7 @@ from typing import Any
 from local_azure.azurite import AzuriteTables
 from local_azure.lifecycle import Startable
 from local_azure.processes import free_port
+from local_azure.servicebus.endpoint import STANDARD_MAX_MESSAGE_BYTES
 from local_azure.smtp import MailCatcher
 from local_azure.tls import LocalCertificateAuthority
 
@@ -77,10 +78,15 @@ class LocalStack(Startable):
                  ports: StackPorts | None = None, persist_tables: bool = False,
                  auth_settings: Path | None = AUTH_SETTINGS, extra_settings: Mapping[str, str] | None = None,
                  arm_fixture: Path | None = None, arm_operation_polls: int = 2,
-                 arm_operation_seconds: float | None = None, say: Callable[[str], None] | None = None) -> None:
+                 arm_operation_seconds: float | None = None,
+                 service_bus_config: Path = SERVICE_BUS_CONFIG, max_message_bytes: int = STANDARD_MAX_MESSAGE_BYTES,
+                 function_key: str | None = None, say: Callable[[str], None] | None = None) -> None:
         """`arm_fixture`: the ARM stand-in's resources, roles and resource types (default
         local_azure/fixtures/arm.json). A long-running operation answers InProgress to
-        `arm_operation_polls` polls, or with `arm_operation_seconds` runs for that long."""
+        `arm_operation_polls` polls, or with `arm_operation_seconds` runs for that long.
+        `service_bus_config` is an emulator-style Config.json of the queues; `max_message_bytes` the Service
+        Bus tier's message size limit, which the stand-in enforces and the app is told
+        (GATES_SERVICE_BUS_MAX_MESSAGE_BYTES); `function_key` the host's (default: generated)."""
         self.project_dir = Path(project_dir).resolve()
         self.state_dir = Path(state_dir) if state_dir is not None else self.project_dir / ".local"
         self.start_host = start_host
@@ -91,6 +97,9 @@ class LocalStack(Startable):
         self.arm_fixture = Path(arm_fixture) if arm_fixture is not None else None
         self.arm_operation_polls = arm_operation_polls
         self.arm_operation_seconds = arm_operation_seconds
+        self.service_bus_config = Path(service_bus_config)
+        self.max_message_bytes = max_message_bytes
+        self.function_key = function_key or secrets.token_urlsafe(32)
         self._say = say or (lambda line: None)
         # Fresh per stack: approval links and sealed credentials of an older stack must not verify here.
         self._form_signing_key = new_secret_key()
@@ -146,7 +155,8 @@ class LocalStack(Startable):
         self._start_part("Table Storage (Azurite)", azurite.start, azurite.stop)
         self._create_tables()
 
-        self.service_bus = ServiceBusStandIn(SERVICE_BUS_CONFIG, port=self.ports.service_bus)
+        self.service_bus = ServiceBusStandIn(self.service_bus_config, port=self.ports.service_bus,
+                                             max_message_bytes=self.max_message_bytes)
         self._start_part("Service Bus", self.service_bus.start, self.service_bus.stop)
 
         self.mail = MailCatcher(self.state_dir / "mail", port=self.ports.smtp)
@@ -234,6 +244,10 @@ class LocalStack(Startable):
             "GATES_EMAIL_SENDER": EMAIL_SENDER,
             "GATES_FORM_SIGNING_KEY": self._form_signing_key,
             "GATES_CREDENTIAL_SEALING_KEY": self._credential_sealing_key,
+            "GATES_SERVICE_BUS_MAX_MESSAGE_BYTES": str(self.max_message_bytes),
+            # The local host's function key (the Functions host keeps keys outside the app settings; the
+            # local host reads them from this setting, so a host started alone keeps the stack's key).
+            "LOCAL_FUNCTION_KEYS": self.function_key,
             **self.certificate_authority.client_environment(),
         }
         if self._host_port is not None:
@@ -250,7 +264,7 @@ class LocalStack(Startable):
         lines = [
             f"  Table Storage (Azurite)  {self.azurite.endpoint}",
             f"  Service Bus (AMQP)       amqp://127.0.0.1:{self.service_bus.port}  "
-            f"queues: {', '.join(self.service_bus.queue_names)}",
+            f"queues: {', '.join(self.service_bus.queue_names)}; messages up to {self.max_message_bytes} bytes",
             f"  Entra ID                 {self.entra.authority}",
             f"      issuer {self.entra.issuer}",
             f"      jwks   {self.entra.jwks_uri}",

@@ -3,7 +3,11 @@
 # requirements-dev.txt, and Azurite from npm (local_azure/node). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+  echo "SRE Gates needs Python 3.11 or newer as python3; this one is $(python3 --version 2>&1)" >&2; exit 1; }
+command -v npm >/dev/null || { echo "SRE Gates needs Node.js and npm on PATH (Azurite comes from npm)" >&2; exit 1; }
 if [ ! -x .venv/bin/python ]; then
+  echo "first run: installing Python packages into .venv and Azurite from npm (a few minutes, once)..." >&2
   python3 -m venv .venv
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt

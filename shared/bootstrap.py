@@ -13,6 +13,7 @@ from shared.adapters.notifier import AcsEmailNotifier, SmtpNotifier
 from shared.adapters.sealing import AesGcmSealer
 from shared.adapters.servicebus_bus import ServiceBusMessageBus
 from shared.adapters.table_store import (
+    TableAlertStatusStore,
     TableCorrelationStore,
     TableRejectedAlertStore,
     TableRunStore,
@@ -54,6 +55,7 @@ def build_services(settings: Settings, plans: PlanBook) -> Services:
         runs=TableRunStore(tables[Table.RUNS], tables[Table.RUN_INDEX]),
         correlations=RememberedCorrelations(TableCorrelationStore(tables[Table.CORRELATIONS]), SystemClock()),
         rejected_alerts=TableRejectedAlertStore(tables[Table.REJECTED_ALERTS]),
+        alert_status=TableAlertStatusStore(tables[Table.ALERT_STATUS]),
         bus=ServiceBusMessageBus(sb_client),
         arm=ArmResourceManager(settings.arm_endpoint),
         tokens=MsalTokenBroker(authority_host=settings.authority_host, tenant_id=settings.tenant_id,
@@ -67,6 +69,7 @@ def build_services(settings: Settings, plans: PlanBook) -> Services:
             cooldown=settings.correlation_cooldown,
             public_base_url=settings.public_base_url,
             form_key=settings.form_signing_key,
+            max_message_bytes=settings.max_message_bytes,
             webhook_audience=settings.alert_webhook_audience,
             jwks_uri=f"{authority}/discovery/v2.0/keys",
             issuer=f"{authority}/v2.0",

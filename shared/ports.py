@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from azure.core.credentials import TokenCredential
 
+from shared.core.alert_status import AlertStatus
 from shared.core.arm_outcomes import ArmOutcome
 from shared.core.catalog import ActionSpec
 from shared.core.change import Change
@@ -32,8 +33,9 @@ class RunSummary:
 
     @staticmethod
     def of(run: Run) -> RunSummary:
-        return RunSummary(run.run_id, run.state, run.plan_name, run.resource_id, run.alert.rule_name,
-                          run.alert.severity, run.created_at, run.updated_at, run.outcome)
+        # An alert may name no rule or severity (a budget alert): the index keeps "" for them.
+        return RunSummary(run.run_id, run.state, run.plan_name, run.resource_id, run.alert.rule_name or "",
+                          run.alert.severity or "", run.created_at, run.updated_at, run.outcome)
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,32 @@ class CorrelationStore(Protocol):
 
 
 class RejectedAlertStore(Protocol):
+    """Alerts that could not be read, newest first, each with the reason."""
+
     def add(self, message_id: str, reason: str, body: str, received_at: dt.datetime) -> None: ...
 
-    def list_recent(self, limit: int = 50) -> list[dict[str, Any]]: ...
+    def list_page(self, limit: int, continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to `limit` rows newest first, and the token of the next page (None after the last);
+        `InvalidContinuation` for a token this store did not hand out."""
+
+
+class InvalidContinuation(ValueError):
+    """A continuation token that is not one the store handed out."""
+
+
+class AlertStatusStore(Protocol):
+    """Each accepted alert's status under its key (`shared/core/alert_status.py`): point reads only."""
+
+    def get(self, key: str) -> AlertStatus | None: ...
+
+    def add(self, status: AlertStatus) -> bool:
+        """Insert if absent: False when the key is known already."""
+
+    def put(self, status: AlertStatus) -> None: ...
+
+
+class MessageTooLarge(Exception):
+    """The queue refused a message as larger than the namespace allows."""
 
 
 class MessageBus(Protocol):

@@ -13,6 +13,7 @@ from shared.core.model import Mode
 from shared.core.plans import PlanBook
 from shared.core.requests import Timeouts
 from shared.ports import (
+    AlertStatusStore,
     Clock,
     CorrelationStore,
     MessageBus,
@@ -45,6 +46,7 @@ class Policy:
     cooldown: dt.timedelta
     public_base_url: str
     form_key: bytes = field(repr=False)
+    max_message_bytes: int = 256 * 1024  # the Service Bus tier's; no alert larger than its queue takes
     webhook_audience: str | None = None
     jwks_uri: str | None = None
     issuer: str | None = None
@@ -55,6 +57,7 @@ class Services:
     runs: RunStore
     correlations: CorrelationStore
     rejected_alerts: RejectedAlertStore
+    alert_status: AlertStatusStore
     bus: MessageBus
     arm: ResourceManager
     tokens: TokenBroker

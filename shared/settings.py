@@ -74,6 +74,7 @@ class Settings:
     acs_endpoint: str | None
     smtp_host: str
     smtp_port: int
+    max_message_bytes: int
     alert_webhook_audience: str | None
     appinsights_connection_string: str | None
     appinsights_authentication: str | None
@@ -145,6 +146,13 @@ def _port(text: str) -> int:
     return port
 
 
+def _bytes(text: str) -> int:
+    size = int(text)
+    if not 64 * 1024 <= size <= 100 * 1024 * 1024:  # Service Bus: 256 KB Standard, at most 100 MB Premium
+        raise ValueError(text)
+    return size
+
+
 def _ceiling(text: str) -> Mode:
     mode = Mode(text)
     if mode is Mode.READ_ONLY:
@@ -165,6 +173,7 @@ _PARSERS: dict[SettingKind, Any] = {
     SettingKind.PORT: _port,
     SettingKind.MODE: _ceiling,
     SettingKind.KEY: lambda text: text.encode(),
+    SettingKind.BYTES: _bytes,
 }
 _EXPECTED = {
     SettingKind.TEXT: "text",
@@ -173,4 +182,5 @@ _EXPECTED = {
     SettingKind.PORT: "a TCP port number",
     SettingKind.MODE: "review or autonomous",
     SettingKind.KEY: "a key",
+    SettingKind.BYTES: "a number of bytes from 65536 to 104857600",
 }

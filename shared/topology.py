@@ -45,6 +45,7 @@ class Table(StrEnum):
     RUN_INDEX = "runindex"  # open runs, ended runs by state and time, runs whose outbox waits for a resend
     CORRELATIONS = "correlations"  # open run per (alert rule, target resource)
     REJECTED_ALERTS = "rejectedalerts"  # alerts that could not be read, with the reason
+    ALERT_STATUS = "alertstatus"  # each accepted alert by its key: the runs it started or joined, or why none
 
 
 SERVICE_BUS_CONNECTION = "ServiceBusConnection"
@@ -60,6 +61,7 @@ class SettingKind(StrEnum):
     PORT = "port"
     MODE = "mode"  # review or autonomous
     KEY = "key"  # a secret used as bytes
+    BYTES = "bytes"  # a size in bytes
     CONNECTION = "connection"  # a connection string, or its identity-based `__` form
 
 
@@ -121,6 +123,9 @@ SETTINGS: tuple[Setting, ...] = (
             description="Azure Communication Services endpoint (managed identity)"),
     Setting("GATES_SMTP_HOST", False, default="localhost", attr="smtp_host"),
     Setting("GATES_SMTP_PORT", False, default="2525", attr="smtp_port", kind=K.PORT),
+    Setting("GATES_SERVICE_BUS_MAX_MESSAGE_BYTES", False, default="262144", attr="max_message_bytes", kind=K.BYTES,
+            description="the Service Bus tier's message size limit: 262144 (256 KB) on Standard, the entity's "
+                        "maximum (1 MB to 100 MB) on Premium; the intake refuses an alert too large to queue"),
     Setting("GATES_ALERT_WEBHOOK_AUDIENCE", False, attr="alert_webhook_audience",
             description="when set, the alert intake also requires an Entra token with this audience "
                         "(action group secure webhook)"),

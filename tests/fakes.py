@@ -17,12 +17,13 @@ from azure.core.credentials import AccessToken
 
 from shared.adapters.table_store import decode_continuation, encode_continuation
 from shared.core import codec
+from shared.core.alert_status import AlertStatus
 from shared.core.arm_outcomes import ArmOutcome, OutcomeKind
 from shared.core.catalog import ActionSpec
 from shared.core.change import Change
 from shared.core.errors import ConcurrencyConflict
 from shared.core.model import AuditEvent, OutboundMessage, Run, RunState
-from shared.ports import Correlation, CredentialUnavailable, OpenRun, RunPage, RunSummary
+from shared.ports import Correlation, CredentialUnavailable, InvalidContinuation, OpenRun, RunPage, RunSummary
 
 
 class FakeClock:
@@ -217,8 +218,34 @@ class FakeRejectedAlerts:
         self.items.append({"message_id": message_id, "reason": reason, "body": body,
                            "received_at": received_at.isoformat()})
 
-    def list_recent(self, limit: int = 50) -> list[dict[str, Any]]:
-        return list(reversed(self.items))[:limit]
+    def list_page(self, limit: int, continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        newest_first = list(reversed(self.items))
+        if continuation is not None and not continuation.isdigit():
+            raise InvalidContinuation("the continuation token is not one this list handed out")
+        start = int(continuation or 0)
+        end = start + limit
+        return newest_first[start:end], str(end) if end < len(newest_first) else None
+
+
+class FakeAlertStatus:
+    def __init__(self) -> None:
+        self.rows: dict[str, AlertStatus] = {}
+        self.reads = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> AlertStatus | None:
+        self.reads += 1
+        return self.rows.get(key)
+
+    def add(self, status: AlertStatus) -> bool:
+        with self._lock:
+            if status.key in self.rows:
+                return False
+            self.rows[status.key] = status
+            return True
+
+    def put(self, status: AlertStatus) -> None:
+        self.rows[status.key] = status
 
 
 @dataclass

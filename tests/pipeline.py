@@ -28,6 +28,7 @@ from shared.telemetry import LoggingAuditSink
 from shared.topology import Queue
 from tests.fakes import (
     Delivery,
+    FakeAlertStatus,
     FakeArm,
     FakeBus,
     FakeClock,
@@ -114,10 +115,12 @@ class Pipeline:
         self.tokens = FakeTokenBroker()
         self.notifier = FakeNotifier()
         self.rejected = FakeRejectedAlerts()
+        self.alert_status = FakeAlertStatus()
         self.dead_letters: list[Delivery] = []
         counter = iter(range(1, 1_000_000))
         self.services = Services(
-            runs=self.store, correlations=FakeCorrelationStore(), rejected_alerts=self.rejected, bus=self.bus,
+            runs=self.store, correlations=FakeCorrelationStore(), rejected_alerts=self.rejected,
+            alert_status=self.alert_status, bus=self.bus,
             arm=self.arm, tokens=self.tokens, notifier=self.notifier, sealer=AesGcmSealer(os.urandom(32)),
             policy=Policy(
                 plans=parse_plan_book(text, "plans.json", CATALOG), ceiling=ceiling,

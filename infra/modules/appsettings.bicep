@@ -23,6 +23,8 @@ param consentTimeoutMinutes int
 param credentialTimeoutMinutes int
 param correlationCooldownMinutes int
 param alertWebhookAudience string
+@description('The Service Bus tier\'s message size limit in bytes: the intake refuses alerts too large to queue.')
+param serviceBusMaxMessageBytes int = 262144
 
 // Versionless references: rotating a secret in Key Vault reaches the app without a redeployment.
 var clientSecretReference = '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${clientSecretName}/)'
@@ -72,6 +74,7 @@ var appSettings = {
   GATES_EMAIL_SENDER: emailSender
   GATES_ACS_ENDPOINT: acsEndpoint
   GATES_ALERT_WEBHOOK_AUDIENCE: alertWebhookAudience
+  GATES_SERVICE_BUS_MAX_MESSAGE_BYTES: string(serviceBusMaxMessageBytes)
   // App Service Authentication.
   MICROSOFT_PROVIDER_AUTHENTICATION_SECRET: clientSecretReference
   AUTH_TOKEN_STORE_SAS_URL: tokenStoreSasReference

@@ -46,3 +46,6 @@ output name string = namespace.name
 output id string = namespace.id
 // serviceBusEndpoint is https://<name>.servicebus.windows.net:443/ (or another cloud's suffix): keep the host.
 output hostName string = split(replace(namespace.properties.serviceBusEndpoint, 'https://', ''), ':')[0]
+// The tier's message size limit, which the app's intake sizes alerts by (GATES_SERVICE_BUS_MAX_MESSAGE_BYTES):
+// 256 KB on Standard; 1 MB on Premium unless an entity's maxMessageSizeInKilobytes raises it.
+output maxMessageBytes int = sku == 'Premium' ? 1048576 : 262144

@@ -37,7 +37,11 @@ TICK_SECONDS = 0.05
 LISTEN_BACKLOG = 512
 
 NOT_FOUND = "amqp:not-found"
+MESSAGE_SIZE_EXCEEDED = "amqp:link:message-size-exceeded"
+# A Standard namespace takes messages (and batches) of up to 256 KB; Premium up to 100 MB per entity.
+STANDARD_MAX_MESSAGE_BYTES = 256 * 1024
 SESSION_FILTER = proton.symbol("com.microsoft:session-filter")
+TRACKING_ID = proton.symbol("com.microsoft:tracking-id")
 DECODE_ERROR = "amqp:decode-error"
 
 
@@ -109,9 +113,11 @@ class ResponseLink:
 
 
 class Broker(proton.Handler):
-    def __init__(self, queues: list[QueueSettings], host: str, port: int) -> None:
+    def __init__(self, queues: list[QueueSettings], host: str, port: int,
+                 max_message_bytes: int = STANDARD_MAX_MESSAGE_BYTES) -> None:
         super().__init__()
         self.host = host
+        self.max_message_bytes = max_message_bytes
         self.requested_port = port
         self.port = 0
         self.lock = threading.RLock()
@@ -251,6 +257,9 @@ class Broker(proton.Handler):
         _copy_terminus(link.target, link.remote_target)
         _copy_terminus(link.source, link.remote_source)
         link.rcv_settle_mode = Link.RCV_FIRST
+        # The service advertises its limit on the attach: the SDK sizes its batches by it and refuses a
+        # batch that would outgrow it before sending (MessageSizeExceededError).
+        link.max_message_size = self.max_message_bytes
         link.open()
         link.flow(SEND_CREDIT)
 
@@ -330,10 +339,20 @@ class Broker(proton.Handler):
                 reply_to = entity_path(request.reply_to) or address
                 self._respond(link.connection, request, response, reply_to, cbs=False)
                 self._pump_entity(entity)
+            elif len(raw) > self.max_message_bytes:
+                # A sender that ignored the advertised limit: refused, as the service does, which the SDK
+                # raises as MessageSizeExceededError. Nothing of it is enqueued.
+                delivery.local.condition = Condition(MESSAGE_SIZE_EXCEEDED, (
+                    f"The received message (size: {len(raw)} bytes) exceeds the limit ({self.max_message_bytes}"
+                    " bytes) currently allowed on the link."), _tracking_info())
+                delivery.update(Disposition.REJECTED)
+                delivery.settle()
+                return
             else:
                 self._enqueue(self.entities[address.lower()], raw)
         except codec.MalformedMessageError as error:
-            delivery.local.condition = Condition(DECODE_ERROR, f"The message could not be decoded: {error}")
+            delivery.local.condition = Condition(DECODE_ERROR, f"The message could not be decoded: {error}",
+                                                 _tracking_info())
             delivery.update(Disposition.REJECTED)
             delivery.settle()
         else:
@@ -437,6 +456,12 @@ def _apply_outcome(entity: Entity, token: uuid.UUID, state: int, remote: Disposi
             entity.defer(token, now, properties)
         else:
             entity.abandon(token, now, properties)
+
+
+def _tracking_info() -> dict[proton.symbol, str]:
+    # The service's errors carry an info map (a tracking id); the SDK reads the condition's third field
+    # unconditionally and fails on a rejection without one.
+    return {TRACKING_ID: str(uuid.uuid4())}
 
 
 def _condition_info(condition: Condition | None) -> dict[str, str | None]:

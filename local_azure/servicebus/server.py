@@ -9,7 +9,7 @@ from proton.reactor import Container
 from local_azure.lifecycle import Startable
 
 from .config import QueueSource, load_queues
-from .endpoint import TICK_SECONDS, Broker
+from .endpoint import STANDARD_MAX_MESSAGE_BYTES, TICK_SECONDS, Broker
 from .entity import DEAD_LETTER_SUFFIX, Entity, State
 
 START_TIMEOUT_SECONDS = 10.0
@@ -23,11 +23,17 @@ class ServiceBusStandIn(Startable):
 
     `queues` is a path to an emulator-style Config.json, a parsed one, or a list of queue definitions
     (`QueueSettings` or emulator queue dicts). Messages live in memory and vanish on `stop()`.
+    `max_message_bytes` is the namespace tier's limit (256 KB Standard, the default; 1 MB to 100 MB
+    Premium): a larger message or batch is refused as the service refuses it.
     """
 
-    def __init__(self, queues: QueueSource, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, queues: QueueSource, host: str = "127.0.0.1", port: int = 0,
+                 max_message_bytes: int = STANDARD_MAX_MESSAGE_BYTES) -> None:
+        if max_message_bytes <= 0:
+            raise ValueError("max_message_bytes must be positive")
         self.host = host
-        self._broker = Broker(load_queues(queues), host, port)
+        self.max_message_bytes = max_message_bytes
+        self._broker = Broker(load_queues(queues), host, port, max_message_bytes)
         self._thread: threading.Thread | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------

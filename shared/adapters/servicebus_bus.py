@@ -6,19 +6,21 @@ detection, and consumers check the run's state anyway.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
 
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSender
+from azure.servicebus.exceptions import MessageSizeExceededError
 
+from shared.core.codec import message_body_text
 from shared.core.model import OutboundMessage
+from shared.ports import MessageTooLarge
 
 
 def to_servicebus_message(message: OutboundMessage) -> ServiceBusMessage:
     return ServiceBusMessage(
-        json.dumps(message.body),
+        message_body_text(message.body),
         message_id=message.message_id[:128],
         correlation_id=message.correlation_id,
         content_type="application/json",
@@ -45,6 +47,9 @@ class ServiceBusMessageBus:
                     sender = self._senders[queue] = self._client.get_queue_sender(queue)
                 try:
                     sender.send_messages([to_servicebus_message(m) for m in batch])
+                except MessageSizeExceededError as error:
+                    # The link is fine; the message is not: the caller decides (the intake answers 413).
+                    raise MessageTooLarge(str(error)) from None
                 except Exception:
                     # A broken link is rebuilt on the next send rather than reused.
                     self._senders.pop(queue, None)

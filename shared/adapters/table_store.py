@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -27,10 +28,11 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
 from shared.core import codec
+from shared.core.alert_status import AlertState, AlertStatus
 from shared.core.change import Change
 from shared.core.errors import ConcurrencyConflict
 from shared.core.model import AuditEvent, Run, RunState
-from shared.ports import Correlation, OpenRun, RunPage, RunSummary
+from shared.ports import Correlation, InvalidContinuation, OpenRun, RunPage, RunSummary
 from shared.topology import Table
 
 RUN_ROW = "run"
@@ -273,23 +275,88 @@ class TableCorrelationStore:
 
 
 class TableRejectedAlertStore:
+    """One partition per day and one row per alert, both keyed inverted, so the table's own order (by
+    PartitionKey, then RowKey) is newest first and a page is one query that resumes where the last ended."""
+
+    BODY_LIMIT = 30_000  # characters kept of a body: a string property holds 64 KB (32K UTF-16 characters)
+
     def __init__(self, client: TableClient) -> None:
         self._table = client
 
     def add(self, message_id: str, reason: str, body: str, received_at: dt.datetime) -> None:
-        # Newest first: RowKey sorts by inverted time within one partition per day.
+        day = int(received_at.strftime("%Y%m%d"))
         inverted = f"{10**13 - int(received_at.timestamp() * 1000):013d}"
         self._table.upsert_entity({
-            "PartitionKey": received_at.strftime("%Y%m%d"), "RowKey": f"{inverted}-{_safe_key(message_id)}",
-            "MessageId": message_id, "Reason": reason, "Body": body[:30000], "ReceivedAt": received_at,
+            "PartitionKey": f"{99999999 - day:08d}", "RowKey": f"{inverted}-{_safe_key(message_id)}",
+            "MessageId": message_id, "Reason": reason[:2000], "Body": body[:self.BODY_LIMIT],
+            "BodyCut": len(body) > self.BODY_LIMIT, "ReceivedAt": received_at,
         })
 
-    def list_recent(self, limit: int = 50) -> list[dict[str, Any]]:
+    def list_page(self, limit: int, continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        # The tables SDK's continuation token is a dict (next PartitionKey and RowKey), typed as str.
+        token: Any = _decode_continuation(continuation)
+        pages = self._table.list_entities(results_per_page=limit).by_page(continuation_token=token)
+        page = next(pages, None)
         items = [{"message_id": e["MessageId"], "reason": e["Reason"],
-                  "received_at": _aware(e["ReceivedAt"]).isoformat(), "body": e["Body"]}
-                 for e in self._table.list_entities(results_per_page=limit)]
-        items.sort(key=lambda i: i["received_at"], reverse=True)
-        return items[:limit]
+                  "received_at": _aware(e["ReceivedAt"]).isoformat(), "body": e["Body"],
+                  "body_cut": bool(e.get("BodyCut", False))}
+                 for e in (page or [])]
+        following = getattr(pages, "continuation_token", None)
+        return items, _encode_continuation(following) if following else None
+
+
+def _encode_continuation(token: dict[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(token, sort_keys=True).encode()).decode().rstrip("=")
+
+
+def _decode_continuation(text: str | None) -> dict[str, str] | None:
+    """The table's own token (next PartitionKey and RowKey), carried opaquely in a URL."""
+    if not text:
+        return None
+    try:
+        token = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidContinuation("the continuation token is not one this list handed out") from None
+    if not isinstance(token, dict) or set(token) - {"PartitionKey", "RowKey"} or \
+            not all(v is None or (isinstance(v, str) and len(v) <= 1024) for v in token.values()):
+        raise InvalidContinuation("the continuation token is not one this list handed out")
+    return token
+
+
+class TableAlertStatusStore:
+    ROW = "status"
+
+    def __init__(self, client: TableClient) -> None:
+        self._table = client
+
+    def get(self, key: str) -> AlertStatus | None:
+        if not _ALERT_KEY.match(key):
+            return None  # never a valid key: no read
+        try:
+            entity = self._table.get_entity(key, self.ROW)
+        except ResourceNotFoundError:
+            return None
+        return AlertStatus(key=key, state=AlertState(entity["State"]), alert_id=entity["AlertId"],
+                           condition=entity["Condition"], received_at=_aware(entity["ReceivedAt"]),
+                           runs=tuple(json.loads(entity.get("Runs") or "[]")), outcome=entity.get("Outcome", ""))
+
+    def add(self, status: AlertStatus) -> bool:
+        try:
+            self._table.create_entity(self._entity(status))
+        except ResourceExistsError:
+            return False
+        return True
+
+    def put(self, status: AlertStatus) -> None:
+        self._table.upsert_entity(self._entity(status), mode=UpdateMode.REPLACE)
+
+    def _entity(self, status: AlertStatus) -> dict[str, Any]:
+        return {"PartitionKey": status.key, "RowKey": self.ROW, "State": status.state.value,
+                "AlertId": status.alert_id, "Condition": status.condition, "ReceivedAt": status.received_at,
+                "Runs": json.dumps(list(status.runs)), "Outcome": status.outcome[:8000]}
+
+
+_ALERT_KEY = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def _safe_key(value: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from shared.core.model import (
@@ -55,7 +56,7 @@ def alert_to_dict(alert: Alert) -> dict[str, Any]:
         "alert_id": alert.alert_id, "rule_id": alert.rule_id, "rule_name": alert.rule_name,
         "severity": alert.severity, "condition": alert.condition, "fired_at": alert.fired_at.isoformat(),
         "targets": list(alert.target_resource_ids), "description": alert.description,
-        "custom_properties": alert.custom_properties,
+        "custom_properties": alert.custom_properties, "monitoring_service": alert.monitoring_service,
     }
 
 
@@ -65,6 +66,7 @@ def alert_from_dict(data: dict[str, Any]) -> Alert:
         severity=data["severity"], condition=data["condition"], fired_at=dt.datetime.fromisoformat(data["fired_at"]),
         target_resource_ids=tuple(data["targets"]), description=data.get("description", ""),
         custom_properties=dict(data.get("custom_properties", {})),
+        monitoring_service=data.get("monitoring_service", ""),
     )
 
 
@@ -165,6 +167,11 @@ def audit_to_dict(event: AuditEvent) -> dict[str, Any]:
 def audit_from_dict(data: dict[str, Any]) -> AuditEvent:
     return AuditEvent(seq=int(data["seq"]), event=data["event"], at=dt.datetime.fromisoformat(data["at"]),
                       actor=actor_from_dict(data["actor"]), summary=data["summary"], details=dict(data["details"]))
+
+
+def message_body_text(body: dict[str, Any]) -> str:
+    """The text a queued message carries: what the bus sends, and what its size is measured on."""
+    return json.dumps(body)
 
 
 def message_to_dict(message: OutboundMessage) -> dict[str, Any]:

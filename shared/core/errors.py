@@ -3,6 +3,7 @@
     GatesError
      ├── IllegalTransition     a run or request cannot move from its state by that event
      ├── MalformedAlert        an alert that cannot be read; `reason` is for people
+ │    └── PayloadTooLarge  ... because it is larger than the limit it names (HTTP 413)
      ├── ConfigError           a response plan file that cannot be used; names file, entry, problem
      └── ConcurrencyConflict   someone else changed the run first (an adapter raises it on a 412)
 """
@@ -26,6 +27,12 @@ class MalformedAlert(GatesError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class PayloadTooLarge(MalformedAlert):
+    def __init__(self, reason: str, limit_bytes: int) -> None:
+        super().__init__(reason)
+        self.limit_bytes = limit_bytes
 
 
 class ConfigError(GatesError):

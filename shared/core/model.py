@@ -119,18 +119,25 @@ class Alert:
     """What the product needs from an Azure Monitor common-schema alert."""
 
     alert_id: str
-    rule_id: str
-    rule_name: str
-    severity: str  # "Sev0" .. "Sev4"
+    rule_id: str  # the rule's id, else its name, else (no rule: a budget alert) the alert's id
+    rule_name: str | None  # None when the alert names no rule (budget alerts)
+    severity: str | None  # "Sev0" .. "Sev4"; None when the alert carries none (budget alerts)
     condition: str  # "Fired" | "Resolved"
     fired_at: dt.datetime
-    target_resource_ids: tuple[str, ...]
+    target_resource_ids: tuple[str, ...]  # resources, resource groups or subscriptions; may be empty
     description: str = ""
     custom_properties: dict[str, str] = field(default_factory=dict)
+    monitoring_service: str = ""  # "Platform", "Log Alerts V2", "ServiceHealth", "CostAlerts", ...
 
     @property
     def target_resource_id(self) -> str:
         return self.target_resource_ids[0]
+
+    @property
+    def summary(self) -> str:
+        """How people see the alert: its rule and severity, or what sent it when it has neither."""
+        name = self.rule_name or f"{self.monitoring_service or 'unnamed'} alert"
+        return f"{name} ({self.severity})" if self.severity else name
 
 
 @dataclass(frozen=True)

@@ -65,10 +65,13 @@ class ResponsePlan:
     def matches(self, alert: Alert, resource_id: str) -> bool:
         f = self.filters
         resource_type = resource_type_of(resource_id).lower()
+        # A runbook acts on one resource: a subscription or resource group target (a Service Health
+        # alert) never matches, whatever the filters say.
         return (
-            self.scope.contains(resource_id)
+            bool(resource_type)
+            and self.scope.contains(resource_id)
             and (not f.severities or alert.severity in f.severities)
-            and (not f.alert_rules or alert.rule_name.lower() in f.alert_rules)
+            and (not f.alert_rules or (alert.rule_name or "").lower() in f.alert_rules)
             and (not f.resource_types or resource_type in f.resource_types)
             and (not f.resource_groups or resource_group_of(resource_id) in f.resource_groups)
             and all(alert.custom_properties.get(k) == v for k, v in f.tags.items())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 
+from shared.core.alerts import target_scope
 from shared.core.change import Change, ChangeBuilder
 from shared.core.messages import AttemptStep, OpenConsent
 from shared.core.model import Actor, Alert, AuditEvent, Mode, Run, RunState, Step
@@ -35,10 +36,10 @@ def start_run(
             run_id=run_id, state=RunState.UNMATCHED, mode=Mode.REVIEW, plan_name="", plan_version=plan_version,
             runbook="", resource_id=resource_id, alert=alert, steps=(), approvers=(), notify=(), created_at=now,
             updated_at=now, correlation_key=correlation_key, alert_ids=(alert_key(alert),),
-            outcome="no response plan matched this alert; recorded, no action taken",
+            outcome=_unmatched_outcome(alert, resource_id),
         )
         b = ChangeBuilder(run, now)
-        b.log("alert_received", Actor.system("azure-monitor"), f"alert {alert.rule_name} ({alert.severity})",
+        b.log("alert_received", Actor.system("azure-monitor"), f"alert {alert.summary}",
               alert_id=alert.alert_id, resource=resource_id)
         b.log("run_ended", Actor.system(), run.outcome, state=run.state.value)
         return b.build()
@@ -59,7 +60,7 @@ def start_run(
         correlation_key=correlation_key, alert_ids=(alert_key(alert),),
     )
     b = ChangeBuilder(run, now)
-    b.log("alert_received", Actor.system("azure-monitor"), f"alert {alert.rule_name} ({alert.severity})",
+    b.log("alert_received", Actor.system("azure-monitor"), f"alert {alert.summary}",
           alert_id=alert.alert_id, resource=resource_id)
     b.log("run_started", Actor.plan(plan.name, plan_version),
           f"plan {plan.name} matched; runbook {plan.runbook.name}; mode {mode.value}",
@@ -80,6 +81,24 @@ def start_run(
     return b.build()
 
 
+def _unmatched_outcome(alert: Alert, target: str) -> str:
+    # Response plans act on one resource; say when the alert can never lead to an action at all.
+    if not target:
+        return (f"the alert names no target resource ({alert.monitoring_service or 'its service'} sends none): "
+                "recorded; a run can never act on it")
+    scope = target_scope(target)
+    if scope != "resource":
+        return (f"the alert targets a whole {scope}; runbooks act on single resources: recorded, "
+                "no action taken")
+    return "no response plan matched this alert; recorded, no action taken"
+
+
+def took_firing(run: Run, alert: Alert, joined: frozenset[str] = frozenset()) -> bool:
+    """Whether the run took a firing of this alert (itself, or as a repeat recorded beside it: `joined`),
+    so that a resolution of it belongs to the run."""
+    return alert.alert_id in _alert_ids_with((*run.alert_ids, *joined), "Fired")
+
+
 def join_record(run: Run, alert: Alert, now: dt.datetime) -> AuditEvent | None:
     """The audit line a repeat firing adds to its open run, or None for the firing that started it.
 
@@ -90,7 +109,7 @@ def join_record(run: Run, alert: Alert, now: dt.datetime) -> AuditEvent | None:
     if key in run.alert_ids:
         return None
     return AuditEvent(0, "alert_joined", now, Actor.system("azure-monitor"),
-                      f"alert {alert.rule_name} fired again and joined this run",
+                      f"alert {alert.summary} fired again and joined this run",
                       {"alert_id": alert.alert_id, "alert_key": key})
 
 
@@ -102,11 +121,11 @@ def join_run(run: Run, alert: Alert, now: dt.datetime, joined: frozenset[str] = 
     if key in run.alert_ids:
         return None
     fired = _alert_ids_with((*run.alert_ids, *joined), "Fired")
-    if alert.condition == "Resolved" and alert.alert_id not in fired:
+    if alert.condition == "Resolved" and not took_firing(run, alert, joined):
         return None  # the resolution of a firing this run never took (an older run's, arriving late)
     b = ChangeBuilder(replace(run, alert_ids=(*run.alert_ids[-(MAX_ALERT_KEYS - 1):], key)), now)
     if alert.condition == "Resolved":
-        b.log("alert_resolved", Actor.system("azure-monitor"), f"alert {alert.rule_name} resolved",
+        b.log("alert_resolved", Actor.system("azure-monitor"), f"alert {alert.summary} resolved",
               alert_id=alert.alert_id)
         # Cancel only once every firing the run took has resolved: a newer firing still needs the run.
         if run.state is RunState.AWAITING_CONSENT and fired <= _alert_ids_with((*b.run.alert_ids, *joined),
@@ -115,7 +134,7 @@ def join_run(run: Run, alert: Alert, now: dt.datetime, joined: frozenset[str] = 
                   "the alert resolved before consent was given; no action taken")
     else:
         b.log("alert_joined", Actor.system("azure-monitor"),
-              f"alert {alert.rule_name} fired again and joined this run", alert_id=alert.alert_id)
+              f"alert {alert.summary} fired again and joined this run", alert_id=alert.alert_id)
     return b.build()
 
 

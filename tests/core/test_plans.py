@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from shared.core.alerts import parse_alert
 from shared.core.errors import ConfigError
 from shared.core.plans import load_plan_book, parse_plan_book
 from tests.pipeline import CATALOG, SUB, VM, plan_book
+from tests.pipeline import alert as pipeline_alert
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,3 +85,25 @@ def test_an_approver_object_id_must_be_a_guid() -> None:
     document["plans"][0]["approvers"] = [{"upn": "alice@contoso.test", "objectId": "alice"}]
     with pytest.raises(ConfigError, match="object id"):
         parse_plan_book(json.dumps(document), "plans.json", CATALOG)
+
+
+@pytest.mark.parametrize("target", [f"/subscriptions/{SUB}", f"/subscriptions/{SUB}/resourceGroups/rg-prod-web"])
+def test_a_subscription_or_resource_group_target_never_matches_a_plan(target: str) -> None:
+    # The broadest plan there is: any rule, any severity, the whole subscription.
+    document = json.loads(plan_book("autonomous", ["vm.restart"]))
+    document["plans"][0]["filters"].pop("alertRules")
+    book = parse_plan_book(json.dumps(document), "plans.json", CATALOG)
+    alert = parse_alert(json.dumps(pipeline_alert(resource=target)))
+    assert book.match(alert, target) is None
+    assert book.match(alert, VM) is not None  # the same plan does claim a VM in that scope
+
+
+def test_an_alert_without_rule_or_severity_matches_only_a_plan_that_filters_on_neither() -> None:
+    document = json.loads(plan_book("autonomous", ["vm.restart"]))
+    document["plans"][0]["filters"].pop("alertRules")
+    book = parse_plan_book(json.dumps(document), "plans.json", CATALOG)
+    raw = pipeline_alert()
+    raw["data"]["essentials"].update(alertRule=None, severity=None)
+    alert = parse_alert(json.dumps(raw))
+    assert book.match(alert, VM) is not None
+    assert parse_plan_book(plan_book("autonomous", ["vm.restart"]), "plans.json", CATALOG).match(alert, VM) is None

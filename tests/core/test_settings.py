@@ -58,6 +58,9 @@ def test_a_connection_given_neither_way_names_both_forms() -> None:
     ("GATES_AUTONOMY_CEILING", "yolo"),
     ("GATES_PUBLIC_BASE_URL", "gates.example"),
     ("GATES_EMAIL_TRANSPORT", "pigeon"),
+    ("GATES_SERVICE_BUS_MAX_MESSAGE_BYTES", "big"),
+    ("GATES_SERVICE_BUS_MAX_MESSAGE_BYTES", "1000"),
+    ("GATES_SERVICE_BUS_MAX_MESSAGE_BYTES", str(200 * 1024 * 1024)),
 ])
 def test_a_malformed_setting_is_refused_with_its_name(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
@@ -77,3 +80,9 @@ def test_e_mail_through_communication_services_needs_its_endpoint() -> None:
 def test_a_client_secret_agent_needs_its_client_id_and_secret() -> None:
     with pytest.raises(SettingsError, match="GATES_AGENT_CLIENT_SECRET"):
         Settings.from_env(without("GATES_AGENT_CLIENT_SECRET"))
+
+
+def test_the_service_bus_message_size_is_the_standard_tiers_unless_set() -> None:
+    assert Settings.from_env(EXAMPLE).max_message_bytes == 256 * 1024
+    premium = Settings.from_env(without(**{"GATES_SERVICE_BUS_MAX_MESSAGE_BYTES": "1048576"}))
+    assert premium.max_message_bytes == 1024 * 1024

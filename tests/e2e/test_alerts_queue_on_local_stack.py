@@ -33,13 +33,15 @@ def test_unreadable_alerts_are_kept_with_a_reason_and_valid_ones_around_them_run
         app: App, alice: requests.Session) -> None:
     app.stack.arm.reset()
     app.stack.arm.assign_role(AGENT, "Virtual Machine Contributor", VM)
-    no_target = scenario.common_alert("e2e-write-autonomous", VM)
-    no_target["data"]["essentials"]["alertTargetIDs"] = []
+    # Two alertTargetIDs in one object: a reader keeping the first would act on another resource than one
+    # keeping the last, so the alert is refused rather than read either way.
+    ambiguous = json.dumps(scenario.common_alert("e2e-write-autonomous", VM)).replace(
+        '"alertTargetIDs"', '"alertTargetIDs": [], "alertTargetIDs"', 1)
     bodies = [
         ("valid-before", json.dumps(scenario.common_alert("e2e-read-autonomous", VM))),
         ("not-json", "{this is not json"),
         ("wrong-schema", json.dumps({"schemaId": "Microsoft.Insights/activityLogs", "data": {}})),
-        ("no-target", json.dumps(no_target)),
+        ("ambiguous", ambiguous),
         ("valid-after", json.dumps(scenario.common_alert("e2e-write-autonomous", VM))),
     ]
     since = dt.datetime.now(dt.UTC).isoformat()
@@ -50,12 +52,12 @@ def test_unreadable_alerts_are_kept_with_a_reason_and_valid_ones_around_them_run
     def rejected() -> dict[str, str] | None:
         listed = alice.get(f"{app.base_url}/api/rejected-alerts", timeout=30).json()["rejected"]
         found = {r["message_id"]: r["reason"] for r in listed}
-        return found if {"not-json", "wrong-schema", "no-target"} <= set(found) else None
+        return found if {"not-json", "wrong-schema", "ambiguous"} <= set(found) else None
 
     reasons = scenario.wait_until(rejected, 60, "the three unreadable alerts to be set aside")
     assert "not JSON" in reasons["not-json"]
     assert "common alert schema" in reasons["wrong-schema"]
-    assert "no target resource" in reasons["no-target"]
+    assert "'alertTargetIDs' appears twice" in reasons["ambiguous"]
     for rule in ("e2e-read-autonomous", "e2e-write-autonomous"):
         journey = Journey(app, alice)
         journey.run_id = scenario.wait_until(

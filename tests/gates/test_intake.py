@@ -15,16 +15,16 @@ def test_malformed_alerts_are_kept_with_a_reason_and_valid_ones_around_them_run(
     p.send_alert(alert(alert_id="before"), message_id="ok-1")
     p.drain()
     p.deliver_raw_alert(b"{not json", "bad-1")
-    no_target = alert()
-    no_target["data"]["essentials"]["alertTargetIDs"] = []
-    p.deliver_raw_alert(json.dumps(no_target).encode(), "bad-2")
+    bad_targets = alert()
+    bad_targets["data"]["essentials"]["alertTargetIDs"] = "not a list"
+    p.deliver_raw_alert(json.dumps(bad_targets).encode(), "bad-2")
     p.deliver_raw_alert(json.dumps({"schemaId": "other"}).encode(), "bad-3")
     p.send_alert(alert(resource=VM.replace("vm-web-01", "vm-web-02"), alert_id="after"), message_id="ok-2")
     p.drain()
     reasons = {r["message_id"]: r["reason"] for r in p.rejected.items}
     assert set(reasons) == {"bad-1", "bad-2", "bad-3"}
     assert "not JSON" in reasons["bad-1"]
-    assert "no target resource" in reasons["bad-2"]
+    assert "alertTargetIDs is not a list" in reasons["bad-2"]
     assert "common alert schema" in reasons["bad-3"]
     assert sorted(r.state.value for r in p.store.all_runs()) == ["succeeded", "succeeded"]
 
@@ -74,8 +74,8 @@ def test_the_http_intake_refuses_a_malformed_alert_with_the_reason() -> None:
 
 def test_the_http_intake_queues_a_valid_alert_once() -> None:
     p = Pipeline(plan_book("review", ["vm.restart"]))
-    for _ in range(2):
-        assert p.http("POST", "alerts", "https://x/api/alerts", body=json.dumps(alert()).encode()).status_code == 202
+    answers = [p.http("POST", "alerts", "https://x/api/alerts", body=json.dumps(alert()).encode()) for _ in range(2)]
+    assert [a.status_code for a in answers] == [202, 202]
     assert len(p.bus.queues["alerts"]) == 1
 
 

@@ -28,12 +28,13 @@ from azure.servicebus import (
 )
 from azure.servicebus.exceptions import (
     MessageLockLostError,
+    MessageSizeExceededError,
     MessagingEntityNotFoundError,
     ServiceBusAuthenticationError,
     ServiceBusError,
 )
 
-from local_azure.servicebus import QueueSettings, ServiceBusStandIn, load_queues
+from local_azure.servicebus import STANDARD_MAX_MESSAGE_BYTES, QueueSettings, ServiceBusStandIn, load_queues
 from shared.topology import QUEUE_PROPERTIES
 
 pytestmark = pytest.mark.timeout(60)
@@ -424,3 +425,36 @@ def test_command_line_serves_the_config_file_queues_until_sigterm() -> None:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=5)
+
+
+# ---- message size -------------------------------------------------------------------------------
+def test_a_message_within_the_standard_limit_is_delivered(client: ServiceBusClient) -> None:
+    body = "x" * (250 * 1024)
+    send(client, "work", ServiceBusMessage(body))
+    assert str(receive_one(client, "work")) == body
+
+
+def test_a_single_message_over_the_standard_limit_is_refused_as_the_service_refuses_it(
+        stand_in: ServiceBusStandIn, client: ServiceBusClient) -> None:
+    with pytest.raises(MessageSizeExceededError):
+        send(client, "work", ServiceBusMessage("x" * (300 * 1024)))
+    assert stand_in.queue_depth("work") == 0
+
+
+def test_a_batch_over_the_standard_limit_is_refused_by_the_sdk_before_it_is_sent(
+        stand_in: ServiceBusStandIn, client: ServiceBusClient) -> None:
+    with pytest.raises(MessageSizeExceededError):
+        send(client, "work", ServiceBusMessage("x" * (200 * 1024)), ServiceBusMessage("y" * (100 * 1024)))
+    assert stand_in.queue_depth("work") == 0
+
+
+def test_the_link_advertises_the_limit_the_sdk_sizes_batches_by(client: ServiceBusClient) -> None:
+    with client.get_queue_sender("work") as sender:
+        assert sender.create_message_batch().max_size_in_bytes == STANDARD_MAX_MESSAGE_BYTES
+
+
+def test_a_premium_sized_limit_takes_a_larger_message() -> None:
+    with ServiceBusStandIn(QUEUES, max_message_bytes=1024 * 1024) as premium, \
+            ServiceBusClient.from_connection_string(premium.connection_string, retry_total=1) as sb_client:
+        send(sb_client, "work", ServiceBusMessage("x" * (600 * 1024)))
+        assert premium.queue_depth("work") == 1

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from local_azure.smtp import MailCatcher
+from local_azure.smtp import MailCatcher, links_in
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -142,3 +142,20 @@ def test_the_plugins_mailbox_fixture_starts_each_test_empty(tmp_path: Path) -> N
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_links_come_out_whole_though_quoted_printable_breaks_them_in_the_file(catcher: MailCatcher) -> None:
+    link = "http://127.0.0.1:7071/api/approvals/" + "r" * 40 + "/consent?token=" + "t" * 120
+    message = compose("Consent needed", body=f"Review and decide before 03:30 UTC: {link}\nOpening it changes nothing.")
+    message.set_content(message.get_content(), cte="quoted-printable")
+    send(catcher, message)
+    (caught,) = catcher.caught()
+    assert caught.path is not None
+    assert link not in caught.path.read_text()  # soft line breaks in the .eml
+    assert links_in(caught.message, "http://127.0.0.1:7071") == [link]
+
+
+def test_only_links_to_the_app_are_picked(catcher: MailCatcher) -> None:
+    send(catcher, compose("x", body="see https://learn.microsoft.com/x and http://127.0.0.1:7071/api/runs/r1."))
+    (received,) = catcher.messages()
+    assert links_in(received, "http://127.0.0.1:7071/") == ["http://127.0.0.1:7071/api/runs/r1"]

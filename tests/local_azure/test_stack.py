@@ -25,6 +25,7 @@ from azure.data.tables import TableServiceClient
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from local_azure.processes import live_processes
+from local_azure.servicebus import QueueSettings, emulator_config
 from local_azure.stack import PROJECT_DIR, LocalStack, StackPorts, StackStartError
 from shared.topology import SETTINGS, Queue, Table
 
@@ -214,10 +215,11 @@ def test_with_the_host_the_app_answers_on_the_public_base_url(tmp_path: Path) ->
 class Up:
     """`python -m local_azure up` in a subprocess, its output read on a thread so nothing blocks."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *options: str) -> None:
         self.state_dir = state_dir
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "local_azure", "up", "--any-ports", "--no-host", "--state-dir", str(state_dir)],
+            [sys.executable, "-m", "local_azure", "up", "--any-ports", "--no-host", "--state-dir", str(state_dir),
+             *options],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
@@ -294,3 +296,54 @@ def test_the_plugins_local_stack_fixture_runs_the_app(tmp_path: Path) -> None:
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=180, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_up_takes_the_service_bus_queues_and_message_size_as_options(tmp_path: Path) -> None:
+    config = tmp_path / "queues.json"
+    config.write_text(json.dumps(emulator_config([QueueSettings("alerts"), QueueSettings("extra")])))
+    running = Up(tmp_path / "state", "--servicebus-config", str(config), "--max-message-bytes", "1048576",
+                 "--function-key", "key-from-the-command-line")
+    try:
+        running.wait_for_line("Ctrl-C stops the stack")
+        printed = "".join(running.output)
+        assert "queues: alerts, extra; messages up to 1048576 bytes" in printed
+        settings = running.settings()
+        assert settings["GATES_SERVICE_BUS_MAX_MESSAGE_BYTES"] == "1048576"
+        assert settings["LOCAL_FUNCTION_KEYS"] == "key-from-the-command-line"
+    finally:
+        running.end(signal.SIGTERM)
+
+
+def test_up_prints_each_e_mails_links_whole_as_it_arrives(up: Up) -> None:
+    settings = up.settings()
+    link = f"{settings['GATES_PUBLIC_BASE_URL']}/api/approvals/{'r' * 32}/consent?token={'t' * 100}"
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "sre-gates@contoso.test", "alice@contoso.test", "Consent"
+    message.set_content(f"Review and decide: {link}\n", cte="quoted-printable")
+    with smtplib.SMTP(settings["GATES_SMTP_HOST"], int(settings["GATES_SMTP_PORT"]), timeout=10) as client:
+        client.send_message(message)
+    up.wait_for_line("e-mail to alice@contoso.test: Consent")
+    up.wait_for_line(link)
+
+
+def test_the_host_starts_alone_against_a_running_stack_and_again_after_it_is_killed(up: Up) -> None:
+    settings = up.settings()
+    base_url = settings["GATES_PUBLIC_BASE_URL"]
+    for _ in range(2):
+        host = subprocess.Popen(
+            [sys.executable, "-m", "local_azure", "host", "--settings", str(up.state_dir / "stack-settings.json")],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        try:
+            assert host.stdout is not None
+            for line in host.stdout:
+                if "function key" in line:
+                    assert settings["LOCAL_FUNCTION_KEYS"] in line  # the stack's key: callers keep theirs
+                    break
+            assert requests.get(f"{base_url}/api/health", timeout=10).status_code == 200
+            refused = requests.post(f"{base_url}/api/alerts", data=b"{}", timeout=10,
+                                    headers={"x-functions-key": settings["LOCAL_FUNCTION_KEYS"]})
+            assert refused.status_code == 400  # past the key check: the app read the body and said why
+        finally:
+            host.kill()
+            host.wait(timeout=30)
