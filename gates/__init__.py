@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from gates import actions, approvals, attempt, consent, deadlines, elevate, execute, intake, notify, plan, relay, status
+from gates import (
+    actions,
+    approvals,
+    attempt,
+    consent,
+    deadlines,
+    elevate,
+    execute,
+    intake,
+    mcp_tools,
+    notify,
+    plan,
+    proposals,
+    relay,
+    status,
+)
 from shared.services import ServicesProvider
 
-STAGES = (intake, plan, consent, attempt, elevate, execute, deadlines, notify, approvals, status, actions, relay)
+STAGES = (intake, plan, proposals, mcp_tools, consent, attempt, elevate, execute, deadlines, notify, approvals, status,
+          actions, relay)
 
 
 def blueprints(services: ServicesProvider) -> list[func.Blueprint]:

@@ -143,7 +143,8 @@ def record_decision(services: Services, req: func.HttpRequest) -> func.HttpRespo
                     "attempted; the request stays open for the other approvers."))
             sealed = services.sealer.seal(assertion, f"{run_id}/{request_id}")
         transact(services, run_id,
-                 lambda latest: decide(latest, request_id, decision, principal, seen_hash, now, sealed), STAGE,
+                 lambda latest: decide(latest, request_id, decision, principal, seen_hash, now, sealed,
+                                       form.get("reason", "")), STAGE,
                  sends_may_wait=True, run=run)
     except DecisionRefused as refusal:
         return _reply(req, REFUSAL_STATUS[refusal.refusal], "Not recorded", refusal.message,

@@ -7,7 +7,7 @@ from html import escape
 
 import azure.functions as func
 
-from gates.pages import changes_block, plan_table
+from gates.pages import changes_block, plan_table, source_section
 from gates.shell import Delivery, on_queue
 from shared.core.messages import RequestOpened, RunEnded
 from shared.core.model import RequestKind, RequestState, Run
@@ -52,14 +52,16 @@ def _request_opened(services: Services, run: Run, request_id: str) -> None:
                "credentials (Microsoft Entra on-behalf-of) for that step only.")
     deadline = request.deadline.strftime("%H:%M UTC")
     changes = "".join(f"What will change, {line}\n" for line in preview_lines(request.previews))
-    text = (f"{ask}\n\nAlert: {run.alert.summary}\nResource: {run.resource_id}\n"
+    source = (f"Alert: {run.alert.summary}" if run.alert
+              else f"From: {run.source_label}" + (f"\nWhy: {run.proposal.rationale}" if run.proposal else ""))
+    text = (f"{ask}\n\n{source}\nResource: {run.resource_id}\n"
             f"Plan: {run.plan_name} v{run.plan_version}, runbook {run.runbook}, mode {run.mode.value}\n"
             f"Steps: {', '.join(s.action for s in run.steps)}\n{changes}\nReview and decide before {deadline}: {link}\n"
             "Opening the link changes nothing; you decide on the page after signing in.\n"
             "No answer by the deadline means no action.")
     table = plan_table(run, request.step_index, services.policy.plans.catalog)
-    html = (f"<p>{escape(ask)}</p><p><b>Alert</b> {escape(run.alert.summary)}"
-            f"<br><b>Resource</b> <code>{escape(run.resource_id)}</code></p>{table}{changes_block(request)}"
+    html = (f"<p>{escape(ask)}</p>{source_section(run)}"
+            f"<p><b>Resource</b> <code>{escape(run.resource_id)}</code></p>{table}{changes_block(request)}"
             f"<p><a href='{escape(link)}'>Review and decide</a> before {deadline}. No answer means no action.</p>")
     services.notifier.send([a.upn for a in request.approvers], subject, text, html)
 
@@ -69,7 +71,7 @@ def _run_ended(services: Services, run: Run) -> None:
     if not recipients:
         return
     link = run_link(services, run.run_id)
-    subject = f"[SRE agent] Run {run.state.value}: {run.runbook or run.alert.summary} on " \
+    subject = f"[SRE agent] Run {run.state.value}: {run.runbook or run.source_label} on " \
               f"{run.resource_id.rsplit('/', 1)[-1]}"
     text = f"Run {run.run_id} {run.state.value}: {run.outcome}\nResource: {run.resource_id}\nTimeline: {link}\n"
     table = plan_table(run, catalog=services.policy.plans.catalog)

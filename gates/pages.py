@@ -55,8 +55,7 @@ def request_page(run: Run, request: Request, *, form: dict[str, str] | None, act
               else f"temporary use of your credentials for step {(request.step_index or 0) + 1}")
     head = (f"<h1>SRE agent asks for {escape(asking)}</h1>"
             f"<p><b>Resource</b><br><code>{escape(run.resource_id)}</code></p>"
-            f"<p><b>Alert</b> {escape(run.alert.summary)}, fired "
-            f"{_when(run.alert.fired_at)}<br>{escape(run.alert.description)}</p>"
+            f"{source_section(run)}"
             f"<p><b>Plan</b> {escape(run.plan_name)} (v{run.plan_version}), runbook {escape(run.runbook)}, "
             f"mode {escape(run.mode.value)}</p>{plan_table(run, request.step_index, catalog)}"
             f"{changes_block(request)}"
@@ -74,6 +73,8 @@ def request_page(run: Run, request: Request, *, form: dict[str, str] | None, act
     hidden = "".join(f"<input type=hidden name={escape(k)} value='{escape(v)}'>" for k, v in form.items())
     yes = "Approve" if request.kind is RequestKind.CONSENT else "Grant credentials"
     buttons = (f"<form method=post action='{escape(action_url)}'>{hidden}"
+               "<p><label>Reason (optional; the agent reads it)<br><input name=reason maxlength=500 "
+               "style='width:100%'></label></p>"
                f"<button class=approve name=decision value=approve>{yes}</button>"
                f"<button class=deny name=decision value=deny>Deny</button></form>")
     warning = f"<p class=write>{escape(note)}</p>" if note else ""
@@ -91,6 +92,20 @@ def changes_block(request: Request) -> str:
             f"the write does not run and you are asked again)</p><ul>{items}</ul>")
 
 
+def source_section(run: Run) -> str:
+    """Where the plan came from: the alert, or the agent, its reasons and the person it acts for."""
+    if run.alert is not None:
+        return (f"<p><b>Alert</b> {escape(run.alert.summary)}, fired "
+                f"{_when(run.alert.fired_at)}<br>{escape(run.alert.description)}</p>")
+    if run.proposal is None:
+        return ""
+    p = run.proposal
+    requester = f"<br><b>For</b> {escape(p.requester.upn)}" if p.requester else ""
+    reference = f"<br><b>Reference</b> {escape(p.reference)}" if p.reference else ""
+    return (f"<p><b>Proposed by agent</b> {escape(p.agent_name)} (<code>{escape(p.agent_id)}</code>){requester}"
+            f"{reference}<br><b>Why</b> {escape(p.rationale)}</p>")
+
+
 def message_page(title: str, message: str) -> str:
     return page(title, f"<h1>{escape(title)}</h1><p>{escape(message)}</p>")
 
@@ -100,7 +115,8 @@ def run_page(run: Run, audit: list[AuditEvent], catalog: Mapping[str, ActionSpec
         f"<li><span class=when>{_when(e.at)}</span><br><b>{escape(e.event)}</b> — {escape(e.actor.name)}"
         f"<br>{escape(e.summary)}</li>" for e in audit)
     body = (f"<h1>Run {escape(run.run_id)}</h1><p><span class=state>{escape(run.state.value)}</span> "
-            f"{escape(run.outcome)}</p><p><b>Resource</b><br><code>{escape(run.resource_id)}</code></p>"
+            f"{escape(run.outcome)}</p>{source_section(run) if run.proposal else ''}"
+            f"<p><b>Resource</b><br><code>{escape(run.resource_id)}</code></p>"
             f"<p><b>Plan</b> {escape(run.plan_name or '(none)')} v{run.plan_version}, mode {escape(run.mode.value)}"
             f"</p>{plan_table(run, catalog=catalog)}<h2>Timeline</h2><ol class=timeline>{timeline}</ol>")
     return page(f"Run {run.run_id}", body)
@@ -110,8 +126,9 @@ def run_json(run: Run, audit: list[AuditEvent] | None = None) -> dict[str, Any]:
     document: dict[str, Any] = {
         "run_id": run.run_id, "state": run.state.value, "outcome": run.outcome, "mode": run.mode.value,
         "requested_mode": run.requested_mode.value, "plan": run.plan_name, "plan_version": run.plan_version,
-        "runbook": run.runbook, "resource_id": run.resource_id, "alert_rule": run.alert.rule_name,
-        "severity": run.alert.severity, "created_at": run.created_at.isoformat(),
+        "runbook": run.runbook, "resource_id": run.resource_id,
+        "alert_rule": run.alert.rule_name if run.alert else None,
+        "severity": run.alert.severity if run.alert else None, "created_at": run.created_at.isoformat(),
         "updated_at": run.updated_at.isoformat(),
         "steps": [{"index": s.index, "action": s.action, "kind": s.kind.value, "permission": s.permission,
                    "state": s.state.value, "identity": s.credential_source.value if s.credential_source else None,
@@ -122,6 +139,11 @@ def run_json(run: Run, audit: list[AuditEvent] | None = None) -> dict[str, Any]:
                       "decided_at": r.decided_at.isoformat() if r.decided_at else None,
                       "changes": preview_lines(r.previews)} for r in run.requests],
     }
+    if run.proposal is not None:
+        p = run.proposal
+        document["proposal"] = {"agent_id": p.agent_id, "agent": p.agent_name, "rationale": p.rationale,
+                                "reference": p.reference, "idempotency_key": p.idempotency_key,
+                                "requester": p.requester.upn if p.requester else None}
     if audit is not None:
         document["timeline"] = [{"seq": e.seq, "at": e.at.isoformat(), "event": e.event,
                                  "actor": {"kind": e.actor.kind, "id": e.actor.id, "name": e.actor.name},

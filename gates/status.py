@@ -8,8 +8,9 @@ import urllib.parse
 
 import azure.functions as func
 
-from gates.http_auth import principal_from
+from gates.http_auth import is_api_call, principal_from
 from gates.pages import rejected_alerts_page, run_json, run_page, summary_json
+from gates.proposals import agent_from_request, get_agent_run
 from shared.core.authority import can_read
 from shared.core.model import RunState
 from shared.ports import InvalidContinuation
@@ -31,6 +32,14 @@ def refusal(req: func.HttpRequest, what: str = "runs") -> func.HttpResponse | No
 
 
 def get_run(services: Services, req: func.HttpRequest) -> func.HttpResponse:
+    principal = principal_from(req)
+    if not (principal and can_read(principal)) and is_api_call(req):
+        # Not a person who may read runs, but a bearer token: an agent reading back a run it proposed.
+        agent = agent_from_request(services, req)
+        if isinstance(agent, func.HttpResponse):
+            return agent
+        answer = get_agent_run(services, agent, req.route_params.get("run_id", ""))
+        return _json(answer.body, answer.status)
     if (refused := refusal(req)) is not None:
         return refused
     run = services.runs.get_run(req.route_params.get("run_id", ""))

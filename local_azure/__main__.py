@@ -56,8 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     host.add_argument("--port", type=int, default=None,
                       help="default: the port of GATES_PUBLIC_BASE_URL in the settings (the links in e-mails)")
     host.add_argument("--verbose", action="store_true", help="the host's own logs")
-    demo = commands.add_parser("demo", help="bring the stack up on free ports, play the VM-restart story end "
-                                            "to end, print the audit timeline, stop; exit 0 when it held")
+    demo = commands.add_parser("demo", help="bring the stack up on free ports, play the VM-restart story and "
+                                            "the agent's MCP story end to end, print the audit timelines, stop; "
+                                            "exit 0 when both held")
     demo.add_argument("--verbose", action="store_true", help="the stand-ins' and the host's own logs")
     return parser
 
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo() -> int:
-    from local_azure.demo import play
+    from local_azure.demo import play, play_agent
 
     with tempfile.TemporaryDirectory(prefix="sre-gates-demo-") as state:
         stack = LocalStack(state_dir=Path(state), say=lambda line: print(line, flush=True))
@@ -119,11 +120,15 @@ def _demo() -> int:
             stack.start()
             print(f"local stack up in {stack.startup_seconds:.2f} s\n", flush=True)
             held = play(stack, say=lambda line: print(line, flush=True))
+            print("\nthe story held: consent, elevation, one restart by alice, credential discarded" if held
+                  else "\nTHE STORY DID NOT HOLD: see above", flush=True)
+            print("\n--- an agent brings its own plan, through MCP ---\n", flush=True)
+            agent_held = play_agent(stack, say=lambda line: print(line, flush=True))
+            print("\nthe agent's story held: proposed through MCP, alice consented and granted, scaled to 4, read "
+                  "back through get_run" if agent_held else "\nTHE AGENT'S STORY DID NOT HOLD: see above", flush=True)
         finally:
             stack.stop()
-    print("\nthe story held: consent, elevation, one restart by alice, credential discarded" if held
-          else "\nTHE STORY DID NOT HOLD: see above", flush=True)
-    return 0 if held else 1
+    return 0 if held and agent_held else 1
 
 
 def _watch(stack: LocalStack) -> None:

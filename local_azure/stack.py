@@ -232,6 +232,7 @@ class LocalStack(Startable):
             "GATES_AUTHORITY_HOST": self.entra.base_url,
             "GATES_CLIENT_ID": gates_client_id,
             "GATES_CLIENT_SECRET": gates_secret,
+            "GATES_API_AUDIENCE": "api://sre-gates",  # the fixture's Application ID URI
             # App Service Authentication reads the same app registration's secret from a setting of its own.
             _auth_secret_setting(self.auth_settings): gates_secret,
             "GATES_AGENT_IDENTITY": "client_secret",

@@ -8,7 +8,7 @@ from azure.servicebus import ServiceBusClient
 
 from shared.adapters.arm_client import ArmResourceManager
 from shared.adapters.correlation_cache import RememberedCorrelations
-from shared.adapters.identity import MsalTokenBroker, agent_credential_from_settings
+from shared.adapters.identity import JwksSigningKeys, MsalTokenBroker, agent_credential_from_settings
 from shared.adapters.notifier import AcsEmailNotifier, SmtpNotifier
 from shared.adapters.sealing import AesGcmSealer
 from shared.adapters.servicebus_bus import ServiceBusMessageBus
@@ -73,6 +73,8 @@ def build_services(settings: Settings, plans: PlanBook) -> Services:
             webhook_audience=settings.alert_webhook_audience,
             jwks_uri=f"{authority}/discovery/v2.0/keys",
             issuer=f"{authority}/v2.0",
+            api_audiences=(settings.client_id, settings.api_audience or f"api://{settings.client_id}"),
         ),
+        signing_keys=JwksSigningKeys(f"{authority}/discovery/v2.0/keys"),
         audit_sink=configure(settings.appinsights_connection_string, settings.appinsights_authentication),
     )

@@ -33,9 +33,14 @@ class RunSummary:
 
     @staticmethod
     def of(run: Run) -> RunSummary:
-        # An alert may name no rule or severity (a budget alert): the index keeps "" for them.
-        return RunSummary(run.run_id, run.state, run.plan_name, run.resource_id, run.alert.rule_name or "",
-                          run.alert.severity or "", run.created_at, run.updated_at, run.outcome)
+        # An alert may name no rule or severity (a budget alert): the index keeps "" for them. A proposed plan
+        # has no alert: its list row names the agent where an alert's rule would be.
+        if run.alert is not None:
+            rule, severity = run.alert.rule_name or "", run.alert.severity or ""
+        else:
+            rule, severity = (f"agent:{run.proposal.agent_name}" if run.proposal else ""), ""
+        return RunSummary(run.run_id, run.state, run.plan_name, run.resource_id, rule, severity, run.created_at,
+                          run.updated_at, run.outcome)
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,11 @@ class Sealer(Protocol):
     def seal(self, plaintext: str, context: str) -> str: ...
 
     def unseal(self, sealed: str, context: str) -> str: ...
+
+
+class SigningKeys(Protocol):
+    def key_for(self, token: str) -> Any:
+        """The public key that signed `token` (by its `kid`), from the issuer's JWKS."""
 
 
 class Clock(Protocol):

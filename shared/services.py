@@ -22,6 +22,7 @@ from shared.ports import (
     ResourceManager,
     RunStore,
     Sealer,
+    SigningKeys,
     TokenBroker,
 )
 from shared.telemetry import AuditSink
@@ -50,6 +51,8 @@ class Policy:
     webhook_audience: str | None = None
     jwks_uri: str | None = None
     issuer: str | None = None
+    # The audiences an agent's token for this API may carry: the app's client id and its api:// URI.
+    api_audiences: tuple[str, ...] = ()
 
 
 @dataclass
@@ -67,6 +70,7 @@ class Services:
     clock: Clock = field(default_factory=SystemClock)
     ids: Callable[[], str] = new_id
     audit_sink: AuditSink | None = None
+    signing_keys: SigningKeys | None = None  # Entra's token signing keys, for agents' bearer tokens
 
 
 class ServicesProvider:

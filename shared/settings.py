@@ -76,6 +76,7 @@ class Settings:
     smtp_port: int
     max_message_bytes: int
     alert_webhook_audience: str | None
+    api_audience: str | None
     appinsights_connection_string: str | None
     appinsights_authentication: str | None
 

@@ -129,6 +129,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATES_ALERT_WEBHOOK_AUDIENCE", False, attr="alert_webhook_audience",
             description="when set, the alert intake also requires an Entra token with this audience "
                         "(action group secure webhook)"),
+    Setting("GATES_API_AUDIENCE", False, attr="api_audience",
+            description="the app registration's Application ID URI, accepted (with the client id) as the "
+                        "audience of an agent's token; default api://<client id>"),
     Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", False, attr="appinsights_connection_string",
             description="when set, logs and audit events go to Application Insights"),
     Setting("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", False, attr="appinsights_authentication",

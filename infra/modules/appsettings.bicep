@@ -75,6 +75,8 @@ var appSettings = {
   GATES_ACS_ENDPOINT: acsEndpoint
   GATES_ALERT_WEBHOOK_AUDIENCE: alertWebhookAudience
   GATES_SERVICE_BUS_MAX_MESSAGE_BYTES: string(serviceBusMaxMessageBytes)
+  // Agents call the plan API and the MCP tools with tokens for this API (app role Gates.Agent).
+  GATES_API_AUDIENCE: applicationIdUri
   // App Service Authentication.
   MICROSOFT_PROVIDER_AUTHENTICATION_SECRET: clientSecretReference
   AUTH_TOKEN_STORE_SAS_URL: tokenStoreSasReference

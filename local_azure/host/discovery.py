@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SUPPORTED_TRIGGERS = ("serviceBusTrigger", "httpTrigger", "timerTrigger")
+SUPPORTED_TRIGGERS = ("serviceBusTrigger", "httpTrigger", "timerTrigger", "mcpToolTrigger")
 # Output bindings the host honours besides the trigger: the HTTP response and Service Bus output.
 SUPPORTED_OUTPUTS = ("http", "serviceBus")
 _APP_SETTING = re.compile(r"%([A-Za-z_][A-Za-z0-9_.:-]*)%")

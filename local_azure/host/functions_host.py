@@ -7,6 +7,7 @@ through the trigger the runtime would use; everything is started by `start()` an
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +17,7 @@ from local_azure.host.discovery import DiscoveryError, FunctionSpec, discover, l
 from local_azure.host.easy_auth import EasyAuth
 from local_azure.host.http_trigger import FunctionKeys, HttpDispatcher, HttpListener
 from local_azure.host.invocation import Invoker
+from local_azure.host.mcp import McpServer
 from local_azure.host.servicebus_trigger import ServiceBusListener, ServiceBusOutputs
 from local_azure.host.settings import AppSettings, HostConfig, read_local_settings
 from local_azure.host.timer_trigger import TimerListener
@@ -58,6 +60,9 @@ class FunctionsHost(Startable):
         self.keys = FunctionKeys.from_settings(self.settings.values.get("LOCAL_FUNCTION_KEYS"),
                                                self.settings.values.get("LOCAL_MASTER_KEY"))
         self.easy_auth: EasyAuth | None = None
+        # The MCP extension's system key (`mcp_extension`), as the host keeps it under its system keys.
+        self.mcp_extension_key = self.settings.values.get("LOCAL_MCP_EXTENSION_KEY") or secrets.token_urlsafe(30)
+        self.mcp: McpServer | None = None
 
     # ----- public surface --------------------------------------------------------------------------------
     @property
@@ -114,6 +119,7 @@ class FunctionsHost(Startable):
 
     def _build(self) -> None:
         http_invokers: list[Invoker] = []
+        mcp_invokers: list[Invoker] = []
         for spec in self.functions:
             invoker = Invoker(spec, str(self.project_dir), self._outputs.send)
             for output in spec.outputs:
@@ -124,13 +130,23 @@ class FunctionsHost(Startable):
                     invoker, self._connection_string(spec.connection), self.config.service_bus, self._stopping))
             elif spec.trigger_type == "timerTrigger":
                 self._timers.append(TimerListener(invoker, self._stopping))
+            elif spec.trigger_type == "mcpToolTrigger":
+                mcp_invokers.append(invoker)
             else:
                 http_invokers.append(invoker)
         if self._auth_settings_path is not None:
             auth = AuthSettings.load(Path(self._auth_settings_path), self.settings.get)
             self.easy_auth = EasyAuth(auth) if auth.enabled else None
-        if http_invokers or self.easy_auth is not None:
-            dispatcher = HttpDispatcher(http_invokers, self.config.route_prefix, self.keys, self.easy_auth)
+        if mcp_invokers:
+            mcp = self.config.mcp
+            self.mcp = McpServer(mcp_invokers, self.mcp_extension_key, self.keys.master_key,
+                                 name=str(mcp.get("serverName") or "functions-mcp"),
+                                 version=str(mcp.get("serverVersion") or "1.0.0"),
+                                 instructions=str(mcp.get("instructions") or ""),
+                                 authorization_level=str((mcp.get("system") or {}).get("webhookAuthorizationLevel")
+                                                         or "System"))
+        if http_invokers or mcp_invokers or self.easy_auth is not None:
+            dispatcher = HttpDispatcher(http_invokers, self.config.route_prefix, self.keys, self.easy_auth, self.mcp)
             self._http = HttpListener(dispatcher, self._bind, self._requested_port)
 
     def _describe(self, spec: FunctionSpec) -> str:
@@ -139,6 +155,9 @@ class FunctionsHost(Startable):
             return f"[{','.join(spec.methods)}] {self.base_url}{prefix}/{spec.route} (authLevel {spec.auth_level})"
         if spec.trigger_type == "serviceBusTrigger":
             return f"serviceBusTrigger queue {spec.queue_name!r}"
+        if spec.trigger_type == "mcpToolTrigger":
+            tool = spec.trigger.properties.get("toolName")
+            return f"mcpToolTrigger tool {tool!r} at {self.base_url}/runtime/webhooks/mcp"
         return f"timerTrigger {spec.schedule!r}{' runOnStartup' if spec.run_on_startup else ''}"
 
     def _teardown(self) -> None:

@@ -19,6 +19,7 @@ import azure.functions as func
 
 from local_azure.host.easy_auth import EasyAuth, Principal, strip_injected_headers
 from local_azure.host.invocation import Invoker
+from local_azure.host.mcp import McpServer
 from local_azure.host.routes import RouteTemplate
 from local_azure.host.web import IncomingRequest, Reply
 
@@ -76,7 +77,8 @@ def _response_reply(result: Any) -> Reply:
 
 class HttpDispatcher:
     def __init__(self, invokers: list[Invoker], route_prefix: str, keys: FunctionKeys,
-                 easy_auth: EasyAuth | None) -> None:
+                 easy_auth: EasyAuth | None, mcp: McpServer | None = None) -> None:
+        self.mcp = mcp
         self.route_prefix = route_prefix.strip("/")
         self.keys = keys
         self.easy_auth = easy_auth
@@ -94,6 +96,9 @@ class HttpDispatcher:
             principal = outcome
         elif request.path.startswith("/.auth/"):
             return Reply.text(404, "App Service Authentication is not enabled.")
+        if self.mcp is not None and self.mcp.handles(request.path):
+            identity = principal.headers(False) if principal and self.easy_auth else []
+            return self.mcp.handle(request, identity)
         relative = self._relative_path(request.path)
         if relative is None:
             return Reply(404)

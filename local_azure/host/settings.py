@@ -55,6 +55,7 @@ class HostConfig:
     route_prefix: str = "api"
     service_bus: ServiceBusOptions = field(default_factory=ServiceBusOptions)
     function_timeout_seconds: float | None = None
+    mcp: dict[str, Any] = field(default_factory=dict)  # extensions.mcp: serverName, serverVersion, instructions
 
     @classmethod
     def load(cls, project_dir: Path) -> HostConfig:
@@ -70,6 +71,7 @@ class HostConfig:
             route_prefix=str(extensions.get("http", {}).get("routePrefix", "api")).strip("/"),
             service_bus=ServiceBusOptions.from_host_json(extensions.get("serviceBus", {})),
             function_timeout_seconds=parse_timespan(timeout) if timeout else None,
+            mcp=dict(extensions.get("mcp", {})),
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import jwt
 import msal
 from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.exceptions import ClientAuthenticationError
@@ -90,3 +91,13 @@ def agent_credential_from_settings(mode: str, *, tenant_id: str, authority_host:
         return ClientSecretCredential(tenant_id, client_id, client_secret, authority=host,
                                       disable_instance_discovery=host not in PUBLIC_AUTHORITY_HOSTS)
     raise ValueError(f"GATES_AGENT_IDENTITY must be managed_identity or client_secret, not {mode!r}")
+
+
+class JwksSigningKeys:
+    """Entra's signing keys, fetched from its JWKS and cached by PyJWT (refetched for an unknown `kid`)."""
+
+    def __init__(self, jwks_uri: str) -> None:
+        self._client = jwt.PyJWKClient(jwks_uri)
+
+    def key_for(self, token: str) -> Any:
+        return self._client.get_signing_key_from_jwt(token).key

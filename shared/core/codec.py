@@ -16,6 +16,7 @@ from shared.core.model import (
     FieldPreview,
     Mode,
     OutboundMessage,
+    Proposal,
     Request,
     RequestKind,
     RequestState,
@@ -67,6 +68,24 @@ def alert_from_dict(data: dict[str, Any]) -> Alert:
         target_resource_ids=tuple(data["targets"]), description=data.get("description", ""),
         custom_properties=dict(data.get("custom_properties", {})),
         monitoring_service=data.get("monitoring_service", ""),
+    )
+
+
+def proposal_to_dict(proposal: Proposal) -> dict[str, Any]:
+    return {
+        "agent_id": proposal.agent_id, "agent_name": proposal.agent_name,
+        "idempotency_key": proposal.idempotency_key, "fingerprint": proposal.fingerprint,
+        "rationale": proposal.rationale, "reference": proposal.reference,
+        "requester": approvers_to_list((proposal.requester,))[0] if proposal.requester else None,
+    }
+
+
+def proposal_from_dict(data: dict[str, Any]) -> Proposal:
+    requester = data.get("requester")
+    return Proposal(
+        agent_id=data["agent_id"], agent_name=data["agent_name"], idempotency_key=data["idempotency_key"],
+        fingerprint=data["fingerprint"], rationale=data.get("rationale", ""), reference=data.get("reference", ""),
+        requester=approvers_from_list([requester])[0] if requester else None,
     )
 
 
@@ -132,13 +151,16 @@ def run_to_dict(run: Run) -> dict[str, Any]:
     return {
         "run_id": run.run_id, "state": run.state.value, "mode": run.mode.value,
         "requested_mode": run.requested_mode.value, "plan_name": run.plan_name, "plan_version": run.plan_version,
-        "runbook": run.runbook, "resource_id": run.resource_id, "alert": alert_to_dict(run.alert),
+        "runbook": run.runbook, "resource_id": run.resource_id,
+        "alert": alert_to_dict(run.alert) if run.alert else None,
         "steps": [step_to_dict(s) for s in run.steps], "approvers": approvers_to_list(run.approvers),
         "notify": list(run.notify), "created_at": run.created_at.isoformat(),
         "updated_at": run.updated_at.isoformat(), "correlation_key": run.correlation_key,
         "requests": [request_to_dict(r) for r in run.requests], "alert_ids": list(run.alert_ids),
         "outcome": run.outcome, "audit_seq": run.audit_seq,
         "outbox": [message_to_dict(m) for m in run.outbox], "last_trigger": run.last_trigger,
+        **({"proposal": proposal_to_dict(run.proposal)} if run.proposal else {}),
+        **({"credential_approvers": approvers_to_list(run.credential_approvers)} if run.credential_approvers else {}),
     }
 
 
@@ -147,7 +169,8 @@ def run_from_dict(data: dict[str, Any], etag: str | None = None) -> Run:
         run_id=data["run_id"], state=RunState(data["state"]), mode=Mode(data["mode"]),
         requested_mode=Mode(data.get("requested_mode", data["mode"])), plan_name=data["plan_name"],
         plan_version=int(data["plan_version"]), runbook=data["runbook"], resource_id=data["resource_id"],
-        alert=alert_from_dict(data["alert"]), steps=tuple(step_from_dict(s) for s in data["steps"]),
+        alert=alert_from_dict(data["alert"]) if data.get("alert") else None,
+        steps=tuple(step_from_dict(s) for s in data["steps"]),
         approvers=approvers_from_list(data["approvers"]), notify=tuple(data["notify"]),
         created_at=dt.datetime.fromisoformat(data["created_at"]),
         updated_at=dt.datetime.fromisoformat(data["updated_at"]), correlation_key=data.get("correlation_key", ""),
@@ -155,7 +178,8 @@ def run_from_dict(data: dict[str, Any], etag: str | None = None) -> Run:
         alert_ids=tuple(data.get("alert_ids", [])), outcome=data.get("outcome", ""),
         audit_seq=int(data.get("audit_seq", 0)),
         outbox=tuple(message_from_dict(m) for m in data.get("outbox", [])), last_trigger=data.get("last_trigger"),
-        etag=etag,
+        etag=etag, proposal=proposal_from_dict(data["proposal"]) if data.get("proposal") else None,
+        credential_approvers=approvers_from_list(data.get("credential_approvers", [])),
     )
 
 

@@ -141,6 +141,21 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class Proposal:
+    """Where a plan an agent proposed came from: the agent (its Entra client id), why, for whom.
+
+    A run has an alert or a proposal, never both: alert-driven runs are unchanged."""
+
+    agent_id: str  # the calling application's client (app) id, from its validated token
+    agent_name: str  # the agents policy entry that admitted the plan
+    idempotency_key: str
+    fingerprint: str  # the plan the key was first used with; the same key with another plan is refused
+    rationale: str
+    reference: str = ""  # an alert or incident the plan answers, as the agent names it
+    requester: Approver | None = None  # the person who prompted the agent, when it names one
+
+
+@dataclass(frozen=True)
 class Step:
     index: int
     action: str
@@ -213,7 +228,7 @@ class Run:
     plan_version: int
     runbook: str
     resource_id: str
-    alert: Alert
+    alert: Alert | None  # None for a plan an agent proposed (see `proposal`)
     steps: tuple[Step, ...]
     approvers: tuple[Approver, ...]
     notify: tuple[str, ...]
@@ -231,6 +246,18 @@ class Run:
     outbox: tuple[OutboundMessage, ...] = ()
     last_trigger: str | None = None
     etag: str | None = None  # the store's concurrency token; never part of a decision
+    proposal: Proposal | None = None
+    # Who is asked for credentials, when not the approvers (a proposal's requester: their own rights).
+    credential_approvers: tuple[Approver, ...] = ()
+
+    @property
+    def source_label(self) -> str:
+        """What started the run, in a few words, for pages and mail."""
+        if self.alert is not None:
+            return f"alert {self.alert.summary}"
+        if self.proposal is not None:
+            return f"plan proposed by agent {self.proposal.agent_name}"
+        return "unknown"
 
     def request(self, request_id: str) -> Request | None:
         return next((r for r in self.requests if r.request_id == request_id), None)

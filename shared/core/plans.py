@@ -79,11 +79,26 @@ class ResponsePlan:
 
 
 @dataclass(frozen=True)
+class AgentPolicy:
+    """What one agent (an Entra application, by client id) may propose: which actions, on which
+    resources, in which mode, and who decides. An agent not named here can propose nothing."""
+
+    name: str
+    client_id: str
+    actions: frozenset[str]
+    scope: Scope
+    mode: Mode
+    approvers: tuple[Approver, ...]
+    notify: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class PlanBook:
     version: int
     plans: tuple[ResponsePlan, ...]
     source: str
     catalog: Catalog
+    agents: tuple[AgentPolicy, ...] = ()
 
     def match(self, alert: Alert, resource_id: str) -> ResponsePlan | None:
         """The first plan, in file order, that claims this alert on this resource."""
@@ -121,7 +136,47 @@ def parse_plan_book(text: str, source: str, catalog: Catalog) -> PlanBook:
             raise ConfigError(source, f"plans[{i}]", f"name {plan.name!r} is used twice")
         names.add(plan.name)
         plans.append(plan)
-    return PlanBook(version=version, plans=tuple(plans), source=source, catalog=catalog)
+    agents = _agents(document.get("agents", []), source, catalog)
+    return PlanBook(version=version, plans=tuple(plans), source=source, catalog=catalog, agents=agents)
+
+
+def _agents(raw: Any, source: str, catalog: Catalog) -> tuple[AgentPolicy, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(source, "agents", "must be a list of agent policies")
+    agents: list[AgentPolicy] = []
+    names: set[str] = set()
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise ConfigError(source, f"agents[{i}]", "must be an object with a 'name'")
+        entry = f"agents[{item['name']}]"
+        if item["name"] in names:
+            raise ConfigError(source, entry, "is named twice")
+        names.add(item["name"])
+        client_id = item.get("clientId")
+        if not isinstance(client_id, str) or not _GUID.match(client_id):
+            raise ConfigError(source, f"{entry}.clientId", "must be the agent application's client id (a GUID)")
+        actions = _strings(item.get("actions", []), f"{entry}.actions", source)
+        if not actions:
+            raise ConfigError(source, f"{entry}.actions", "must name at least one action")
+        unknown = [a for a in actions if a not in catalog]
+        if unknown:
+            raise ConfigError(source, f"{entry}.actions",
+                              f"unknown actions {unknown}; known: {', '.join(sorted(catalog))} (from {catalog.source})")
+        try:
+            mode = Mode(item.get("mode", Mode.REVIEW.value))
+        except ValueError:
+            raise ConfigError(source, f"{entry}.mode",
+                              f"{item.get('mode')!r} is not review, autonomous or read-only") from None
+        if mode is Mode.READ_ONLY and any(catalog[a].kind is ActionKind.WRITE for a in actions):
+            raise ConfigError(source, entry, "is read-only but allows write actions")
+        approvers = _approvers(item.get("approvers", []), f"{entry}.approvers", source)
+        if not approvers:
+            raise ConfigError(source, f"{entry}.approvers", "must name who is asked for consent or credentials")
+        agents.append(AgentPolicy(
+            name=item["name"], client_id=client_id.lower(), actions=frozenset(actions),
+            scope=_scope(item.get("scope"), entry, source), mode=mode, approvers=approvers,
+            notify=_addresses(item.get("notify", []), f"{entry}.notify", source)))
+    return tuple(agents)
 
 
 def _runbooks(raw: Any, source: str, catalog: Catalog) -> dict[str, Runbook]:

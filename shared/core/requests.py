@@ -85,7 +85,8 @@ def open_consent_request(run: Run, request_id: str, now: dt.datetime, timeouts: 
                       approvers=run.approvers, plan_hash=plan_hash(run, previews=previews), previews=previews)
     again = any(r.kind is RequestKind.CONSENT for r in run.requests)
     changes = "".join(f"; {line}" for line in preview_lines(previews))
-    return _open_request(run, request, now, f"consent asked {'again ' if again else ''}of {_names(run)}{changes}",
+    return _open_request(run, request, now,
+                         f"consent asked {'again ' if again else ''}of {_names(request)}{changes}",
                          previews=[preview_json(p) for p in previews])
 
 
@@ -99,11 +100,12 @@ def open_credential_request(run: Run, step_index: int, request_id: str, now: dt.
     if any(r.kind is RequestKind.CREDENTIALS and r.step_index == step_index and r.state is RequestState.PENDING
            for r in run.requests):
         return None
+    # A proposal's requester is asked for their own credentials (their own rights), whoever consents.
     request = Request(request_id=request_id, kind=RequestKind.CREDENTIALS, deadline=now + timeouts.credentials,
-                      approvers=run.approvers, plan_hash=plan_hash(run, step_index), step_index=step_index,
-                      claims=step.claims)
+                      approvers=run.credential_approvers or run.approvers, plan_hash=plan_hash(run, step_index),
+                      step_index=step_index, claims=step.claims)
     return _open_request(run, request, now,
-                         f"temporary credentials asked of {_names(run)} for step {step_index + 1}")
+                         f"temporary credentials asked of {_names(request)} for step {step_index + 1}")
 
 
 def _open_request(run: Run, request: Request, now: dt.datetime, summary: str, **details: object) -> Change:
@@ -117,8 +119,8 @@ def _open_request(run: Run, request: Request, now: dt.datetime, summary: str, **
     return b.build()
 
 
-def _names(run: Run) -> str:
-    return ", ".join(a.upn for a in run.approvers)
+def _names(request: Request) -> str:
+    return ", ".join(a.upn for a in request.approvers)
 
 
 def check_decision(run: Run, request_id: str, principal: Principal, seen_plan_hash: str, now: dt.datetime) -> Request:
@@ -149,14 +151,18 @@ def decide(
     seen_plan_hash: str,
     now: dt.datetime,
     sealed_assertion: str | None = None,
+    reason: str = "",
 ) -> Change:
-    """First decision wins; a decision binds to the exact plan the person saw."""
+    """First decision wins; a decision binds to the exact plan the person saw. The person's reason, if
+    they give one, is kept with the decision (an agent reads it back as feedback)."""
     request = check_decision(run, request_id, principal, seen_plan_hash, now)
     b = ChangeBuilder(run, now)
     actor = principal.actor
     approve = decision is Decision.APPROVE
+    reason = reason.strip()[:500]
     decided = replace(request, state=RequestState.GRANTED if approve else RequestState.DENIED, decided_by=actor,
-                      decided_at=now)
+                      decided_at=now, reason=reason)
+    because = f": {reason}" if reason else ""
     if request.kind is RequestKind.CONSENT:
         again = is_reconsent(run, request)
         b.set_request(decided)
@@ -168,13 +174,14 @@ def decide(
             # Asked again after a drift, the attempt is a new message (the first one's id is taken).
             b.send(AttemptStep(run.run_id, index), f"step-{index}-{request_id}" if again else "step-0")
         elif again:
-            b.log("consent_denied", actor, f"{principal.name} denied consent to the changed resource",
-                  request_id=request_id)
+            b.log("consent_denied", actor, f"{principal.name} denied consent to the changed resource{because}",
+                  request_id=request_id, reason=reason)
             b.end(RunEvent.DRIFT_UNCONFIRMED, actor, f"the resource changed after consent and {principal.name} "
-                  "denied consent to its new state; no action taken")
+                  f"denied consent to its new state{because}; no action taken")
         else:
-            b.log("consent_denied", actor, f"{principal.name} denied consent", request_id=request_id)
-            b.end(RunEvent.CONSENT_DENIED, actor, f"consent denied by {principal.name}; no action taken")
+            b.log("consent_denied", actor, f"{principal.name} denied consent{because}", request_id=request_id,
+                  reason=reason)
+            b.end(RunEvent.CONSENT_DENIED, actor, f"consent denied by {principal.name}{because}; no action taken")
         return b.build()
 
     step_index = request.step_index if request.step_index is not None else -1
@@ -190,9 +197,10 @@ def decide(
         b.send(ExecuteStep(run.run_id, step_index), f"step-{step_index}-{request_id}")
     else:
         b.set_request(decided)
-        b.log("credential_denied", actor, f"{principal.name} denied credentials", request_id=request_id,
-              step=step_index)
-        b.end(RunEvent.CREDENTIALS_DENIED, actor, f"credentials denied by {principal.name}; no action taken")
+        b.log("credential_denied", actor, f"{principal.name} denied credentials{because}", request_id=request_id,
+              step=step_index, reason=reason)
+        b.end(RunEvent.CREDENTIALS_DENIED, actor,
+              f"credentials denied by {principal.name}{because}; no action taken")
     return b.build()
 
 

@@ -24,6 +24,7 @@ class RunEvent(StrEnum):
     CREDENTIALS_EXPIRED = "credentials_expired"
     PRECONDITION_CHANGED = "precondition_changed"  # the resource no longer matches what the approver saw
     DRIFT_UNCONFIRMED = "drift_unconfirmed"  # consent to the changed state was denied or not given in time
+    AGENT_CANCELLED = "agent_cancelled"  # the agent that proposed the plan withdrew it while a person was asked
 
 
 S = RunState
@@ -34,6 +35,8 @@ RUN_TRANSITIONS: dict[tuple[RunState, RunEvent], RunState] = {
     (S.AWAITING_CONSENT, E.CONSENT_DENIED): S.DENIED,
     (S.AWAITING_CONSENT, E.CONSENT_EXPIRED): S.EXPIRED,
     (S.AWAITING_CONSENT, E.ALERT_RESOLVED): S.CANCELLED,
+    (S.AWAITING_CONSENT, E.AGENT_CANCELLED): S.CANCELLED,
+    (S.AWAITING_CREDENTIALS, E.AGENT_CANCELLED): S.CANCELLED,
     (S.RUNNING, E.STEP_SUCCEEDED): S.RUNNING,
     (S.RUNNING, E.LAST_STEP_SUCCEEDED): S.SUCCEEDED,
     (S.RUNNING, E.STEP_FAILED): S.FAILED,

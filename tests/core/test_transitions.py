@@ -26,6 +26,9 @@ EXPECTED_RUN = {
     (R.AWAITING_CREDENTIALS, E.CREDENTIALS_EXPIRED): R.EXPIRED,
     (R.RUNNING, E.PRECONDITION_CHANGED): R.AWAITING_CONSENT,  # the resource changed: consent again
     (R.AWAITING_CONSENT, E.DRIFT_UNCONFIRMED): R.DRIFTED,
+    # The agent that proposed a plan may withdraw it while a person is asked, never while a step acts.
+    (R.AWAITING_CONSENT, E.AGENT_CANCELLED): R.CANCELLED,
+    (R.AWAITING_CREDENTIALS, E.AGENT_CANCELLED): R.CANCELLED,
 }
 
 EXPECTED_STEP = {

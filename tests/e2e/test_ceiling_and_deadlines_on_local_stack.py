@@ -7,11 +7,15 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from local_azure import scenario
+from local_azure.agent import Agent, client_credentials_token
 from local_azure.stack import LocalStack
 from tests.e2e.conftest import App, start_app
-from tests.e2e.journeys import AGENT, ALICE, VM, Journey
+from tests.e2e.journeys import AGENT, ALICE, ALICE_OID, VM, Journey
 
 pytestmark = pytest.mark.e2e
+VMSS = (f"/subscriptions/{scenario.SUBSCRIPTION}/resourceGroups/rg-prod-workers/providers/"
+        "Microsoft.Compute/virtualMachineScaleSets/vmss-workers")
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +75,31 @@ def test_a_late_decision_is_refused(journey: Journey, alice: requests.Session) -
     journey.run()  # expired
     page = alice.get(link, timeout=30)
     assert "expired" in page.text
+
+
+def _agent(app: App) -> Agent:
+    entra = app.stack.entra
+    assert entra is not None
+    token = client_credentials_token(entra.authority, "a9e77000-0000-4000-8000-00000000a6e7",
+                                     "local-only-sre-agent-secret-not-for-azure", "api://sre-gates/.default")
+    return Agent(app.base_url, token, mcp_key="")
+
+
+@pytest.mark.parametrize("unanswered", ["consent", "credentials"])
+def test_a_proposed_plan_nobody_answers_in_time_expires_and_the_agent_reads_it(
+        app: App, alice: requests.Session, unanswered: str) -> None:
+    agent = _agent(app)
+    proposed = agent.post("/api/plans", {
+        "resource_id": VMSS, "rationale": "e2e: deadline", "idempotency_key": f"e2e-expiry-{unanswered}",
+        "steps": [{"action": "vmss.set_capacity", "parameters": {"capacity": 4}}],
+        "requester": {"object_id": ALICE_OID, "upn": ALICE}})
+    assert proposed.status_code == 202, proposed.text
+    body = proposed.json()
+    if unanswered == "credentials":
+        assert scenario.decide(alice, body["waiting_for"]["approval_url"], "approve").status_code == 200
+    view = scenario.wait_until(
+        lambda: (v := agent.get_run(body["run_id"]).json())["state"] in scenario.TERMINAL and v, 60, "the run to end")
+    assert view["state"] == "expired"
+    expired = "consent_expired" if unanswered == "consent" else "credential_expired"
+    assert expired in [d["event"] for d in view["decisions"]]
+    assert app.stack.arm.resource(VMSS)["capacity"] == 2
