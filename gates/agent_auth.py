@@ -20,9 +20,13 @@ class AgentCaller:
 
 
 class AgentRefused(Exception):
-    def __init__(self, reason: str) -> None:
+    """Why the caller is not an agent that may call: `forbidden` when the token is valid but not an
+    agent's (403), otherwise it is missing or invalid (401)."""
+
+    def __init__(self, reason: str, *, forbidden: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.forbidden = forbidden
 
 
 def bearer(authorization: str) -> str | None:
@@ -50,9 +54,10 @@ def authenticate_agent(services: Services, authorization: str) -> AgentCaller:
     except (jwt.PyJWTError, ValueError) as error:
         raise AgentRefused(f"the bearer token is not valid: {error.__class__.__name__}") from None
     if claims.get("scp"):
-        raise AgentRefused("a person's token cannot propose plans; an agent calls with its own application token")
+        raise AgentRefused("a person's token cannot propose plans; an agent calls with its own application token",
+                           forbidden=True)
     if AGENT_ROLE not in (claims.get("roles") or []):
-        raise AgentRefused(f"the calling application lacks the {AGENT_ROLE} app role")
+        raise AgentRefused(f"the calling application lacks the {AGENT_ROLE} app role", forbidden=True)
     client_id = claims.get("azp") or claims.get("appid")
     if not isinstance(client_id, str) or not client_id:
         raise AgentRefused("the bearer token names no client application (azp)")

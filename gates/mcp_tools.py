@@ -78,7 +78,7 @@ def call_tool(services: Services, raw_context: str, tool: str) -> str:
     try:
         agent = authenticate_agent(services, _authorization(context))
     except AgentRefused as refusal:
-        return _text(Answer(401, {"message": refusal.reason}))
+        return _text(Answer(403 if refusal.forbidden else 401, {"message": refusal.reason}))
     return _text(_dispatch(services, agent, tool, arguments))
 
 

@@ -219,8 +219,7 @@ def agent_from_request(services: Services, req: func.HttpRequest) -> AgentCaller
     try:
         return authenticate_agent(services, req.headers.get("Authorization", ""))
     except AgentRefused as refusal:
-        status = 403 if "app role" in refusal.reason or "person's token" in refusal.reason else 401
-        return _json(_refused(status, refusal.reason))
+        return _json(_refused(403 if refusal.forbidden else 401, refusal.reason))
 
 
 def _body(req: func.HttpRequest) -> Any:
