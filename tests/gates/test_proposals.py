@@ -127,11 +127,9 @@ def test_the_same_key_with_another_plan_is_a_409_and_creates_nothing_more() -> N
     assert len(p.store.all_runs()) == 1
 
 
-def test_keys_belong_to_one_agent() -> None:
-    """Another agent's key of the same text is another key (it is refused here only by the policy)."""
-    p = agent_pipeline()
-    post_plan(p, plan())
-    assert post_plan(p, plan(), token=agent_token(OTHER_AGENT_ID))[0] == 403
+def test_an_idempotency_key_belongs_to_one_agent() -> None:
+    assert idempotency_row(AGENT_ID, "incident-42") != idempotency_row(OTHER_AGENT_ID, "incident-42")
+    assert idempotency_row(AGENT_ID, "incident-42") == idempotency_row(AGENT_ID.upper(), "incident-42")
 
 
 def test_proposals_with_one_key_at_the_same_instant_make_one_run() -> None:
