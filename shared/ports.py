@@ -4,7 +4,7 @@ use the in-memory fakes in `tests/fakes.py`."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -14,7 +14,7 @@ from shared.core.alert_status import AlertStatus
 from shared.core.arm_outcomes import ArmOutcome
 from shared.core.catalog import ActionSpec
 from shared.core.change import Change
-from shared.core.model import AuditEvent, OutboundMessage, Run, RunState
+from shared.core.model import ArmOperation, AuditEvent, OutboundMessage, Run, RunState
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,12 @@ class MessageBus(Protocol):
 
 class ResourceManager(Protocol):
     def perform(self, action: ActionSpec, resource_id: str, parameters: dict[str, Any],
-                credential: TokenCredential) -> ArmOutcome: ...
+                credential: TokenCredential, *, client_request_id: str | None = None,
+                on_accepted: Callable[[ArmOperation], None] | None = None) -> ArmOutcome:
+        """Run the action; an operation ARM accepts goes to `on_accepted` before it is followed."""
+
+    def resume(self, operation: ArmOperation, credential: TokenCredential) -> ArmOutcome:
+        """Follow an operation ARM accepted earlier to its end; never sends the action again."""
 
 
 class CredentialUnavailable(Exception):

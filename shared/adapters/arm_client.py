@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError
-from azure.core.pipeline import PipelineResponse
+from azure.core.pipeline import PipelineContext, PipelineResponse
 from azure.core.pipeline.policies import (
     BearerTokenCredentialPolicy,
     HeadersPolicy,
@@ -22,10 +23,12 @@ from azure.core.pipeline.policies import (
 )
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
+from azure.core.utils import CaseInsensitiveDict
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 
 from shared.core.arm_outcomes import ArmOutcome, OutcomeKind, classify
 from shared.core.catalog import ActionSpec
+from shared.core.model import ArmOperation
 
 ARM_SCOPE = "https://management.azure.com/.default"
 USER_AGENT = "sre-gates/0.1"
@@ -69,7 +72,14 @@ class ArmResourceManager:
         return PipelineClient(base_url=self._endpoint, policies=policies, transport=self._transport)
 
     def perform(self, action: ActionSpec, resource_id: str, parameters: dict[str, Any],
-                credential: TokenCredential) -> ArmOutcome:
+                credential: TokenCredential, *, client_request_id: str | None = None,
+                on_accepted: Callable[[ArmOperation], None] | None = None) -> ArmOutcome:
+        """Send the action; if ARM accepts it as an operation, hand `on_accepted` where to follow it
+        (before following it, so a host that dies while following leaves it behind), then follow it.
+
+        `client_request_id` goes out as x-ms-client-request-id (through azure-core's RequestIdPolicy)
+        and as x-ms-correlation-request-id, which ARM keeps when a client sends one: the activity log
+        then finds the request by the id the run recorded, even when no answer came back."""
         url = f"{self._endpoint}{action.request_path(resource_id, parameters)}"
         body = action.body(parameters)
         query = action.query(resource_id, parameters, dt.datetime.now(dt.UTC))
@@ -78,10 +88,14 @@ class ArmResourceManager:
                               headers={"Accept": "application/json"})
         if action.method == "POST" and body is None:
             request.headers["Content-Length"] = "0"
+        options: dict[str, Any] = {}
+        if client_request_id:
+            request.headers["x-ms-correlation-request-id"] = client_request_id
+            options["request_id"] = client_request_id
         client = self._client(credential)
         try:
             # The generated Azure SDKs run requests the same way, to get the PipelineResponse LRO polling needs.
-            response = client._pipeline.run(request, stream=False)
+            response = client._pipeline.run(request, stream=False, **options)
         except AzureError as error:
             return ArmOutcome(OutcomeKind.FAILED, 0, "ServiceUnavailable", f"ARM could not be reached: {error}")
         http = response.http_response
@@ -89,8 +103,24 @@ class ArmResourceManager:
         # ARM answers some updates 200 with an operation still running (a scale-set PATCH: 200,
         # provisioningState Updating, Azure-AsyncOperation): follow the operation whenever one is named.
         if status in (201, 202) or (status == 200 and "Azure-AsyncOperation" in http.headers):
+            if on_accepted is not None:
+                on_accepted(accepted_operation(request, http))
             return self._poll(client, response)
         return classify(status, dict(http.headers), _body(http))
+
+    def resume(self, operation: ArmOperation, credential: TokenCredential) -> ArmOutcome:
+        """Follow an operation ARM accepted earlier (its first answer went to a host that died).
+
+        ARMPolling starts from a stand-in for that first answer, rebuilt from what the run recorded, as
+        azure-core itself rebuilds one from a continuation token; from there it polls ARM as usual."""
+        request = HttpRequest(operation.method, operation.url,
+                              headers={"x-ms-client-request-id": operation.client_request_id})
+        headers = {name: value for name, value in (("Azure-AsyncOperation", operation.async_operation),
+                                                   ("Location", operation.location)) if value}
+        client = self._client(credential)
+        initial = PipelineResponse(request, _RecordedAnswer(request, operation.status, headers),
+                                   PipelineContext(client._pipeline._transport))
+        return self._poll(client, initial)
 
     def _poll(self, client: PipelineClient[Any, Any], initial: PipelineResponse[Any, Any]) -> ArmOutcome:
         """Follow an operation ARM accepted, on this thread (no poller thread outlives the credential).
@@ -118,6 +148,32 @@ class ArmResourceManager:
         if polling.status().lower() in ("failed", "canceled", "cancelled") or isinstance(body.get("error"), dict):
             return _operation_failure(body, polling.status())
         return ArmOutcome(OutcomeKind.SUCCEEDED, 200, body=body or {"status": "Succeeded"})
+
+
+class _RecordedAnswer:
+    """ARM's first answer to an accepted write, as recorded in the run: just what polling reads (status,
+    headers, request; no body, which ARM's 202 does not have and polling does not need)."""
+
+    def __init__(self, request: HttpRequest, status_code: int, headers: dict[str, str]) -> None:
+        self.request = request
+        self.status_code = status_code
+        self.headers = CaseInsensitiveDict(headers)
+        self.content = b""
+
+    def text(self, encoding: str | None = None) -> str:
+        return ""
+
+    def read(self) -> bytes:
+        return self.content
+
+
+def accepted_operation(request: HttpRequest, response: Any) -> ArmOperation:
+    headers = response.headers
+    return ArmOperation(method=request.method, url=request.url, status=int(response.status_code),
+                        async_operation=headers.get("Azure-AsyncOperation"), location=headers.get("Location"),
+                        request_id=headers.get("x-ms-request-id", ""),
+                        client_request_id=request.headers.get("x-ms-client-request-id", ""),
+                        correlation_id=headers.get("x-ms-correlation-request-id", ""))
 
 
 def _operation_failure(body: dict[str, Any], status: str) -> ArmOutcome:

@@ -11,6 +11,7 @@ from shared.core.model import (
     Actor,
     Alert,
     Approver,
+    ArmOperation,
     AuditEvent,
     CredentialSource,
     FieldPreview,
@@ -97,6 +98,8 @@ def step_to_dict(step: Step) -> dict[str, Any]:
         "claim_message_id": step.claim_message_id, "claim_delivery": step.claim_delivery,
         "outcome": step.outcome, "result": step.result, "claims": step.claims,
         "permissions": list(step.permissions),
+        "client_request_id": step.client_request_id,
+        "operation": operation_to_dict(step.operation) if step.operation else None,
     }
 
 
@@ -108,7 +111,23 @@ def step_from_dict(data: dict[str, Any]) -> Step:
         claim_message_id=data.get("claim_message_id"), claim_delivery=int(data.get("claim_delivery", 0)),
         outcome=data.get("outcome", ""), result=dict(data.get("result", {})), claims=data.get("claims"),
         permissions=tuple(data.get("permissions", ())),
+        client_request_id=data.get("client_request_id"),
+        operation=operation_from_dict(data["operation"]) if data.get("operation") else None,
     )
+
+
+def operation_to_dict(operation: ArmOperation) -> dict[str, Any]:
+    return {"method": operation.method, "url": operation.url, "status": operation.status,
+            "async_operation": operation.async_operation, "location": operation.location,
+            "request_id": operation.request_id, "client_request_id": operation.client_request_id,
+            "correlation_id": operation.correlation_id}
+
+
+def operation_from_dict(data: dict[str, Any]) -> ArmOperation:
+    return ArmOperation(method=data["method"], url=data["url"], status=int(data["status"]),
+                        async_operation=data.get("async_operation"), location=data.get("location"),
+                        request_id=data.get("request_id", ""), client_request_id=data.get("client_request_id", ""),
+                        correlation_id=data.get("correlation_id", ""))
 
 
 def request_to_dict(request: Request) -> dict[str, Any]:

@@ -156,6 +156,22 @@ class Proposal:
 
 
 @dataclass(frozen=True)
+class ArmOperation:
+    """A write ARM accepted and carries out on its own: where to ask how it ended, and the ids that find
+    it in the activity log. Recorded before it is followed, so a host that dies while following it leaves
+    enough behind for the next delivery to follow it to its end instead of guessing."""
+
+    method: str
+    url: str  # the request that started it
+    status: int  # ARM's first answer: 201, 202, or 200 naming an operation
+    async_operation: str | None  # the Azure-AsyncOperation URL, followed first
+    location: str | None  # the Location URL
+    request_id: str  # ARM's x-ms-request-id for the accepting request
+    client_request_id: str  # the app's x-ms-client-request-id; polling goes on under the same id
+    correlation_id: str  # x-ms-correlation-request-id: what the activity log is searched by
+
+
+@dataclass(frozen=True)
 class Step:
     index: int
     action: str
@@ -170,6 +186,10 @@ class Step:
     result: dict[str, Any] = field(default_factory=dict)
     claims: str | None = None  # ARM's claims challenge, passed on to every on-behalf-of request for this step
     permissions: tuple[str, ...] = ()  # every permission the action needs; `permission` is the primary one
+    # The id the app sends ARM with the write (x-ms-client-request-id and x-ms-correlation-request-id),
+    # written with the claim, so it is known even when no answer ever came.
+    client_request_id: str | None = None
+    operation: ArmOperation | None = None  # set once ARM accepted the write, before it is followed
 
     @property
     def all_permissions(self) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ security challenge into a credential request (or, met with a person's credential
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -14,6 +15,7 @@ from shared.core.messages import AttemptStep, OpenCredentialRequest
 from shared.core.model import (
     ActionKind,
     Actor,
+    ArmOperation,
     CredentialSource,
     Mode,
     Request,
@@ -28,15 +30,18 @@ from shared.core.modes import challenge_leads_to_elevation, step_allowed_in_mode
 from shared.core.transitions import RunEvent
 
 MAX_CREDENTIAL_REQUESTS_PER_STEP = 2
+OUTCOME_UNKNOWN = "interrupted: outcome unknown"  # a write sent to ARM whose answer never came
 
 
 @dataclass(frozen=True)
 class Claim:
-    """The outcome of asking to run a step: `change` to write first, and whether to call ARM after."""
+    """The outcome of asking to run a step: `change` to write first, and whether to call ARM after.
+    With `resume`, ARM already accepted the write: follow that operation, never send the write again."""
 
     change: Change | None
     proceed: bool
     reason: str
+    resume: ArmOperation | None = None
 
 
 def claim_step(
@@ -51,7 +56,7 @@ def claim_step(
     """Mark a step in flight before its action runs, so a step runs at most once.
 
     A later delivery of the same message that finds the step still in flight means the host died
-    during the call: whether ARM acted is unknown, so the step is not repeated and the run fails.
+    during the call (`after_interruption` says what happens then).
     """
     step = step_of(run, step_index)
     if step is None:
@@ -60,14 +65,7 @@ def claim_step(
         return Claim(None, False, f"the run already ended ({run.state.value})")
     if step.state in (StepState.ATTEMPTING, StepState.EXECUTING):
         if step.claim_message_id == message_id and delivery_count > step.claim_delivery:
-            b = ChangeBuilder(run, now)
-            b.set_step(replace(step, state=StepState.FAILED, outcome="interrupted"))
-            b.log("action_interrupted", Actor.system(),
-                  f"step {step_index + 1} ({step.action}) was in flight when its host stopped; "
-                  "it is not repeated so that it runs at most once", step=step_index)
-            b.end(RunEvent.STEP_FAILED, Actor.system(),
-                  f"step {step_index + 1} interrupted during {step.action}; outcome unknown, not repeated")
-            return Claim(b.build(), False, "interrupted")
+            return after_interruption(run, step, message_id, delivery_count, now, Actor.system())
         return Claim(None, False, "another delivery is running this step")
     expected = StepState.PENDING if source is CredentialSource.AGENT else StepState.AWAITING_CREDENTIALS
     if run.state is not RunState.RUNNING or step.state is not expected:
@@ -84,7 +82,8 @@ def claim_step(
         return Claim(b.build(), False, "read-only")
     in_flight = StepState.ATTEMPTING if source is CredentialSource.AGENT else StepState.EXECUTING
     b.set_step(replace(step, state=in_flight, credential_source=source, claim_message_id=message_id,
-                       claim_delivery=delivery_count))
+                       claim_delivery=delivery_count,
+                       client_request_id=client_request_id(run, step_index, message_id, delivery_count)))
     who = actor or Actor.agent()
     b.log("action_attempted", who, f"step {step_index + 1}: {step.action} on {run.resource_id.rsplit('/', 1)[-1]} "
           f"with {'the agent identity' if source is CredentialSource.AGENT else who.name + ' credentials'}",
@@ -92,12 +91,85 @@ def claim_step(
     return Claim(b.build(), True, "claimed")
 
 
+def after_interruption(run: Run, step: Step, message_id: str, delivery_count: int, now: dt.datetime,
+                       actor: Actor) -> Claim:
+    """A step whose host died while it was in flight, found by the next delivery of its message.
+
+    A read changes nothing, so it runs again. A write ARM accepted is followed to ARM's own outcome
+    (its operation was recorded before it was followed). A write sent with no answer recorded may or
+    may not have acted: it is not repeated, and the run fails saying the outcome is unknown, with the id
+    that finds it in ARM's activity log."""
+    b = ChangeBuilder(run, now)
+    n = step.index + 1
+    if step.kind is ActionKind.READ:
+        b.set_step(replace(step, claim_message_id=message_id, claim_delivery=delivery_count,
+                           client_request_id=client_request_id(run, step.index, message_id, delivery_count)))
+        b.log("action_repeated", actor, f"step {n} ({step.action}) was in flight when its host stopped; "
+              "a read changes nothing, so it runs again", step=step.index)
+        return Claim(b.build(), True, "read again")
+    if step.operation is not None:
+        b.set_step(replace(step, claim_message_id=message_id, claim_delivery=delivery_count))
+        b.log("action_resumed", actor, f"step {n} ({step.action}) was in flight when its host stopped, after "
+              "ARM had accepted it; following ARM's operation to its end instead of sending it again",
+              step=step.index, operation=step.operation.async_operation or step.operation.location,
+              correlation_id=step.operation.correlation_id)
+        return Claim(b.build(), True, "resume", resume=step.operation)
+    return Claim(unanswered_write(run, step, now, actor), False, "interrupted")
+
+
+def unanswered_write(run: Run, step: Step, now: dt.datetime, actor: Actor) -> Change:
+    """End the run of a write sent to ARM whose answer never came: never repeated, outcome unknown."""
+    b = ChangeBuilder(run, now)
+    n = step.index + 1
+    if step.credential_source is CredentialSource.DELEGATED:
+        revoke(b, step.index)
+    lookup = f"; correlation id {step.client_request_id}" if step.client_request_id else ""
+    b.set_step(replace(step, state=StepState.FAILED, outcome=OUTCOME_UNKNOWN))
+    b.log("action_interrupted", actor,
+          f"step {n} ({step.action}) was sent to ARM and its host stopped before ARM answered; whether it "
+          f"acted is unknown, and it is not repeated so that it runs at most once{lookup}",
+          step=step.index, correlation_id=step.client_request_id)
+    b.end(RunEvent.STEP_FAILED, actor, f"step {n} interrupted during {step.action}; outcome unknown, not "
+          f"repeated — check ARM's activity log{lookup}")
+    return b.build()
+
+
+def record_accepted(run: Run, step_index: int, operation: ArmOperation, now: dt.datetime) -> Change | None:
+    """ARM accepted the write and carries it out: keep where to follow it before following it.
+
+    A person's sealed grant is discarded now: ARM holds the write, and following it again after a host
+    died is a read of the operation's status, done with the agent's own identity."""
+    step = step_of(run, step_index)
+    if step is None or step.state not in (StepState.ATTEMPTING, StepState.EXECUTING) or run.state.is_terminal \
+            or step.operation is not None:
+        return None
+    b = ChangeBuilder(run, now)
+    b.set_step(replace(step, operation=operation))
+    b.log("action_accepted", Actor.system("azure-resource-manager"),
+          f"step {step_index + 1} ({step.action}): ARM accepted it (HTTP {operation.status}) and carries it out",
+          step=step_index, operation=operation.async_operation or operation.location,
+          request_id=operation.request_id, correlation_id=operation.correlation_id)
+    if step.credential_source is CredentialSource.DELEGATED:
+        revoke(b, step_index)
+    return b.build()
+
+
+def client_request_id(run: Run, step_index: int, message_id: str, delivery_count: int) -> str:
+    """The id a claim sends ARM with its request: a GUID, as ARM expects, fixed by the claim itself."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sre-gates:{run.run_id}:{step_index}:{message_id}:{delivery_count}"))
+
+
+def unknown_outcome(run: Run) -> Step | None:
+    """The write whose outcome nobody knows (the host died between sending it and ARM's answer)."""
+    return next((s for s in run.steps if s.state is StepState.FAILED and s.outcome == OUTCOME_UNKNOWN), None)
+
+
 def record_outcome(run: Run, step_index: int, outcome: ArmOutcome, now: dt.datetime) -> Change | None:
     step = step_of(run, step_index)
     if step is None or step.state not in (StepState.ATTEMPTING, StepState.EXECUTING) or run.state.is_terminal:
         return None
     source = step.credential_source or CredentialSource.AGENT
-    granted = granted_credential(run, step_index)
+    granted = _granted_request(run, step_index)
     acted_as = granted.decided_by if source is CredentialSource.DELEGATED and granted and granted.decided_by \
         else Actor.agent()
     b = ChangeBuilder(run, now)
@@ -160,6 +232,12 @@ def credentials_unusable(run: Run, step_index: int, reason: str, now: dt.datetim
     b.end(RunEvent.STEP_FAILED, Actor.system("entra-id"),
           f"the granted credentials could not be used for step {step_index + 1}; no action taken")
     return b.build()
+
+
+def _granted_request(run: Run, step_index: int) -> Request | None:
+    """The grant a step ran with, also once its sealed credential was discarded."""
+    return next((r for r in reversed(run.requests) if r.kind is RequestKind.CREDENTIALS
+                 and r.step_index == step_index and r.state is RequestState.GRANTED), None)
 
 
 def granted_credential(run: Run, step_index: int) -> Request | None:

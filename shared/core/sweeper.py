@@ -8,9 +8,19 @@ from dataclasses import dataclass, replace
 
 from shared.core.change import Change, ChangeBuilder
 from shared.core.messages import AttemptStep, ExecuteStep, OpenConsent, OpenCredentialRequest
-from shared.core.model import Actor, CredentialSource, OutboundMessage, RequestState, Run, RunState, StepState
+from shared.core.model import (
+    ActionKind,
+    Actor,
+    CredentialSource,
+    OutboundMessage,
+    RequestState,
+    Run,
+    RunState,
+    Step,
+    StepState,
+)
 from shared.core.requests import expire
-from shared.core.steps import granted_credential, revoke
+from shared.core.steps import granted_credential, revoke, unanswered_write
 from shared.core.transitions import RunEvent
 
 
@@ -28,8 +38,8 @@ class Sweep:
 
 
 def sweep(run: Run, now: dt.datetime, limits: StallLimits) -> Sweep:
-    """What a stalled run needs so that it still ends: fail a step whose host died mid-action (never
-    repeat it), expire a request whose deadline message was lost, drop a granted credential left
+    """What a stalled run needs so that it still ends: hand a step whose host died mid-action to a new
+    message (never repeating a write), expire a request whose deadline message was lost, drop a granted credential left
     unused, or send again the message that should have moved it on."""
     if run.state.is_terminal:
         return Sweep()
@@ -38,16 +48,7 @@ def sweep(run: Run, now: dt.datetime, limits: StallLimits) -> Sweep:
     if in_flight is not None:
         if idle_for < limits.claim:
             return Sweep()
-        b = ChangeBuilder(run, now)
-        if in_flight.credential_source is CredentialSource.DELEGATED:
-            revoke(b, in_flight.index)
-        b.set_step(replace(in_flight, state=StepState.FAILED, outcome="interrupted"))
-        b.log("action_interrupted", Actor.system("sweeper"),
-              f"step {in_flight.index + 1} ({in_flight.action}) was in flight for {idle_for} with no outcome; "
-              "it is not repeated so that it runs at most once", step=in_flight.index)
-        b.end(RunEvent.STEP_FAILED, Actor.system("sweeper"),
-              f"step {in_flight.index + 1} interrupted during {in_flight.action}; outcome unknown, not repeated")
-        return Sweep(change=b.build())
+        return Sweep(change=_hand_over(run, in_flight, now))
     overdue = next((r for r in run.requests if r.state is RequestState.PENDING
                     and now >= r.deadline + limits.deadline_grace), None)
     if overdue is not None:
@@ -64,6 +65,25 @@ def sweep(run: Run, now: dt.datetime, limits: StallLimits) -> Sweep:
               f"the credentials granted for step {stale.step_index + 1} were not used in time; no action taken")
         return Sweep(change=b.build())
     return Sweep(resend=_lost_message(run, now))
+
+
+def _hand_over(run: Run, step: Step, now: dt.datetime) -> Change:
+    """A claim older than any host lives: its host died and its message is gone too (a redelivery
+    would have come by now). The claim passes to a new message, whose first delivery then meets the
+    step as a redelivery does: a read runs again, an accepted write is followed to its end, and a
+    write with no answer ends the run with its outcome unknown."""
+    b = ChangeBuilder(run, now)
+    key = f"{int(now.timestamp())}"
+    message = AttemptStep(run.run_id, step.index) if step.credential_source is not CredentialSource.DELEGATED \
+        else ExecuteStep(run.run_id, step.index)
+    if step.kind is ActionKind.READ or step.operation is not None:
+        b.send(message, f"step-{step.index}-handover-{key}")
+        b.set_step(replace(step, claim_message_id=b.messages[-1].message_id, claim_delivery=0))
+        b.log("claim_handed_over", Actor.system("sweeper"),
+              f"step {step.index + 1} ({step.action}) was in flight for {now - run.updated_at} with no outcome; "
+              "a new message takes over its claim", step=step.index)
+        return b.build()
+    return unanswered_write(run, step, now, Actor.system("sweeper"))
 
 
 def _lost_message(run: Run, now: dt.datetime) -> tuple[OutboundMessage, ...]:

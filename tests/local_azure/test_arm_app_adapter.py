@@ -11,9 +11,12 @@ import pytest
 
 from local_azure.arm import ArmStandIn
 from shared.adapters.arm_client import ArmResourceManager
-from shared.core.arm_outcomes import OutcomeKind
+from shared.core.arm_outcomes import ArmOutcome, OutcomeKind
+from shared.core.model import ArmOperation
 from tests.local_azure.test_arm import AGENT, ALICE, BOB, ISSUER, RG_WEB, SITE, STEP_UP, VM1, VMSS, Credential, Signer
 from tests.pipeline import CATALOG
+
+CLIENT_REQUEST_ID = "5f0c6a2e-0d1b-4c8e-9a57-3b2f9e1d7c40"
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +143,68 @@ def test_an_accepted_write_that_cannot_be_followed_is_a_failure_never_a_challeng
     outcome = manager.perform(CATALOG["vm.restart"], VM1, {}, Credential(signer, ALICE))
     assert outcome.kind is OutcomeKind.FAILED
     assert outcome.code == "OperationOutcomeUnknown"
+
+
+def test_an_accepted_write_is_handed_over_with_its_operation_before_it_is_followed(
+        arm: ArmStandIn, manager: ArmResourceManager, signer: Signer) -> None:
+    seen: list[tuple[ArmOperation, str]] = []
+
+    def accepted(operation: ArmOperation) -> None:  # what ARM holds at the moment it is handed over
+        seen.append((operation, next(iter(arm.state.operations.values())).status))
+
+    outcome = manager.perform(CATALOG["vm.restart"], VM1, {}, Credential(signer, ALICE),
+                              client_request_id=CLIENT_REQUEST_ID, on_accepted=accepted)
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+    [(operation, status_then)] = seen
+    assert status_then == "InProgress"
+    assert (operation.method, operation.status) == ("POST", 202)
+    assert operation.async_operation is not None and "/operations/" in operation.async_operation
+    assert operation.location is not None and "/operationResults/" in operation.location
+    assert operation.correlation_id == CLIENT_REQUEST_ID and operation.request_id
+
+
+def test_the_activity_log_finds_a_write_by_the_id_the_app_sent(arm: ArmStandIn, manager: ArmResourceManager,
+                                                               signer: Signer) -> None:
+    arm.add_fault("gateway_timeout", resource=VM1, method="POST", count=1)
+    outcome = manager.perform(CATALOG["vm.restart"], VM1, {}, Credential(signer, ALICE),
+                              client_request_id=CLIENT_REQUEST_ID)
+    assert outcome.status == 504  # no answer: the id sent is all the app knows
+    assert [e["correlationId"] for e in arm.activity() if e["outcome"] == "Accepted"] == [CLIENT_REQUEST_ID]
+
+
+def test_an_operation_accepted_earlier_is_followed_to_its_end_with_another_credential(
+        arm: ArmStandIn, manager: ArmResourceManager, signer: Signer) -> None:
+    recorded: list[ArmOperation] = []
+    slow = ArmResourceManager(arm.endpoint, retry_total=2, polling_interval=0)
+    slow._poll = lambda client, initial: ArmOutcome(OutcomeKind.FAILED, 0, "HostStopped")  # type: ignore[method-assign]
+    slow.perform(CATALOG["vm.restart"], VM1, {}, Credential(signer, ALICE), on_accepted=recorded.append)
+    assert arm.resource(VM1)["restartCount"] == 0  # the first host never followed it
+
+    outcome = manager.resume(recorded[0], Credential(signer, AGENT))  # the agent may read, not restart
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+    assert arm.resource(VM1)["restartCount"] == 1
+    assert [e["outcome"] for e in arm.activity()] == ["Accepted", "Succeeded"]
+
+
+def test_a_resumed_operation_that_failed_is_a_failure(arm: ArmStandIn, manager: ArmResourceManager,
+                                                      signer: Signer) -> None:
+    arm.add_fault("operation_failure", resource=VM1, code="VMAgentStatusCommunicationError", message="no agent")
+    recorded: list[ArmOperation] = []
+    slow = ArmResourceManager(arm.endpoint, retry_total=2, polling_interval=0)
+    slow._poll = lambda client, initial: ArmOutcome(OutcomeKind.FAILED, 0, "HostStopped")  # type: ignore[method-assign]
+    slow.perform(CATALOG["vm.restart"], VM1, {}, Credential(signer, ALICE), on_accepted=recorded.append)
+    outcome = manager.resume(recorded[0], Credential(signer, AGENT))
+    assert (outcome.kind, outcome.code) == (OutcomeKind.FAILED, "VMAgentStatusCommunicationError")
+
+
+def test_a_resumed_scale_set_update_waits_for_its_end(arm: ArmStandIn, manager: ArmResourceManager,
+                                                     signer: Signer) -> None:
+    recorded: list[ArmOperation] = []
+    slow = ArmResourceManager(arm.endpoint, retry_total=2, polling_interval=0)
+    slow._poll = lambda client, initial: ArmOutcome(OutcomeKind.FAILED, 0, "HostStopped")  # type: ignore[method-assign]
+    slow.perform(CATALOG["vmss.set_capacity"], VMSS, {"capacity": 4}, Credential(signer, ALICE),
+                 on_accepted=recorded.append)
+    assert recorded[0].status == 200
+    outcome = manager.resume(recorded[0], Credential(signer, ALICE))
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+    assert arm.resource(VMSS)["provisioningState"] == "Succeeded"
