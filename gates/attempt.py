@@ -7,7 +7,7 @@ import azure.functions as func
 
 from gates.preconditions import still_as_approved
 from gates.shell import Delivery, on_queue
-from gates.steps import act, claim, finish
+from gates.steps import act, claim, finish, resume
 from shared.core.messages import AttemptStep
 from shared.core.model import CredentialSource
 from shared.services import Services, ServicesProvider
@@ -17,10 +17,15 @@ STAGE = "attempt"
 
 
 def handle_attempt(message: AttemptStep, services: Services, delivery: Delivery) -> None:
-    run = claim(services, message.run_id, message.step, CredentialSource.AGENT, delivery, STAGE)
-    if run is None or not still_as_approved(services, run, message.step, STAGE, delivery):
+    claimed = claim(services, message.run_id, message.step, CredentialSource.AGENT, delivery, STAGE)
+    if claimed is None:
         return
-    outcome = act(services, run, message.step, services.tokens.agent_credential())
+    if claimed.resume is not None:  # ARM accepted it before the last host died: no precondition to check
+        finish(services, claimed.run, message.step, resume(services, claimed.resume), STAGE, delivery)
+        return
+    if not still_as_approved(services, claimed.run, message.step, STAGE, delivery):
+        return
+    outcome, run = act(services, claimed, message.step, services.tokens.agent_credential(), STAGE, delivery)
     finish(services, run, message.step, outcome, STAGE, delivery)
 
 

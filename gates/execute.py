@@ -9,7 +9,7 @@ import azure.functions as func
 
 from gates.preconditions import still_as_approved
 from gates.shell import Delivery, on_queue, transact
-from gates.steps import act, claim, finish
+from gates.steps import act, claim, finish, resume
 from shared.adapters.sealing import SealBroken
 from shared.core.messages import ExecuteStep
 from shared.core.model import Actor, CredentialSource, Run
@@ -29,8 +29,14 @@ def handle_execution(message: ExecuteStep, services: Services, delivery: Deliver
         request = granted_credential(run, step)
         return request.decided_by if request else None
 
-    run = claim(services, run_id, step, CredentialSource.DELEGATED, delivery, STAGE, actor=granter)
-    if run is None or not still_as_approved(services, run, step, STAGE, delivery):
+    claimed = claim(services, run_id, step, CredentialSource.DELEGATED, delivery, STAGE, actor=granter)
+    if claimed is None:
+        return
+    if claimed.resume is not None:  # ARM accepted it before the last host died: follow it, nothing else
+        finish(services, claimed.run, step, resume(services, claimed.resume), STAGE, delivery)
+        return
+    run = claimed.run
+    if not still_as_approved(services, run, step, STAGE, delivery):
         return
     request = granted_credential(run, step)
     if request is None or request.sealed_assertion is None:
@@ -48,7 +54,7 @@ def handle_execution(message: ExecuteStep, services: Services, delivery: Deliver
         _unusable(services, run, step, str(error), delivery)
         return
     try:
-        outcome = act(services, run, step, credential)
+        outcome, run = act(services, claimed, step, credential, STAGE, delivery)
     finally:
         credential.revoke()
     finish(services, run, step, outcome, STAGE, delivery)

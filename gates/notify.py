@@ -7,7 +7,7 @@ from html import escape
 
 import azure.functions as func
 
-from gates.pages import changes_block, plan_table, source_section
+from gates.pages import changes_block, plan_table, source_section, unknown_outcome_banner, unknown_outcome_notice
 from gates.shell import Delivery, on_queue
 from shared.core.messages import RequestOpened, RunEnded
 from shared.core.model import RequestKind, RequestState, Run
@@ -75,7 +75,11 @@ def _run_ended(services: Services, run: Run) -> None:
               f"{run.resource_id.rsplit('/', 1)[-1]}"
     text = f"Run {run.run_id} {run.state.value}: {run.outcome}\nResource: {run.resource_id}\nTimeline: {link}\n"
     table = plan_table(run, catalog=services.policy.plans.catalog)
-    html = (f"<p>Run <b>{escape(run.state.value)}</b>: {escape(run.outcome)}</p>"
+    notice = unknown_outcome_notice(run)
+    if notice is not None:  # first, before anything else: someone must check by hand
+        subject = subject.replace(f"Run {run.state.value}:", f"Run {run.state.value}, outcome unknown:", 1)
+        text = "\n".join(notice) + "\n\n" + text
+    html = (f"{unknown_outcome_banner(run)}<p>Run <b>{escape(run.state.value)}</b>: {escape(run.outcome)}</p>"
             f"<p><code>{escape(run.resource_id)}</code></p>{table}"
             f"<p><a href='{escape(link)}'>Timeline</a></p>")
     services.notifier.send(recipients, subject, text, html)

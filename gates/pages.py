@@ -10,6 +10,7 @@ from typing import Any
 from shared.core.catalog import ActionSpec
 from shared.core.model import AuditEvent, Request, RequestKind, RequestState, Run
 from shared.core.previews import lines as preview_lines
+from shared.core.steps import unknown_outcome
 from shared.ports import RunSummary
 
 STYLE = """
@@ -21,6 +22,7 @@ button{font-size:1.1rem;padding:.7rem 1.2rem;margin:.3rem .5rem .3rem 0;border-r
 .approve{background:#107c10;color:#fff} .deny{background:#a4262c;color:#fff} code{word-break:break-all}
 .note{color:#555;font-size:.9rem} h1{word-break:break-all} ol.timeline{padding-left:1.2rem}
 ol.timeline li{margin:.5rem 0} .when{color:#555;font-size:.85rem}
+.unknown{border:2px solid #a4262c;background:#fde7e9;padding:.6rem .8rem;border-radius:.4rem}
 """
 
 
@@ -110,11 +112,35 @@ def message_page(title: str, message: str) -> str:
     return page(title, f"<h1>{escape(title)}</h1><p>{escape(message)}</p>")
 
 
+# ---- banner: a write whose outcome is unknown (kept apart so the page can move to a template) ----
+def unknown_outcome_notice(run: Run) -> tuple[str, str] | None:
+    """What an operator must know first about a run whose write may or may not have happened: the
+    headline and what to look up (the id ARM's activity log finds it by), as plain text."""
+    step = unknown_outcome(run)
+    if step is None:
+        return None
+    headline = (f"Outcome unknown: step {step.index + 1} ({step.action}) was sent to Azure Resource Manager and "
+                "the host stopped before ARM answered. It was not repeated.")
+    lookup = (f"Before acting again, look it up in the activity log of {run.resource_id}: correlation id "
+              f"{step.client_request_id or '(none recorded)'}.")
+    return headline, lookup
+
+
+def unknown_outcome_banner(run: Run) -> str:
+    notice = unknown_outcome_notice(run)
+    if notice is None:
+        return ""
+    headline, lookup = notice
+    return f"<div class=unknown role=alert><p><b>{escape(headline)}</b></p><p>{escape(lookup)}</p></div>"
+# ---- end of banner ----
+
+
 def run_page(run: Run, audit: list[AuditEvent], catalog: Mapping[str, ActionSpec] | None = None) -> str:
     timeline = "".join(
         f"<li><span class=when>{_when(e.at)}</span><br><b>{escape(e.event)}</b> — {escape(e.actor.name)}"
         f"<br>{escape(e.summary)}</li>" for e in audit)
-    body = (f"<h1>Run {escape(run.run_id)}</h1><p><span class=state>{escape(run.state.value)}</span> "
+    body = (unknown_outcome_banner(run)  # first on the page: someone must check by hand
+            + f"<h1>Run {escape(run.run_id)}</h1><p><span class=state>{escape(run.state.value)}</span> "
             f"{escape(run.outcome)}</p>{source_section(run) if run.proposal else ''}"
             f"<p><b>Resource</b><br><code>{escape(run.resource_id)}</code></p>"
             f"<p><b>Plan</b> {escape(run.plan_name or '(none)')} v{run.plan_version}, mode {escape(run.mode.value)}"
@@ -132,7 +158,10 @@ def run_json(run: Run, audit: list[AuditEvent] | None = None) -> dict[str, Any]:
         "updated_at": run.updated_at.isoformat(),
         "steps": [{"index": s.index, "action": s.action, "kind": s.kind.value, "permission": s.permission,
                    "state": s.state.value, "identity": s.credential_source.value if s.credential_source else None,
-                   "outcome": s.outcome} for s in run.steps],
+                   "outcome": s.outcome, "correlation_id": s.client_request_id,
+                   "operation": (s.operation.async_operation or s.operation.location) if s.operation else None}
+                  for s in run.steps],
+        "outcome_unknown": unknown_outcome(run) is not None,
         "requests": [{"request_id": r.request_id, "kind": r.kind.value, "state": r.state.value,
                       "deadline": r.deadline.isoformat(), "step": r.step_index,
                       "decided_by": r.decided_by.name if r.decided_by else None,

@@ -9,7 +9,7 @@ import datetime as dt
 import itertools
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,7 +22,7 @@ from shared.core.arm_outcomes import ArmOutcome, OutcomeKind
 from shared.core.catalog import ActionSpec
 from shared.core.change import Change
 from shared.core.errors import ConcurrencyConflict
-from shared.core.model import AuditEvent, OutboundMessage, Run, RunState
+from shared.core.model import ArmOperation, AuditEvent, OutboundMessage, Run, RunState
 from shared.ports import Correlation, CredentialUnavailable, InvalidContinuation, OpenRun, RunPage, RunSummary
 
 
@@ -317,10 +317,17 @@ class FakeCredential:
         self.revoked = True
 
 
+class HostStopped(BaseException):
+    """The host died mid-call (a BaseException, as a killed process is never caught by the app)."""
+
+
 class FakeArm:
     """Grants by identity: `agent_can` and `user_can` list the permissions each holds (`users_can` per
     person, by the credential's identity, e.g. "user:bob"). Reads answer with `document`; preview reads
-    and permission reads are kept apart from `calls` (the steps' own calls)."""
+    and permission reads are kept apart from `calls` (the steps' own calls). A long-running write is
+    accepted as an operation (handed to `on_accepted`) that `resume` can follow later; `stop_host` makes
+    the host die at a point: "before_answer" (ARM acted, the answer never came) or "after_accept"
+    (while following the operation)."""
 
     def __init__(self, agent_can: set[str] | None = None, user_can: set[str] | None = None) -> None:
         self.agent_can = agent_can if agent_can is not None else set()
@@ -332,9 +339,38 @@ class FakeArm:
         self.previews: list[tuple[str, str]] = []
         self.permission_reads: list[str] = []
         self.fail_with: ArmOutcome | None = None
+        self.stop_host: str | None = None
+        self.operations: dict[str, ArmOutcome] = {}  # operation URL -> how it ends
+        self.client_request_ids: list[str | None] = []
 
-    def perform(self, action: ActionSpec, resource_id: str, parameters: dict[str, Any],
-                credential: Any) -> ArmOutcome:
+    def resume(self, operation: ArmOperation, credential: Any) -> ArmOutcome:
+        credential.get_token("https://management.azure.com/.default")
+        self.calls.append(("resume", credential.identity))
+        return self.operations[operation.async_operation or ""]
+
+    def _stop(self, point: str) -> None:
+        if self.stop_host == point:
+            self.stop_host = None
+            raise HostStopped(point)
+
+    def perform(self, action: ActionSpec, resource_id: str, parameters: dict[str, Any], credential: Any, *,
+                client_request_id: str | None = None,
+                on_accepted: Callable[[ArmOperation], None] | None = None) -> ArmOutcome:
+        outcome = self._perform(action, credential)
+        if action.name.endswith(".preview") or action.path_suffix.endswith("/Microsoft.Authorization/permissions"):
+            return outcome  # the reads around a step, not the step's own call
+        self.client_request_ids.append(client_request_id)
+        self._stop("before_answer")
+        if action.long_running and outcome.kind is OutcomeKind.SUCCEEDED and on_accepted is not None:
+            url = f"https://arm.fake/operations/{len(self.operations) + 1}"
+            self.operations[url] = outcome
+            started = f"https://arm.fake{action.request_path(resource_id, parameters)}"
+            on_accepted(ArmOperation(action.method, started, 202, url, None, f"request-{len(self.operations)}",
+                                     client_request_id or "", client_request_id or ""))
+            self._stop("after_accept")
+        return outcome
+
+    def _perform(self, action: ActionSpec, credential: Any) -> ArmOutcome:
         identity = credential.identity
         credential.get_token("https://management.azure.com/.default")
         allowed = self.agent_can if identity == "agent" else self.users_can.get(identity, self.user_can)

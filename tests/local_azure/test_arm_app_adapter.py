@@ -158,9 +158,12 @@ def test_an_accepted_write_is_handed_over_with_its_operation_before_it_is_follow
     [(operation, status_then)] = seen
     assert status_then == "InProgress"
     assert (operation.method, operation.status) == ("POST", 202)
-    assert operation.async_operation is not None and "/operations/" in operation.async_operation
-    assert operation.location is not None and "/operationResults/" in operation.location
-    assert operation.correlation_id == CLIENT_REQUEST_ID and operation.request_id
+    assert operation.async_operation is not None
+    assert "/operations/" in operation.async_operation
+    assert operation.location is not None
+    assert "/operationResults/" in operation.location
+    assert operation.correlation_id == CLIENT_REQUEST_ID
+    assert operation.request_id
 
 
 def test_the_activity_log_finds_a_write_by_the_id_the_app_sent(arm: ArmStandIn, manager: ArmResourceManager,
