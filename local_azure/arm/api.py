@@ -80,6 +80,9 @@ class ArmApi:
         reply = self._route(call, principal, segments, lowered, api_version, correlation_id)
         if reply.status < 400 and self.state.take_fault("gateway_timeout", principal, scope, call.method):
             raise errors.gateway_timeout()
+        slow = self.state.take_fault("slow_answer", principal, scope, call.method) if reply.status < 400 else None
+        if slow is not None:  # done, and the answer waits: a client gone meanwhile never learns the outcome
+            self.state.hold_answer(slow.seconds)
         return reply
 
     def _route(self, call: Call, principal: Principal, segments: list[str], lowered: list[str], api_version: str,

@@ -11,8 +11,11 @@ from .rbac import is_within
 
 # gateway_timeout: the action is performed, then the answer is lost (504), as when ARM's gateway times out
 # on a slow provider. poll_forbidden: following an accepted operation is refused (403 AuthorizationFailed),
-# as for a custom role without .../locations/operations/read.
-KINDS = ("throttle", "claims_challenge", "operation_failure", "gateway_timeout", "poll_forbidden")
+# as for a custom role without .../locations/operations/read. slow_answer: the request is carried out, then
+# its answer is held for `seconds` (or until released), as when a client dies between sending and ARM's
+# answer. long_operation: an operation it starts runs for `seconds`, however often it is polled.
+KINDS = ("throttle", "claims_challenge", "operation_failure", "gateway_timeout", "poll_forbidden", "slow_answer",
+         "long_operation")
 
 
 @dataclass
@@ -26,6 +29,7 @@ class Fault:
     claims: str | None = None  # the claims request (JSON text) a claims challenge asks for
     code: str = "InternalOperationError"
     message: str = "The operation failed."
+    seconds: float = 0.0  # how long slow_answer holds an answer, or a long_operation runs
 
     @classmethod
     def from_json(cls, spec: dict[str, Any]) -> Fault:
@@ -44,8 +48,13 @@ class Fault:
         retry_after = spec.get("retry_after", 1)
         if not isinstance(retry_after, int) or retry_after < 0:
             raise ValueError("retry_after must be a non-negative integer of seconds")
+        seconds = spec.get("seconds", 0)
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+            raise ValueError("seconds must be a non-negative number")
+        if kind in ("slow_answer", "long_operation") and not seconds:
+            raise ValueError(f"a {kind} fault needs seconds")
         principal = spec.get("principal")
-        return cls(kind=kind, count=count, retry_after=retry_after,
+        return cls(kind=kind, seconds=float(seconds), count=count, retry_after=retry_after,
                    principal=principal.lower() if isinstance(principal, str) else None,
                    resource=spec.get("resource"), method=(spec.get("method") or "").upper() or None,
                    claims=claims, code=spec.get("code", cls.code), message=spec.get("message", cls.message))
@@ -53,7 +62,7 @@ class Fault:
     def as_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "count": self.count, "retry_after": self.retry_after,
                 "principal": self.principal, "resource": self.resource, "method": self.method,
-                "claims": self.claims}
+                "claims": self.claims, "seconds": self.seconds}
 
     def applies_to(self, principal_id: str, scope: str | None, method: str) -> bool:
         if self.principal is not None and self.principal != principal_id.lower():

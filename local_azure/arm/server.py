@@ -269,6 +269,15 @@ class ArmStandIn(Startable):
         with self.state.lock:
             self.state.faults.clear()
 
+    def held_answers(self) -> int:
+        """Answers a slow_answer fault is holding back right now."""
+        with self.state.lock:
+            return self.state.answers_held
+
+    def release_answers(self) -> None:
+        """Send every answer a slow_answer fault holds now (to whoever is still listening)."""
+        self.state.release_answers()
+
     def assign_role(self, principal_id: str, role: str, scope: str) -> str:
         with self.state.lock:
             return self.state.access.assign(principal_id, role, scope).name
@@ -287,4 +296,5 @@ class ArmStandIn(Startable):
     def reset(self) -> None:
         """Back to the fixture: resources, role assignments and locks reloaded; faults, operations and the
         activity log emptied."""
+        self.state.release_answers()
         self.state.load()

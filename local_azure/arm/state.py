@@ -70,6 +70,8 @@ class ArmState:
         self.operation_polls = operation_polls
         self.operation_seconds = operation_seconds
         self.lock = threading.RLock()
+        self.answers_held = 0
+        self._released = threading.Event()
         self.load()
 
     # ---- fixture -------------------------------------------------------------------------------
@@ -136,7 +138,9 @@ class ArmState:
     def start_operation(self, namespace: str, resource: Resource, action: str, principal: Principal,
                         correlation_id: str, complete: Callable[[], None]) -> Operation:
         failure = self.take_fault("operation_failure", principal, resource.id, "POST")
-        deadline = time.monotonic() + self.operation_seconds if self.operation_seconds is not None else None
+        longer = self.take_fault("long_operation", principal, resource.id, "POST")
+        seconds = longer.seconds if longer is not None else self.operation_seconds
+        deadline = time.monotonic() + seconds if seconds is not None else None
         operation = Operation(str(uuid.uuid4()), namespace, resource.location, resource.subscription, resource.id,
                               action, principal, correlation_id, self.operation_polls, deadline, complete, failure)
         with self.lock:
@@ -155,6 +159,23 @@ class ArmState:
             else:
                 self._finish_if_due(operation)
             return operation
+
+    # ---- answers held by slow_answer -------------------------------------------------------------
+    def hold_answer(self, seconds: float) -> None:
+        """Keep the caller's answer back for `seconds`, or until `release_answers`."""
+        with self.lock:
+            self.answers_held += 1
+            released = self._released
+        try:
+            released.wait(seconds)
+        finally:
+            with self.lock:
+                self.answers_held -= 1
+
+    def release_answers(self) -> None:
+        with self.lock:
+            released, self._released = self._released, threading.Event()
+        released.set()
 
     def settle_due_operations(self) -> None:
         """Operations that run for a duration end whether or not anyone polls them, as in Azure."""

@@ -45,7 +45,7 @@ class FunctionsHost(Startable):
             values.update(read_local_settings(Path(local_settings)))
         values.update(settings or {})
         self.settings = AppSettings(values)
-        self.config = HostConfig.load(self.project_dir)
+        self.config = HostConfig.load(self.project_dir, self.settings.values)
         self._requested_port = port
         self._bind = bind
         self._auth_settings_path = auth_settings

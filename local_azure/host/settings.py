@@ -58,13 +58,16 @@ class HostConfig:
     mcp: dict[str, Any] = field(default_factory=dict)  # extensions.mcp: serverName, serverVersion, instructions
 
     @classmethod
-    def load(cls, project_dir: Path) -> HostConfig:
+    def load(cls, project_dir: Path, settings: Mapping[str, str] | None = None) -> HostConfig:
+        """host.json, with the runtime's app-setting overrides laid over it: a setting named
+        `AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentCalls` sets that host.json value."""
         path = project_dir / "host.json"
-        if not path.exists():
-            return cls()
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"version": "2.0"}
         if str(document.get("version", "")) != "2.0":
             raise ValueError(f"{path}: the Functions runtime 4.x reads only host.json version 2.0")
+        for name, value in (settings or {}).items():
+            if name.lower().startswith(_OVERRIDE_PREFIX):
+                _override(document, name[len(_OVERRIDE_PREFIX):].split("__"), value)
         extensions = document.get("extensions", {})
         timeout = document.get("functionTimeout")
         return cls(
@@ -73,6 +76,25 @@ class HostConfig:
             function_timeout_seconds=parse_timespan(timeout) if timeout else None,
             mcp=dict(extensions.get("mcp", {})),
         )
+
+
+_OVERRIDE_PREFIX = "azurefunctionsjobhost__"
+
+
+def _override(document: dict[str, Any], path: list[str], value: str) -> None:
+    """Set `value` at `path` (keys matched without regard to case, as the runtime's configuration does)."""
+    node = document
+    for key in path[:-1]:
+        existing = next((k for k in node if k.lower() == key.lower()), key)
+        child = node.get(existing)
+        if not isinstance(child, dict):
+            child = node[existing] = {}
+        node = child
+    leaf = next((k for k in node if k.lower() == path[-1].lower()), path[-1])
+    try:  # an app setting is text; host.json's numbers and booleans are read as such
+        node[leaf] = json.loads(value.lower() if value.lower() in ("true", "false") else value)
+    except ValueError:
+        node[leaf] = value
 
 
 def read_local_settings(path: Path) -> dict[str, str]:

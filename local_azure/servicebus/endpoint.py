@@ -130,6 +130,9 @@ class Broker(proton.Handler):
         self.listening = threading.Event()
         self.failure: BaseException | None = None
         self.stop_requested = threading.Event()
+        # Queues whose incoming messages get no outcome (tests: a sender stuck mid-send, then killed).
+        self.held_sends: set[str] = set()
+        self.held_deliveries: list[Delivery] = []
         self._consumers: dict[Link, Consumer] = {}
         self._responders: dict[tuple[proton.Connection, str], ResponseLink] = {}
         self._container: Container | None = None
@@ -348,6 +351,8 @@ class Broker(proton.Handler):
                 delivery.update(Disposition.REJECTED)
                 delivery.settle()
                 return
+            elif address.lower() in self.held_sends:
+                self.held_deliveries.append(delivery)  # never settled: its sender waits for an outcome
             else:
                 self._enqueue(self.entities[address.lower()], raw)
         except codec.MalformedMessageError as error:
@@ -356,8 +361,9 @@ class Broker(proton.Handler):
             delivery.update(Disposition.REJECTED)
             delivery.settle()
         else:
-            delivery.update(Disposition.ACCEPTED)
-            delivery.settle()
+            if delivery not in self.held_deliveries:
+                delivery.update(Disposition.ACCEPTED)
+                delivery.settle()
         if link.credit < SEND_CREDIT // 2:
             link.flow(SEND_CREDIT - link.credit)
 

@@ -86,6 +86,25 @@ class ServiceBusStandIn(Startable):
         return (f"Endpoint=sb://{host}:{self.port};SharedAccessKeyName={SAS_KEY_NAME};"
                 f"SharedAccessKey={SAS_KEY_VALUE};UseDevelopmentEmulator=true")
 
+    # ---- faults (tests) ------------------------------------------------------------------------
+    def hold_sends(self, queue: str) -> None:
+        """Messages sent to `queue` from now on get no outcome: each sender waits mid-send, as on a
+        stalled link. Meant for a sender that is then killed; its messages never arrive."""
+        with self._broker.lock:
+            self._entity(queue)
+            self._broker.held_sends.add(queue.lower())
+
+    def held_count(self) -> int:
+        """Messages that senders are stuck sending because of `hold_sends`."""
+        with self._broker.lock:
+            return len(self._broker.held_deliveries)
+
+    def stop_holding(self) -> None:
+        """Sends go through again; the messages held so far are dropped (their senders are gone)."""
+        with self._broker.lock:
+            self._broker.held_sends.clear()
+            self._broker.held_deliveries.clear()
+
     # ---- inspection (tests) --------------------------------------------------------------------
     def _entity(self, path: str) -> Entity:
         entity = self._broker.entities.get(path.lower())

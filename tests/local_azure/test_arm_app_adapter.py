@@ -211,3 +211,34 @@ def test_a_resumed_scale_set_update_waits_for_its_end(arm: ArmStandIn, manager: 
     outcome = manager.resume(recorded[0], Credential(signer, ALICE))
     assert outcome.kind is OutcomeKind.SUCCEEDED
     assert arm.resource(VMSS)["provisioningState"] == "Succeeded"
+
+
+def test_a_slow_answer_is_held_after_arm_acted_until_released(arm: ArmStandIn, manager: ArmResourceManager,
+                                                              signer: Signer) -> None:
+    import threading
+
+    arm.add_fault("slow_answer", resource=VM1, method="POST", seconds=60, count=1)
+    outcomes: list[ArmOutcome] = []
+    caller = threading.Thread(target=lambda: outcomes.append(
+        manager.perform(CATALOG["vm.restart"], VM1, {}, Credential(signer, ALICE))))
+    caller.start()
+    for _ in range(200):
+        if arm.held_answers() == 1:
+            break
+        threading.Event().wait(0.05)
+    assert arm.held_answers() == 1
+    assert [e["outcome"] for e in arm.activity()] == ["Accepted"]  # ARM acted; the caller does not know yet
+    arm.release_answers()
+    caller.join(30)
+    assert outcomes[0].kind is OutcomeKind.SUCCEEDED
+
+
+def test_a_long_operation_stays_in_progress_however_often_it_is_polled(
+        arm: ArmStandIn, manager: ArmResourceManager, signer: Signer) -> None:
+    arm.add_fault("long_operation", resource=VM1, seconds=600, count=1)
+    recorded: list[ArmOperation] = []
+    slow = ArmResourceManager(arm.endpoint, retry_total=2, polling_interval=0)
+    slow._poll = lambda client, initial: ArmOutcome(OutcomeKind.FAILED, 0, "HostStopped")  # type: ignore[method-assign]
+    slow.perform(CATALOG["vm.restart"], VM1, {}, Credential(signer, ALICE), on_accepted=recorded.append)
+    [operation] = arm.state.operations.values()
+    assert {arm.state.poll(operation.id).status for _ in range(5)} == {"InProgress"}  # type: ignore[union-attr]
