@@ -90,6 +90,16 @@ class ManagedProcess(Startable):
                 with contextlib.suppress(OSError):
                     self.log_path.unlink()
 
+    def kill(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
+        """SIGKILL to the whole group, with no warning: a process that dies, not one that stops."""
+        process = self._process
+        if process is None:
+            return
+        try:
+            _terminate_group(process, signal.SIGKILL, timeout)
+        finally:
+            _REGISTRY.discard(self)
+
     # ----- state --------------------------------------------------------------------------------
     @property
     def pid(self) -> int:

@@ -82,7 +82,7 @@ class ArmApi:
             raise errors.gateway_timeout()
         slow = self.state.take_fault("slow_answer", principal, scope, call.method) if reply.status < 400 else None
         if slow is not None:  # done, and the answer waits: a client gone meanwhile never learns the outcome
-            self.state.hold_answer(slow.seconds)
+            self.state.hold_answer(slow.seconds, scope)
         return reply
 
     def _route(self, call: Call, principal: Principal, segments: list[str], lowered: list[str], api_version: str,

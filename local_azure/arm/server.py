@@ -269,14 +269,13 @@ class ArmStandIn(Startable):
         with self.state.lock:
             self.state.faults.clear()
 
-    def held_answers(self) -> int:
-        """Answers a slow_answer fault is holding back right now."""
-        with self.state.lock:
-            return self.state.answers_held
+    def held_answers(self, within: str | None = None) -> int:
+        """Answers a slow_answer fault is holding back right now (to requests on a scope `within`)."""
+        return self.state.answers_held(within)
 
-    def release_answers(self) -> None:
-        """Send every answer a slow_answer fault holds now (to whoever is still listening)."""
-        self.state.release_answers()
+    def release_answers(self, within: str | None = None) -> None:
+        """Send the answers a slow_answer fault holds now (to whoever is still listening)."""
+        self.state.release_answers(within)
 
     def assign_role(self, principal_id: str, role: str, scope: str) -> str:
         with self.state.lock:

@@ -70,8 +70,7 @@ class ArmState:
         self.operation_polls = operation_polls
         self.operation_seconds = operation_seconds
         self.lock = threading.RLock()
-        self.answers_held = 0
-        self._released = threading.Event()
+        self.held_answers: list[tuple[str, threading.Event]] = []
         self.load()
 
     # ---- fixture -------------------------------------------------------------------------------
@@ -161,21 +160,26 @@ class ArmState:
             return operation
 
     # ---- answers held by slow_answer -------------------------------------------------------------
-    def hold_answer(self, seconds: float) -> None:
-        """Keep the caller's answer back for `seconds`, or until `release_answers`."""
+    def hold_answer(self, seconds: float, scope: str) -> None:
+        """Keep the caller's answer to a request on `scope` back for `seconds`, or until released."""
+        held = (scope, threading.Event())
         with self.lock:
-            self.answers_held += 1
-            released = self._released
+            self.held_answers.append(held)
         try:
-            released.wait(seconds)
+            held[1].wait(seconds)
         finally:
             with self.lock:
-                self.answers_held -= 1
+                self.held_answers.remove(held)
 
-    def release_answers(self) -> None:
+    def answers_held(self, within: str | None = None) -> int:
         with self.lock:
-            released, self._released = self._released, threading.Event()
-        released.set()
+            return sum(1 for scope, _ in self.held_answers if within is None or is_within(scope, within))
+
+    def release_answers(self, within: str | None = None) -> None:
+        with self.lock:
+            for scope, released in self.held_answers:
+                if within is None or is_within(scope, within):
+                    released.set()
 
     def settle_due_operations(self) -> None:
         """Operations that run for a duration end whether or not anyone polls them, as in Azure."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 from proton.reactor import Container
@@ -85,6 +86,16 @@ class ServiceBusStandIn(Startable):
         host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0") else self.host
         return (f"Endpoint=sb://{host}:{self.port};SharedAccessKeyName={SAS_KEY_NAME};"
                 f"SharedAccessKey={SAS_KEY_VALUE};UseDevelopmentEmulator=true")
+
+    # ---- management (tests) --------------------------------------------------------------------
+    def set_lock_duration(self, queue: str, seconds: float) -> float:
+        """Change a queue's LockDuration, as a queue update through management does; locks taken from
+        now on last `seconds`. Returns the previous value."""
+        with self._broker.lock:
+            entity = self._entity(queue)
+            previous = entity.settings.lock_duration_seconds
+            entity.settings = dataclasses.replace(entity.settings, lock_duration_seconds=seconds)
+            return previous
 
     # ---- faults (tests) ------------------------------------------------------------------------
     def hold_sends(self, queue: str) -> None:

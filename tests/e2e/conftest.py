@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,9 +54,18 @@ class App:
     base_url: str
     function_key: str
     process: ManagedProcess
+    launch: Callable[[], ManagedProcess]
 
     def session(self, user: str) -> requests.Session:
         return sign_in(self.base_url, user, PASSWORD)
+
+    def kill(self) -> None:
+        """SIGKILL: the host dies mid-invocation, as a crashed or recycled worker does."""
+        self.process.kill()
+
+    def restart(self) -> None:
+        """A new host with the same settings, against the same stand-ins and storage."""
+        self.process = self.launch()
 
 
 def start_app(stack: LocalStack, **overrides: str) -> Iterator[App]:
@@ -66,14 +75,23 @@ def start_app(stack: LocalStack, **overrides: str) -> Iterator[App]:
         local_settings = Path(folder) / "local.settings.json"
         local_settings.write_text(json.dumps({"IsEncrypted": False, "Values": settings}))
         local_settings.chmod(0o600)
-        process = ManagedProcess(
-            [sys.executable, "-m", "local_azure.host", "--project", str(PROJECT_DIR), "--port",
-             str(stack.host_port), "--local-settings", str(local_settings), "--auth-settings", str(AUTH_SETTINGS)],
-            name="functions host", cwd=PROJECT_DIR, log_path=Path(folder) / "host.log")
-        process.start()
-        base_url = f"http://127.0.0.1:{stack.host_port}"
+
+        def launch() -> ManagedProcess:
+            process = ManagedProcess(
+                [sys.executable, "-m", "local_azure.host", "--project", str(PROJECT_DIR), "--port",
+                 str(stack.host_port), "--local-settings", str(local_settings), "--auth-settings",
+                 str(AUTH_SETTINGS)],
+                name="functions host", cwd=PROJECT_DIR, log_path=Path(folder) / "host.log")
+            process.start()
+            try:
+                wait_for_port("127.0.0.1", stack.host_port, 60, process=process)
+            except BaseException:
+                process.stop()
+                raise
+            return process
+
+        app = App(stack, f"http://127.0.0.1:{stack.host_port}", FUNCTION_KEY, launch(), launch)
         try:
-            wait_for_port("127.0.0.1", stack.host_port, 60, process=process)
-            yield App(stack, base_url, FUNCTION_KEY, process)
+            yield app
         finally:
-            process.stop()
+            app.process.stop()
