@@ -458,3 +458,38 @@ def test_a_premium_sized_limit_takes_a_larger_message() -> None:
             ServiceBusClient.from_connection_string(premium.connection_string, retry_total=1) as sb_client:
         send(sb_client, "work", ServiceBusMessage("x" * (600 * 1024)))
         assert premium.queue_depth("work") == 1
+
+
+# ---- test controls: a queue update, a sender stuck mid-send -------------------------------------
+def test_a_lock_duration_update_applies_to_locks_taken_after_it(stand_in: ServiceBusStandIn,
+                                                                client: ServiceBusClient) -> None:
+    assert stand_in.set_lock_duration("shared", SHORT_LOCK) == 60
+    send(client, "shared", ServiceBusMessage("short"))
+    with client.get_queue_receiver("shared") as receiver:
+        [first] = receiver.receive_messages(max_message_count=1, max_wait_time=WAIT)
+        time.sleep(SHORT_LOCK + 0.5)  # the lock lapses; the message is handed out again
+        [again] = receiver.receive_messages(max_message_count=1, max_wait_time=WAIT)
+    assert (first.delivery_count, again.delivery_count) == (0, 1)
+
+
+def test_a_held_send_gets_no_outcome_and_its_message_never_arrives(stand_in: ServiceBusStandIn,
+                                                                   client: ServiceBusClient) -> None:
+    stand_in.hold_sends("shared")
+    failures: list[BaseException] = []
+
+    def stuck_send() -> None:
+        try:
+            with client.get_queue_sender("shared") as sender:
+                sender.send_messages(ServiceBusMessage("held"), timeout=2)
+        except ServiceBusError as error:
+            failures.append(error)
+
+    sender = threading.Thread(target=stuck_send)
+    sender.start()
+    wait_until(lambda: stand_in.held_count() == 1)
+    sender.join(30)
+    assert failures  # the sender waited for an outcome that never came
+    stand_in.stop_holding()
+    assert stand_in.queue_depth("shared") == 0
+    send(client, "shared", ServiceBusMessage("after"))
+    assert str(receive_one(client, "shared")) == "after"
