@@ -1,0 +1,168 @@
+"""The local stack for a benchmark: the stand-ins in this process, the function app on a host of its own.
+
+    with BenchStack(wire=True, ceiling="autonomous") as bench:
+        bench.wire          # a TableWire in front of Azurite: the app's table traffic goes through it
+        bench.base_url, bench.function_key, bench.sign_in("alice@contoso.test")
+
+The host runs in its own process (`python -m local_azure.host`), as the Functions runtime runs a
+worker, so the app's CPU is not shared with the benchmark's. With `timers=False` the host runs every
+function except the timer triggers (the outbox relay, the stall sweeper), whose reads belong to no
+run: `list_runs_cost.py` measures those. Everything listens on loopback, on free ports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.wire import TableWire
+from local_azure.host.signin import sign_in
+from local_azure.processes import ManagedProcess, wait_for_port
+from local_azure.stack import AUTH_SETTINGS, LocalStack
+
+PLANS = Path(__file__).resolve().parent / "plans.json"
+PASSWORD = "Passw0rd!"
+FUNCTION_KEY = "bench-local-function-key"
+AGENT = "a9e77000-0000-4000-8000-0000000000aa"
+SUBSCRIPTION = "2b5c3f6e-0000-4000-8000-0000000005b1"
+VM_WEB_01 = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-prod-web/providers/Microsoft.Compute/virtualMachines/vm-web-01"
+VM_WEB_02 = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-prod-web/providers/Microsoft.Compute/virtualMachines/vm-web-02"
+TABLES_CONNECTION = "TablesConnection"
+
+
+def max_concurrent_calls() -> int:
+    """The Service Bus trigger's concurrency per function, from the app's host.json."""
+    host = json.loads((ROOT / "host.json").read_text())
+    return int(host.get("extensions", {}).get("serviceBus", {}).get("maxConcurrentCalls", 16))
+
+
+class BenchStack:
+    def __init__(self, *, wire: bool = True, timers: bool = True, plans: Path = PLANS,
+                 say: Any = None, **settings: str) -> None:
+        self.use_wire = wire
+        self.timers = timers
+        self.plans = plans
+        self.overrides = settings
+        self.say = say or (lambda text: None)
+        self.stack: LocalStack | None = None
+        self.wire: TableWire | None = None
+        self.process: ManagedProcess | None = None
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._saved_env: dict[str, str | None] = {}
+
+    # ----- lifecycle -------------------------------------------------------------------------------
+    def __enter__(self) -> BenchStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> BenchStack:
+        self._folder = tempfile.TemporaryDirectory(prefix="bench-")
+        folder = Path(self._folder.name)
+        began = time.perf_counter()
+        self.stack = LocalStack(state_dir=folder / "state", start_host=False).start()
+        assert self.stack.certificate_authority is not None and self.stack.azurite is not None
+        # The benchmark's own clients (sign-in, ARM, Entra) trust the local CA as the app does.
+        for name, value in self.stack.certificate_authority.client_environment().items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+        if self.use_wire:
+            self.wire = TableWire(self.stack.azurite.port).start()
+        self.start_host()
+        self.say(f"stack up in {time.perf_counter() - began:.1f} s")
+        return self
+
+    def app_settings(self) -> dict[str, str]:
+        assert self.stack is not None
+        values = {**self.stack.settings(), "GATES_RESPONSE_PLANS": str(self.plans),
+                  "LOCAL_FUNCTION_KEYS": FUNCTION_KEY, **self.overrides}
+        if self.wire is not None:
+            values[TABLES_CONNECTION] = self.wire.connection_string
+        return values
+
+    def start_host(self) -> None:
+        assert self.stack is not None and self._folder is not None
+        folder = Path(self._folder.name)
+        local_settings = folder / "local.settings.json"
+        local_settings.write_text(json.dumps({"IsEncrypted": False, "Values": self.app_settings()}))
+        local_settings.chmod(0o600)
+        app = "function_app:app" if self.timers else "benchmarks.hostapp:app"
+        self.process = ManagedProcess(
+            [sys.executable, "-m", "local_azure.host", "--project", str(ROOT), "--app", app, "--port",
+             str(self.stack.host_port), "--local-settings", str(local_settings), "--auth-settings",
+             str(AUTH_SETTINGS)],
+            name="functions host", cwd=ROOT, log_path=folder / "host.log")
+        self.process.start()
+        wait_for_port("127.0.0.1", self.stack.host_port, 60, process=self.process)
+
+    def stop_host(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def stop(self) -> None:
+        self.stop_host()
+        if self.wire is not None:
+            self.wire.stop()
+            self.wire = None
+        if self.stack is not None:
+            self.stack.stop()
+            self.stack = None
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
+
+    # ----- for the benchmark -----------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        assert self.stack is not None
+        return f"http://127.0.0.1:{self.stack.host_port}"
+
+    @property
+    def function_key(self) -> str:
+        return FUNCTION_KEY
+
+    @property
+    def azurite_connection_string(self) -> str:
+        """Straight to Azurite, past the wire counter: for seeding and checking, not counted."""
+        assert self.stack is not None and self.stack.azurite is not None
+        return self.stack.azurite.connection_string
+
+    def sign_in(self, user: str) -> requests.Session:
+        return sign_in(self.base_url, user, PASSWORD)
+
+    def host_log(self) -> str:
+        return self.process.log_tail() if self.process is not None else ""
+
+
+def common_alert(rule: str, resource_id: str, alert_id: str, *, fired_at: str | None = None) -> dict[str, Any]:
+    """An Azure Monitor alert in the common alert schema (as an action group's webhook posts it)."""
+    from local_azure import scenario
+
+    return scenario.common_alert(rule, resource_id, alert_id=alert_id, fired_at=fired_at,
+                                 description="benchmark alert")
