@@ -23,22 +23,22 @@ from typing import Any
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.wire import TableWire
 from local_azure.host.signin import sign_in
 from local_azure.processes import ManagedProcess, wait_for_port
 from local_azure.stack import AUTH_SETTINGS, LocalStack
 
+ROOT = Path(__file__).resolve().parents[1]
 PLANS = Path(__file__).resolve().parent / "plans.json"
-PASSWORD = "Passw0rd!"
+PASSWORD = "Passw0rd!"  # noqa: S105  the local Entra stand-in's fixture users
 FUNCTION_KEY = "bench-local-function-key"
 AGENT = "a9e77000-0000-4000-8000-0000000000aa"
 SUBSCRIPTION = "2b5c3f6e-0000-4000-8000-0000000005b1"
-VM_WEB_01 = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-prod-web/providers/Microsoft.Compute/virtualMachines/vm-web-01"
-VM_WEB_02 = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-prod-web/providers/Microsoft.Compute/virtualMachines/vm-web-02"
+WEB_VMS = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-prod-web/providers/Microsoft.Compute/virtualMachines"
+VM_WEB_01 = f"{WEB_VMS}/vm-web-01"
+VM_WEB_02 = f"{WEB_VMS}/vm-web-02"
 TABLES_CONNECTION = "TablesConnection"
 
 
@@ -80,7 +80,8 @@ class BenchStack:
         folder = Path(self._folder.name)
         began = time.perf_counter()
         self.stack = LocalStack(state_dir=folder / "state", start_host=False).start()
-        assert self.stack.certificate_authority is not None and self.stack.azurite is not None
+        assert self.stack.certificate_authority is not None
+        assert self.stack.azurite is not None
         # The benchmark's own clients (sign-in, ARM, Entra) trust the local CA as the app does.
         for name, value in self.stack.certificate_authority.client_environment().items():
             self._saved_env.setdefault(name, os.environ.get(name))
@@ -100,7 +101,8 @@ class BenchStack:
         return values
 
     def start_host(self) -> None:
-        assert self.stack is not None and self._folder is not None
+        assert self.stack is not None
+        assert self._folder is not None
         folder = Path(self._folder.name)
         local_settings = folder / "local.settings.json"
         local_settings.write_text(json.dumps({"IsEncrypted": False, "Values": self.app_settings()}))
@@ -150,7 +152,8 @@ class BenchStack:
     @property
     def azurite_connection_string(self) -> str:
         """Straight to Azurite, past the wire counter: for seeding and checking, not counted."""
-        assert self.stack is not None and self.stack.azurite is not None
+        assert self.stack is not None
+        assert self.stack.azurite is not None
         return self.stack.azurite.connection_string
 
     def sign_in(self, user: str) -> requests.Session:

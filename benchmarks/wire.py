@@ -55,6 +55,7 @@ KINDS = (POINT_READ, QUERY, BATCH, INSERT, UPDATE, UPSERT, MERGE, UPSERT_MERGE, 
 _ENTITY = re.compile(r"^/(?:[^/]+/)?(?P<table>[A-Za-z][A-Za-z0-9]*)\((?P<keys>[^)]*)\)$")
 _COLLECTION = re.compile(r"^/(?:[^/]+/)?(?P<table>[A-Za-z][A-Za-z0-9]*)(?:\(\))?$")
 _KEY = re.compile(r"(PartitionKey|RowKey)='((?:[^']|'')*)'")
+_INNER_STATUS = re.compile(rb"^HTTP/1\.1 (\d{3})", re.MULTILINE)
 _SUB_REQUEST = re.compile(rb"^(GET|POST|PUT|MERGE|PATCH|DELETE) (\S+) HTTP/1\.1\r?$", re.MULTILINE)
 
 
@@ -82,11 +83,12 @@ class WireRequest:
     filter: str = ""
     operations: tuple[Operation, ...] = ()  # a batch's operations
     entities: int = -1  # entities a query page returned
+    refused: bool = False  # a batch answered 202 with an error inside (a 409 or 412: nothing written)
 
     @property
     def is_commit(self) -> bool:
         """A batch that writes an entity: a transition. A batch of deletes only clears an outbox."""
-        return self.kind == BATCH and any(op.kind != DELETE for op in self.operations)
+        return self.kind == BATCH and not self.refused and any(op.kind != DELETE for op in self.operations)
 
 
 def _keys(text: str) -> tuple[str, str]:
@@ -174,7 +176,7 @@ class _Proxy(BaseHTTPRequestHandler):
         self.wfile.write(reply)
         self.server.wire.record(self.command, self.path, headers, body, status, started, seconds, reply)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_MERGE = do_DELETE = do_HEAD = _forward  # noqa: N815
+    do_GET = do_POST = do_PUT = do_PATCH = do_MERGE = do_DELETE = do_HEAD = _forward
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -268,6 +270,7 @@ class TableWire:
             filter=query.get("$filter", [""])[0],
             operations=batch_operations(body) if operation.kind == BATCH else (),
             entities=_entities(reply) if operation.kind == QUERY else -1,
+            refused=operation.kind == BATCH and _batch_refused(reply),
         )
         with self._lock:
             self.requests.append(request)
@@ -298,6 +301,10 @@ class TableWire:
         raise TimeoutError(f"the table traffic did not settle within {timeout:.0f} s")
 
 
+def _batch_refused(reply: bytes) -> bool:
+    return any(int(status) >= 400 for status in _INNER_STATUS.findall(reply))
+
+
 def _entities(reply: bytes) -> int:
     try:
         document = json.loads(reply or b"{}")
@@ -323,7 +330,7 @@ def describe(request: WireRequest) -> str:
         ops = Counter(op.kind for op in request.operations)
         rows = Counter(_row_family(op.row) for op in request.operations)
         table = request.operations[0].table if request.operations else ""
-        return (f"batch of {len(request.operations)} on {table} "
+        return ("REFUSED " if request.refused else "") + (f"batch of {len(request.operations)} on {table} "
                 f"{request.operations[0].partition[:12] if request.operations else ''}: "
                 f"{', '.join(f'{n} {k}' for k, n in ops.items())} ({', '.join(f'{n} {r}' for r, n in rows.items())})"
                 + (" [commit]" if request.is_commit else " [clears]"))
@@ -335,7 +342,7 @@ def describe(request: WireRequest) -> str:
 
 def _row_family(row: str) -> str:
     # audit-000003, outbox-<id>: the part before the first '-' names what the row holds
-    return row.split("-", 1)[0] or "?"
+    return row.split("-", 1)[0].rstrip("0123456789") or "?"
 
 
 def format_counts(requests: Sequence[WireRequest], indent: str = "  ") -> list[str]:
@@ -350,8 +357,9 @@ def format_counts(requests: Sequence[WireRequest], indent: str = "  ") -> list[s
         if kind == BATCH:
             operations = sum(len(r.operations) for r in chosen)
             committing = sum(1 for r in chosen if r.is_commit)
+            refused = sum(1 for r in chosen if r.refused)
             extra = (f"  ({operations} operations; {committing} commit a change, "
-                     f"{len(chosen) - committing} only delete)")
+                     f"{len(chosen) - committing - refused} only delete, {refused} refused)")
         elif kind == QUERY:
             first = sum(1 for r in chosen if not r.continuation)
             empty = sum(1 for r in chosen if r.entities == 0)
