@@ -1,0 +1,177 @@
+"""An alert storm: many alerts of one rule over 100 resources, through the queue and through the HTTP intake.
+
+    .venv/bin/python benchmarks/alert_storm.py [--alerts 10000] [--resources 100] [--raw-inserts 2000] [--wire]
+    .venv/bin/python benchmarks/alert_storm.py --alerts 2000        # a quick run
+
+The app runs on its own local host (all functions, timers included) against the Service Bus stand-in
+and Azurite. Each path gets fresh resources, so each must make exactly one run per resource (review
+plan: every run waits for consent, and every later alert of the rule joins it).
+
+  queue: the alerts are put on the `alerts` queue (batches of 100) as fast as the SDK sends;
+  HTTP:  they are posted to POST /api/alerts by as many clients as the trigger's maxConcurrentCalls.
+
+Ingest rate = alerts / (first send → the `alerts` queue empty, every message handled and completed).
+Before each path, Azurite's raw conditional-insert rate is measured in the same run: `create_entity`
+with the SDK from as many threads as host.json's maxConcurrentCalls, sharing one client, entities of
+a run's size. Quoted in issue 7: 16–22 alerts/s against 230–239 raw; target ≥ 50 % of raw.
+`--wire` puts the app's table traffic through the counting proxy and prints requests per alert
+(the proxy costs CPU on this machine, so the rate is lower with it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import requests
+from azure.data.tables import TableClient, TableServiceClient
+from azure.servicebus import ServiceBusClient, ServiceBusMessage
+
+from benchmarks.harness import WEB_VMS, BenchStack, common_alert, max_concurrent_calls
+from benchmarks.wire import format_counts
+from shared.adapters.table_store import TableRunStore
+from shared.topology import Queue, Table
+
+RULE = "vm-not-responding"
+RUN_SIZED_DATA = "x" * 2500  # a run entity's Data (its JSON) is about this long
+MIN_RATE = 2.0  # alerts/s below which a path is given up as stuck (bounds the run's time)
+
+
+def raw_insert_rate(connection_string: str, threads: int, count: int) -> float:
+    """Conditional inserts (create: fails if the entity exists) per second, `threads` at a time."""
+    service = TableServiceClient.from_connection_string(connection_string)
+    table = service.create_table_if_not_exists("benchrawinserts")
+    prefix = uuid.uuid4().hex[:8]
+    table.create_entity({"PartitionKey": f"{prefix}-warm", "RowKey": "run", "Data": RUN_SIZED_DATA})
+
+    def insert(index: int) -> None:
+        table.create_entity({"PartitionKey": f"{prefix}-{index:06d}", "RowKey": "run", "State": "running",
+                             "Data": RUN_SIZED_DATA})
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(insert, range(count)))
+    return count / (time.perf_counter() - began)
+
+
+def alerts_for(resources: list[str], count: int, tag: str) -> list[dict[str, object]]:
+    fired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return [common_alert(RULE, resources[index % len(resources)], f"storm-{tag}-{index:06d}-{uuid.uuid4().hex[:6]}",
+                         fired_at=fired) for index in range(count)]
+
+
+def send_to_queue(connection_string: str, alerts: list[dict[str, object]]) -> float:
+    began = time.perf_counter()
+    with ServiceBusClient.from_connection_string(connection_string) as client, \
+            client.get_queue_sender(Queue.ALERTS.value) as sender:
+        for start in range(0, len(alerts), 100):
+            batch = sender.create_message_batch()
+            for alert in alerts[start:start + 100]:
+                essentials = alert["data"]["essentials"]  # type: ignore[index]
+                batch.add_message(ServiceBusMessage(json.dumps(alert), content_type="application/json",
+                                                    message_id=str(essentials["alertId"])[-128:]))
+            sender.send_messages(batch)
+    return time.perf_counter() - began
+
+
+def post_to_intake(bench: BenchStack, alerts: list[dict[str, object]], clients: int) -> float:
+    local = threading.local()
+    url = f"{bench.base_url}/api/alerts"
+
+    def post(alert: dict[str, object]) -> int:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+        return session.post(url, json=alert, headers={"x-functions-key": bench.function_key}, timeout=60).status_code
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        statuses = Counter(pool.map(post, alerts))
+    if set(statuses) != {202}:
+        print(f"  the intake answered {dict(statuses)}")
+    return time.perf_counter() - began
+
+
+def wait_until_handled(bench: BenchStack, alerts: int, began: float) -> float:
+    """Until the alerts queue holds nothing (every message handled and completed); the seconds since `began`."""
+    assert bench.stack is not None
+    service_bus = bench.stack.service_bus
+    deadline = began + 120 + alerts / MIN_RATE
+    while service_bus.queue_depth(Queue.ALERTS.value) > 0:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{service_bus.queue_depth(Queue.ALERTS.value)} alerts still queued after "
+                               f"{time.perf_counter() - began:.0f} s")
+        time.sleep(0.1)
+    return time.perf_counter() - began
+
+
+def storm(bench: BenchStack, store: TableRunStore, path: str, alerts: int, resources: int, concurrency: int,
+          raw_inserts: int) -> None:
+    raw = raw_insert_rate(bench.azurite_connection_string, concurrency, raw_inserts)
+    names = [f"{WEB_VMS}/vm-storm-{path}-{index:03d}" for index in range(resources)]
+    documents = alerts_for(names, alerts, path)
+    mark = bench.wire.mark() if bench.wire is not None else 0
+    began = time.perf_counter()
+    assert bench.stack is not None
+    if path == "queue":
+        sending = send_to_queue(bench.stack.service_bus.connection_string, documents)
+    else:
+        sending = post_to_intake(bench, documents, concurrency)
+    seconds = wait_until_handled(bench, alerts, began)
+
+    wanted = {name.lower() for name in names}
+    runs = [run for run in store.list_runs(None, limit=1_000_000) if run.resource_id.lower() in wanted]
+    per_resource = Counter(run.resource_id.lower() for run in runs)
+    recorded = sum(len(run.alert_ids) for run in runs)
+    rate = alerts / seconds
+    print(f"\nthrough the {'queue (Service Bus)' if path == 'queue' else 'HTTP intake (POST /api/alerts)'}: "
+          f"{alerts} alerts over {resources} resources, rule {RULE}")
+    print(f"  runs created: {len(runs)} (one per resource: {len(per_resource) == resources and set(per_resource.values()) == {1}}"
+          f"; most on one resource {max(per_resource.values(), default=0)})")
+    print(f"  alerts merged into an open run: {recorded - len(runs)}; alerts recorded on runs: {recorded} of {alerts}")
+    print(f"  {'sent' if path == 'queue' else 'posted (202)'} in {sending:.1f} s; all handled in {seconds:.1f} s")
+    print(f"  ingest rate: {rate:.1f} alerts/s")
+    print(f"  Azurite raw conditional inserts, {concurrency} threads, same run: {raw:.1f} /s")
+    print(f"  ingest / raw: {rate / raw * 100:.1f} %   (target ≥ 50 %)")
+    if bench.wire is not None:
+        traffic = bench.wire.since(mark)
+        print(f"  table requests: {len(traffic)}, {len(traffic) / alerts:.2f} per alert")
+        for line in format_counts(traffic, indent="    "):
+            print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--alerts", type=int, default=10_000)
+    parser.add_argument("--resources", type=int, default=100)
+    parser.add_argument("--raw-inserts", type=int, default=2000, help="inserts timed for the raw rate")
+    parser.add_argument("--paths", default="queue,http", help="queue, http or both (comma-separated)")
+    parser.add_argument("--wire", action="store_true", help="count the app's table requests on the wire")
+    args = parser.parse_args()
+    concurrency = max_concurrent_calls()
+
+    with BenchStack(wire=args.wire) as bench:
+        store = TableRunStore(TableClient.from_connection_string(bench.azurite_connection_string, Table.RUNS.value))
+        # One alert first: the host builds its services and opens its links before the clock starts.
+        warm = common_alert(RULE, f"{WEB_VMS}/vm-storm-warm-up", uuid.uuid4().hex)
+        requests.post(f"{bench.base_url}/api/alerts", json=warm, headers={"x-functions-key": bench.function_key},
+                      timeout=60).raise_for_status()
+        wait_until_handled(bench, 1, time.perf_counter())
+        print(f"alert storm: host.json maxConcurrentCalls {concurrency}; the host runs every function")
+        for path in [p.strip() for p in args.paths.split(",") if p.strip()]:
+            if path not in ("queue", "http"):
+                raise SystemExit(f"--paths: unknown path {path!r}")
+            storm(bench, store, path, args.alerts, args.resources, concurrency, args.raw_inserts)
+
+
+if __name__ == "__main__":
+    main()
