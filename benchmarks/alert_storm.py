@@ -13,7 +13,7 @@ plan: every run waits for consent, and every later alert of the rule joins it).
 Ingest rate = alerts / (first send → the `alerts` queue empty, every message handled and completed).
 Before each path, Azurite's raw conditional-insert rate is measured in the same run: `create_entity`
 with the SDK from as many threads as host.json's maxConcurrentCalls, sharing one client, entities of
-a run's size. Quoted in issue 7: 16–22 alerts/s against 230–239 raw; target ≥ 50 % of raw.
+a run's size. Quoted in issue 7: 16-22 alerts/s against 230-239 raw; target ≥ 50 % of raw.
 `--wire` puts the app's table traffic through the counting proxy and prints requests per alert
 (the proxy costs CPU on this machine, so the rate is lower with it).
 """
@@ -135,8 +135,9 @@ def storm(bench: BenchStack, store: TableRunStore, path: str, alerts: int, resou
     rate = alerts / seconds
     print(f"\nthrough the {'queue (Service Bus)' if path == 'queue' else 'HTTP intake (POST /api/alerts)'}: "
           f"{alerts} alerts over {resources} resources, rule {RULE}")
-    print(f"  runs created: {len(runs)} (one per resource: {len(per_resource) == resources and set(per_resource.values()) == {1}}"
-          f"; most on one resource {max(per_resource.values(), default=0)})")
+    one_each = len(per_resource) == resources and set(per_resource.values()) == {1}
+    print(f"  runs created: {len(runs)} (exactly one per resource: {one_each}; "
+          f"most on one resource {max(per_resource.values(), default=0)})")
     print(f"  alerts merged into an open run: {recorded - len(runs)}; alerts recorded on runs: {recorded} of {alerts}")
     print(f"  {'sent' if path == 'queue' else 'posted (202)'} in {sending:.1f} s; all handled in {seconds:.1f} s")
     print(f"  ingest rate: {rate:.1f} alerts/s")

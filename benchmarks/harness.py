@@ -5,7 +5,8 @@
         bench.base_url, bench.function_key, bench.sign_in("alice@contoso.test")
 
 The host runs in its own process (`python -m local_azure.host`), as the Functions runtime runs a
-worker, so the app's CPU is not shared with the benchmark's. With `timers=False` the host runs every
+worker, so the app's CPU is not shared with the benchmark's (`in_process=True` runs it in this one).
+With `timers=False` the host runs every
 function except the timer triggers (the outbox relay, the stall sweeper), whose reads belong to no
 run: `list_runs_cost.py` measures those. Everything listens on loopback, on free ports.
 """
@@ -26,6 +27,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.wire import TableWire
+from local_azure.host import FunctionsHost
 from local_azure.host.signin import sign_in
 from local_azure.processes import ManagedProcess, wait_for_port
 from local_azure.stack import AUTH_SETTINGS, LocalStack
@@ -49,16 +51,18 @@ def max_concurrent_calls() -> int:
 
 
 class BenchStack:
-    def __init__(self, *, wire: bool = True, timers: bool = True, plans: Path = PLANS,
+    def __init__(self, *, wire: bool = True, timers: bool = True, in_process: bool = False, plans: Path = PLANS,
                  say: Any = None, **settings: str) -> None:
         self.use_wire = wire
         self.timers = timers
+        self.in_process = in_process
         self.plans = plans
         self.overrides = settings
         self.say = say or (lambda text: None)
         self.stack: LocalStack | None = None
         self.wire: TableWire | None = None
         self.process: ManagedProcess | None = None
+        self.host: FunctionsHost | None = None
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._saved_env: dict[str, str | None] = {}
 
@@ -108,6 +112,11 @@ class BenchStack:
         local_settings.write_text(json.dumps({"IsEncrypted": False, "Values": self.app_settings()}))
         local_settings.chmod(0o600)
         app = "function_app:app" if self.timers else "benchmarks.hostapp:app"
+        if self.in_process:
+            # In this process: the benchmark can call the app's timer functions (benchmarks.hostapp).
+            self.host = FunctionsHost(ROOT, app=app, settings=self.app_settings(), port=self.stack.host_port,
+                                      auth_settings=AUTH_SETTINGS).start()
+            return
         self.process = ManagedProcess(
             [sys.executable, "-m", "local_azure.host", "--project", str(ROOT), "--app", app, "--port",
              str(self.stack.host_port), "--local-settings", str(local_settings), "--auth-settings",
@@ -117,6 +126,9 @@ class BenchStack:
         wait_for_port("127.0.0.1", self.stack.host_port, 60, process=self.process)
 
     def stop_host(self) -> None:
+        if self.host is not None:
+            self.host.stop()
+            self.host = None
         if self.process is not None:
             self.process.stop()
             self.process = None

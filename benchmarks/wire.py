@@ -167,6 +167,8 @@ class _Proxy(BaseHTTPRequestHandler):
         started = time.monotonic()
         status, reason, reply_headers, reply = self.server.upstream_call(self.command, self.path, self.headers, body)
         seconds = time.monotonic() - started
+        # Recorded before the client has its answer: whoever waits for the answer finds the request counted.
+        self.server.wire.record(self.command, self.path, headers, body, status, started, seconds, reply)
         self.send_response_only(status, reason)
         for name, value in reply_headers:
             if name.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -174,7 +176,6 @@ class _Proxy(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(reply)))
         self.end_headers()
         self.wfile.write(reply)
-        self.server.wire.record(self.command, self.path, headers, body, status, started, seconds, reply)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_MERGE = do_DELETE = do_HEAD = _forward
 

@@ -1,0 +1,160 @@
+"""What reading runs costs as history grows: requests on the wire and seconds, at 1, 10,000 and 100,000
+finished runs.
+
+    .venv/bin/python benchmarks/list_runs_cost.py [--counts 1,10000,100000] [--workers 2] [--threads 8]
+
+Measured at each count, through the counting proxy (benchmarks/wire.py):
+  GET /api/runs?state=succeeded   a page of 100, as a signed-in reader asks for it;
+  the stall sweeper               its timer function (`stall_sweeper`), which reads the open runs;
+  the outbox relay                its timer function (`outbox_relay`), which reads what waits to be sent.
+The host runs in this process without its timer schedule; the benchmark calls the two timer functions
+itself, once per count.
+
+Finished runs are seeded straight into Azurite (not counted), through the app's own store:
+`TableRunStore.create_run` of a run that has succeeded, with the audit lines its start wrote, so the
+rows are in whatever format the store writes (one entity-group transaction per run, from `--workers`
+processes x `--threads` threads). Quoted in issue 7: 100 requests and 9.5 s at 10,000; target ≤ 2
+requests a page at 10,000 and 100,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import multiprocessing
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from azure.data.tables import TableClient
+from azure.functions.timer import TimerRequest
+
+from benchmarks.harness import PLANS, WEB_VMS, BenchStack, common_alert
+from benchmarks.wire import count_kinds
+from shared.adapters.table_store import TableRunStore
+from shared.core.alerts import parse_alert
+from shared.core.correlation import correlation_key
+from shared.core.model import Mode, RunState, StepState
+from shared.core.plans import load_plan_book
+from shared.topology import Table
+
+try:  # the engine's split (issue 7) moves these; either place will do
+    from shared.core.change import Change  # type: ignore[import-not-found]
+    from shared.core.runs import start_run  # type: ignore[import-not-found]
+except ImportError:
+    from shared.core.workflow import Change, start_run  # type: ignore[no-redef]
+
+RULE = "vm-not-responding-autonomous"
+READER = "alice@contoso.test"
+EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def finished_change(index: int, prefix: str) -> Any:
+    """A run of the autonomous restart plan that has succeeded, with the audit lines of its start."""
+    resource_id = f"{WEB_VMS}/vm-history-{index % 1000:03d}"
+    alert = parse_alert(json.dumps(common_alert(RULE, resource_id, f"history-{prefix}-{index:07d}")))
+    plans = _plans()
+    created = EPOCH + dt.timedelta(seconds=index)
+    started = start_run(f"{prefix}{index:07d}{uuid.uuid4().hex[:16]}", alert, resource_id,
+                        plans.match(alert, resource_id), plans.version, Mode.AUTONOMOUS, created,
+                        correlation_key(alert.rule_id, resource_id))
+    run = started.run
+    done = replace(run, state=RunState.SUCCEEDED, outcome="every step succeeded (seeded history)",
+                   steps=tuple(replace(step, state=StepState.SUCCEEDED) for step in run.steps),
+                   updated_at=created + dt.timedelta(seconds=20))
+    return Change(run=done, audit=started.audit)
+
+
+_PLAN_BOOK: Any = None
+
+
+def _plans() -> Any:
+    global _PLAN_BOOK  # noqa: PLW0603  one parse per seeding process
+    if _PLAN_BOOK is None:
+        _PLAN_BOOK = load_plan_book(PLANS)
+    return _PLAN_BOOK
+
+
+def seed_range(connection_string: str, start: int, end: int, threads: int) -> int:
+    """Runs start..end-1 (in one process), each created through the store in one transaction."""
+    store = TableRunStore(TableClient.from_connection_string(connection_string, Table.RUNS.value))
+    prefix = uuid.uuid4().hex[:4]
+
+    def create(index: int) -> bool:
+        return bool(store.create_run(finished_change(index, prefix)))
+
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(create, range(start, end)))
+
+
+def seed(connection_string: str, start: int, end: int, workers: int, threads: int) -> float:
+    began = time.perf_counter()
+    if end - start < 200 or workers <= 1:
+        seed_range(connection_string, start, end, threads)
+    else:
+        bounds = [start + (end - start) * n // workers for n in range(workers + 1)]
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            pool.starmap(seed_range, [(connection_string, bounds[n], bounds[n + 1], threads)
+                                      for n in range(workers)])
+    return time.perf_counter() - began
+
+
+def measure(bench: BenchStack, label: str, call: Any) -> str:
+    assert bench.wire is not None
+    bench.wire.wait_quiet(0.5, 60)
+    mark = bench.wire.mark()
+    began = time.perf_counter()
+    result = call()
+    seconds = time.perf_counter() - began
+    traffic = bench.wire.since(mark)
+    kinds = count_kinds(traffic)
+    pages = kinds["query page"]
+    detail = ", ".join(f"{n} {k}" for k, n in kinds.items())
+    return f"  {label:<38} {len(traffic):>6} requests ({detail or 'none'}); {seconds:8.2f} s; {result} " \
+           f"[{pages} query pages]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--counts", default="1,10000,100000", help="finished runs to measure at, ascending")
+    parser.add_argument("--workers", type=int, default=2, help="seeding processes")
+    parser.add_argument("--threads", type=int, default=8, help="seeding threads per process")
+    args = parser.parse_args()
+    counts = sorted(int(c) for c in args.counts.split(","))
+
+    with BenchStack(wire=True, timers=False, in_process=True, GATES_AUTONOMY_CEILING="autonomous") as bench:
+        from benchmarks import hostapp
+
+        sweeper, relay = hostapp.app.timer("stall_sweeper"), hostapp.app.timer("outbox_relay")
+        reader = bench.sign_in(READER)
+        timer = TimerRequest(past_due=False)
+        relay(timer)  # the app builds its services (and creates its tables) on first use: not counted
+
+        def list_succeeded() -> str:
+            response = reader.get(f"{bench.base_url}/api/runs", params={"state": "succeeded"},
+                                  headers={"Accept": "application/json"}, timeout=3600)
+            response.raise_for_status()
+            return f"{len(response.json()['runs'])} runs on the page"
+
+        seeded = 0
+        print("cost of reading runs, by finished runs in the table (requests on the wire, seconds)")
+        for count in counts:
+            if count > seeded:
+                seconds = seed(bench.azurite_connection_string, seeded, count, args.workers, args.threads)
+                print(f"\n{count} finished runs (seeded {count - seeded} in {seconds:.1f} s, "
+                      f"{(count - seeded) / seconds:.0f} runs/s):")
+                seeded = count
+            print(measure(bench, "GET /api/runs?state=succeeded", list_succeeded))
+            print(measure(bench, "stall sweeper (open runs)", lambda: sweeper(timer) or "done"))
+            print(measure(bench, "outbox relay (waiting messages)", lambda: relay(timer) or "done"))
+
+
+if __name__ == "__main__":
+    main()
