@@ -120,8 +120,9 @@ def storm(bench: BenchStack, store: TableRunStore, path: str, alerts: int, resou
     names = [f"{WEB_VMS}/vm-storm-{path}-{index:03d}" for index in range(resources)]
     documents = alerts_for(names, alerts, path)
     mark = bench.wire.mark() if bench.wire is not None else 0
-    began = time.perf_counter()
     assert bench.stack is not None
+    dead_before = bench.stack.service_bus.dead_letter_depth(Queue.ALERTS.value)
+    began = time.perf_counter()
     if path == "queue":
         sending = send_to_queue(bench.stack.service_bus.connection_string, documents)
     else:
@@ -138,7 +139,9 @@ def storm(bench: BenchStack, store: TableRunStore, path: str, alerts: int, resou
     one_each = len(per_resource) == resources and set(per_resource.values()) == {1}
     print(f"  runs created: {len(runs)} (exactly one per resource: {one_each}; "
           f"most on one resource {max(per_resource.values(), default=0)})")
-    print(f"  alerts merged into an open run: {recorded - len(runs)}; alerts recorded on runs: {recorded} of {alerts}")
+    dead = bench.stack.service_bus.dead_letter_depth(Queue.ALERTS.value) - dead_before
+    print(f"  alerts merged into an open run: {alerts - dead - len(runs)} (handled, less runs created); "
+          f"alert ids recorded on the runs: {recorded} of {alerts}; dead-lettered: {dead}")
     print(f"  {'sent' if path == 'queue' else 'posted (202)'} in {sending:.1f} s; all handled in {seconds:.1f} s")
     print(f"  ingest rate: {rate:.1f} alerts/s")
     print(f"  Azurite raw conditional inserts, {concurrency} threads, same run: {raw:.1f} /s")

@@ -7,6 +7,9 @@ Measured at each count, through the counting proxy (benchmarks/wire.py):
   GET /api/runs?state=succeeded   a page of 100, as a signed-in reader asks for it;
   the stall sweeper               its timer function (`stall_sweeper`), which reads the open runs;
   the outbox relay                its timer function (`outbox_relay`), which reads what waits to be sent.
+Then (`--stalled`, default 600: more than the 500 a state the sweeper reads today) that many open
+runs whose consent message was lost are seeded, the sweeper runs once, and the benchmark counts the
+runs it moved on: every one of them, if the sweeper sees every open run.
 The host runs in this process without its timer schedule; the benchmark calls the two timer functions
 itself, once per count.
 
@@ -52,8 +55,22 @@ except ImportError:
     from shared.core.workflow import Change, start_run  # type: ignore[no-redef]
 
 RULE = "vm-not-responding-autonomous"
+REVIEW_RULE = "vm-not-responding"
 READER = "alice@contoso.test"
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def stalled_change(index: int, prefix: str, now: dt.datetime) -> Any:
+    """A review run that started an hour ago and whose consent message was lost: it waits for consent
+    with no request open, and only the stall sweeper can move it on."""
+    resource_id = f"{WEB_VMS}/vm-stalled-{index:04d}"
+    alert = parse_alert(json.dumps(common_alert(REVIEW_RULE, resource_id, f"stalled-{prefix}-{index:05d}")))
+    plans = _plans()
+    started_at = now - dt.timedelta(hours=1)
+    started = start_run(f"{prefix}stalled{index:05d}{uuid.uuid4().hex[:12]}", alert, resource_id,
+                        plans.match(alert, resource_id), plans.version, Mode.REVIEW, started_at,
+                        correlation_key(alert.rule_id, resource_id))
+    return Change(run=started.run, audit=started.audit)
 
 
 def finished_change(index: int, prefix: str) -> Any:
@@ -126,6 +143,8 @@ def main() -> None:
     parser.add_argument("--counts", default="1,10000,100000", help="finished runs to measure at, ascending")
     parser.add_argument("--workers", type=int, default=2, help="seeding processes")
     parser.add_argument("--threads", type=int, default=8, help="seeding threads per process")
+    parser.add_argument("--stalled", type=int, default=600,
+                        help="then this many stalled open runs, swept once (0: skip)")
     args = parser.parse_args()
     counts = sorted(int(c) for c in args.counts.split(","))
 
@@ -154,6 +173,33 @@ def main() -> None:
             print(measure(bench, "GET /api/runs?state=succeeded", list_succeeded))
             print(measure(bench, "stall sweeper (open runs)", lambda: sweeper(timer) or "done"))
             print(measure(bench, "outbox relay (waiting messages)", lambda: relay(timer) or "done"))
+        if args.stalled:
+            sweep_stalled_runs(bench, args.stalled, lambda: sweeper(timer) or "done")
+
+
+def sweep_stalled_runs(bench: BenchStack, count: int, sweep: Any) -> None:
+    """Does the sweeper see every open run? `count` stalled runs, one sweep, then how many moved on."""
+    store = TableRunStore(TableClient.from_connection_string(bench.azurite_connection_string, Table.RUNS.value))
+    now = dt.datetime.now(dt.UTC)
+    prefix = uuid.uuid4().hex[:4]
+    changes = [stalled_change(index, prefix, now) for index in range(count)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(store.create_run, changes))
+    print(f"\n{count} open runs whose consent message was lost (awaiting consent, no request, idle 1 h):")
+    print(measure(bench, "stall sweeper (open runs)", sweep))
+    assert bench.stack is not None
+    service_bus = bench.stack.service_bus
+    deadline = time.monotonic() + 300
+    while any(service_bus.queue_depth(queue) for queue in ("consent", "notifications")) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert bench.wire is not None
+    bench.wire.wait_quiet(1.0, 300)
+    moved = 0
+    for change in changes:
+        run = store.get_run(change.run.run_id)
+        moved += run is not None and bool(run.requests)
+    print(f"  runs the sweep moved on (a consent request is open now): {moved} of {count}")
 
 
 if __name__ == "__main__":
