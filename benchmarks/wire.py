@@ -172,13 +172,11 @@ class _Proxy(BaseHTTPRequestHandler):
         seconds = time.monotonic() - started
         # Recorded before the client has its answer: whoever waits for the answer finds the request counted.
         self.server.wire.record(self.command, self.path, headers, body, status, started, seconds, reply)
-        self.send_response_only(status, reason)
-        for name, value in reply_headers:
-            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply)))
-        self._headers_buffer.append(b"\r\n" + reply)
-        self.flush_headers()
+        head = [f"HTTP/1.1 {status} {reason}"]
+        head += [f"{name}: {value}" for name, value in reply_headers
+                 if name.lower() not in ("transfer-encoding", "connection", "content-length")]
+        head.append(f"Content-Length: {len(reply)}")
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_MERGE = do_DELETE = do_HEAD = _forward
 
