@@ -29,6 +29,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -63,31 +64,31 @@ def raw_insert_rate(connection_string: str, threads: int, count: int) -> float:
     return count / (time.perf_counter() - began)
 
 
-def alerts_for(resources: list[str], count: int, tag: str) -> list[dict[str, object]]:
+def alerts_for(resources: list[str], count: int, tag: str) -> list[dict[str, Any]]:
     fired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return [common_alert(RULE, resources[index % len(resources)], f"storm-{tag}-{index:06d}-{uuid.uuid4().hex[:6]}",
                          fired_at=fired) for index in range(count)]
 
 
-def send_to_queue(connection_string: str, alerts: list[dict[str, object]]) -> float:
+def send_to_queue(connection_string: str, alerts: list[dict[str, Any]]) -> float:
     began = time.perf_counter()
     with ServiceBusClient.from_connection_string(connection_string) as client, \
             client.get_queue_sender(Queue.ALERTS.value) as sender:
         for start in range(0, len(alerts), 100):
             batch = sender.create_message_batch()
             for alert in alerts[start:start + 100]:
-                essentials = alert["data"]["essentials"]  # type: ignore[index]
+                essentials = alert["data"]["essentials"]
                 batch.add_message(ServiceBusMessage(json.dumps(alert), content_type="application/json",
                                                     message_id=str(essentials["alertId"])[-128:]))
             sender.send_messages(batch)
     return time.perf_counter() - began
 
 
-def post_to_intake(bench: BenchStack, alerts: list[dict[str, object]], clients: int) -> float:
+def post_to_intake(bench: BenchStack, alerts: list[dict[str, Any]], clients: int) -> float:
     local = threading.local()
     url = f"{bench.base_url}/api/alerts"
 
-    def post(alert: dict[str, object]) -> int:
+    def post(alert: dict[str, Any]) -> int:
         session = getattr(local, "session", None)
         if session is None:
             session = local.session = requests.Session()
