@@ -34,13 +34,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import requests
-from azure.data.tables import TableClient, TableServiceClient
+from azure.data.tables import TableServiceClient
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
-from benchmarks.harness import WEB_VMS, BenchStack, common_alert, max_concurrent_calls
+from benchmarks.harness import WEB_VMS, BenchStack, common_alert, max_concurrent_calls, run_store, runs_in
 from benchmarks.wire import format_counts
 from shared.adapters.table_store import TableRunStore
-from shared.topology import Queue, Table
+from shared.topology import Queue
 
 RULE = "vm-not-responding"
 RUN_SIZED_DATA = "x" * 2500  # a run entity's Data (its JSON) is about this long
@@ -131,7 +131,7 @@ def storm(bench: BenchStack, store: TableRunStore, path: str, alerts: int, resou
     seconds = wait_until_handled(bench, alerts, began)
 
     wanted = {name.lower() for name in names}
-    runs = [run for run in store.list_runs(None, limit=1_000_000) if run.resource_id.lower() in wanted]
+    runs = [run for run in runs_in(store) if run.resource_id.lower() in wanted]
     per_resource = Counter(run.resource_id.lower() for run in runs)
     recorded = sum(len(run.alert_ids) for run in runs)
     rate = alerts / seconds
@@ -142,7 +142,7 @@ def storm(bench: BenchStack, store: TableRunStore, path: str, alerts: int, resou
           f"most on one resource {max(per_resource.values(), default=0)})")
     dead = bench.stack.service_bus.dead_letter_depth(Queue.ALERTS.value) - dead_before
     print(f"  alerts merged into an open run: {alerts - dead - len(runs)} (handled, less runs created); "
-          f"alert ids recorded on the runs: {recorded} of {alerts}; dead-lettered: {dead}")
+          f"alert ids the runs keep: {recorded} of {alerts}; dead-lettered: {dead}")
     print(f"  {'sent' if path == 'queue' else 'posted (202)'} in {sending:.1f} s; all handled in {seconds:.1f} s")
     print(f"  ingest rate: {rate:.1f} alerts/s")
     print(f"  Azurite raw conditional inserts, {concurrency} threads, same run: {raw:.1f} /s")
@@ -165,7 +165,7 @@ def main() -> None:
     concurrency = max_concurrent_calls()
 
     with BenchStack(wire=args.wire) as bench:
-        store = TableRunStore(TableClient.from_connection_string(bench.azurite_connection_string, Table.RUNS.value))
+        store = run_store(bench.azurite_connection_string)
         # One alert first: the host builds its services and opens its links before the clock starts.
         warm = common_alert(RULE, f"{WEB_VMS}/vm-storm-warm-up", uuid.uuid4().hex)
         requests.post(f"{bench.base_url}/api/alerts", json=warm, headers={"x-functions-key": bench.function_key},

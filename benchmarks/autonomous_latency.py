@@ -50,14 +50,13 @@ from azure.core.rest import HttpRequest
 from azure.data.tables import TableClient, UpdateMode
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
-from benchmarks.harness import AGENT, PLANS, SUBSCRIPTION, VM_WEB_01, BenchStack, common_alert
+from benchmarks.harness import AGENT, PLANS, SUBSCRIPTION, VM_WEB_01, BenchStack, common_alert, run_store
 from local_azure import scenario
 from local_azure.servicebus import QueueSettings, ServiceBusStandIn
 from shared.adapters.arm_client import ArmResourceManager
 from shared.adapters.identity import agent_credential_from_settings
 from shared.adapters.table_store import TableRunStore
 from shared.core.catalog import CATALOG
-from shared.topology import Table
 
 WEB_APP = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-prod-web/providers/Microsoft.Web/sites/app-checkout"
 PATHS = (  # label, alert rule, resource, the role the agent is given on it
@@ -191,7 +190,7 @@ def main() -> None:
     timings: dict[str, tuple[float, list[float]]] = {}
     with BenchStack(wire=False, GATES_AUTONOMY_CEILING="autonomous") as bench:
         assert bench.stack is not None
-        store = TableRunStore(TableClient.from_connection_string(bench.azurite_connection_string, Table.RUNS.value))
+        store = run_store(bench.azurite_connection_string)
         for label, rule, resource_id, role in PATHS:
             bench.stack.arm.assign_role(AGENT, role, resource_id)
             warm_up = one_run(bench, store, rule, resource_id)

@@ -13,11 +13,13 @@ run: `list_runs_cost.py` measures those. Everything listens on loopback, on free
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,11 +28,15 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from azure.data.tables import TableClient
+
 from benchmarks.wire import TableWire
 from local_azure.host import FunctionsHost
 from local_azure.host.signin import sign_in
 from local_azure.processes import ManagedProcess, wait_for_port
 from local_azure.stack import AUTH_SETTINGS, LocalStack
+from shared.adapters.table_store import TableRunStore
+from shared.topology import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANS = Path(__file__).resolve().parent / "plans.json"
@@ -181,3 +187,28 @@ def common_alert(rule: str, resource_id: str, alert_id: str, *, fired_at: str | 
 
     return scenario.common_alert(rule, resource_id, alert_id=alert_id, fired_at=fired_at,
                                  description="benchmark alert")
+
+
+def store_on(table: Callable[[str], Any]) -> TableRunStore:
+    """The app's run store on the clients `table(name)` gives, whichever tables its constructor takes:
+    the runs table and, since issue 7, the run index (`index`)."""
+    names = {"client": Table.RUNS.value, "index": "runindex"}
+    parameters = list(inspect.signature(TableRunStore).parameters)
+    return TableRunStore(*(table(names.get(name, name)) for name in parameters))
+
+
+def run_store(connection_string: str) -> TableRunStore:
+    """The app's run store, straight on Azurite (past the wire counter: for checking, not counted)."""
+    return store_on(lambda name: TableClient.from_connection_string(connection_string, name))
+
+
+def runs_in(store: Any) -> list[Any]:
+    """Every run in the store, whole (`list_runs` gave runs before issue 7, a page of summaries after)."""
+    listed: Any = store.list_runs(None, limit=1_000_000)
+    if isinstance(listed, list):
+        return listed
+    ids = [summary.run_id for summary in listed.runs]
+    while listed.continuation:
+        listed = store.list_runs(None, limit=1000, continuation=listed.continuation)
+        ids += [summary.run_id for summary in listed.runs]
+    return [run for run in (store.get_run(run_id) for run_id in ids) if run is not None]

@@ -39,6 +39,15 @@ class WithoutTimers:
                 return function.get_user_function()  # type: ignore[no-any-return]
         raise KeyError(f"the app has no timer function {name!r}")
 
+    def first_timer(self, *names: str) -> tuple[str, Callable[..., Any]]:
+        """The first of `names` the app has as a timer function (a function renamed between versions)."""
+        for name in names:
+            try:
+                return name, self.timer(name)
+            except KeyError:
+                continue
+        raise KeyError(f"the app has none of the timer functions {names}")
+
 
 def _is_timer(function: Any) -> bool:
     return any(binding["type"] == "timerTrigger" for binding in json.loads(function.get_function_json())["bindings"])

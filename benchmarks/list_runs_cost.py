@@ -6,7 +6,8 @@ finished runs.
 Measured at each count, through the counting proxy (benchmarks/wire.py):
   GET /api/runs?state=succeeded   a page of 100, as a signed-in reader asks for it;
   the stall sweeper               its timer function (`stall_sweeper`), which reads the open runs;
-  the outbox relay                its timer function (`outbox_relay`), which reads what waits to be sent.
+  the outbox relay                its timer function (`outbox_relay`; `resend_relay` since issue 7),
+                                  which reads what waits to be sent.
 Then (`--stalled`, default 600: more than the 500 a state the sweeper reads today) that many open
 runs whose consent message was lost are seeded, the sweeper runs once, and the benchmark counts the
 runs it moved on: every one of them, if the sweeper sees every open run.
@@ -37,18 +38,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from azure.data.tables import TableClient
 from azure.functions.timer import TimerRequest
 
-from benchmarks.harness import PLANS, WEB_VMS, BenchStack, common_alert
+from benchmarks.harness import PLANS, WEB_VMS, BenchStack, common_alert, run_store, store_on
 from benchmarks.seeding import BatchClient, NotCapturable, Recorder
 from benchmarks.wire import count_kinds
-from shared.adapters.table_store import TableRunStore
 from shared.core.alerts import parse_alert
 from shared.core.correlation import correlation_key
 from shared.core.model import Mode, RunState, StepState
 from shared.core.plans import load_plan_book
-from shared.topology import Table
 
 try:  # the engine's split (issue 7) moves these; either place will do
     from shared.core.change import Change  # type: ignore[import-not-found]
@@ -101,23 +99,33 @@ def _plans() -> Any:
     return _PLAN_BOOK
 
 
+def write_finished(store: Any, change: Any) -> None:
+    """What the store writes for a run that has ended: the run, and (since issue 7) its index entries."""
+    store.create_run(change)
+    if hasattr(store, "mark_ended"):
+        store.mark_ended(change.run)
+
+
 def seed_range(connection_string: str, port: int, start: int, end: int, threads: int, fast: bool) -> int:
-    """Runs start..end-1 (in one process), each created by the store in one transaction."""
+    """Runs start..end-1 (in one process), written as the store writes them."""
     prefix = uuid.uuid4().hex[:4]
     if fast:
         client = BatchClient(port)
 
         def create(index: int) -> bool:
-            recorder = Recorder()
-            TableRunStore(recorder).create_run(finished_change(index, prefix))  # type: ignore[arg-type]
-            for operations in recorder.transactions:
-                client.submit(Table.RUNS.value, operations)
+            recorders: dict[str, Recorder] = {}
+            write_finished(store_on(lambda name: recorders.setdefault(name, Recorder())),
+                           finished_change(index, prefix))
+            for table, recorder in recorders.items():
+                for operations in recorder.transactions:
+                    client.submit(table, operations)
             return True
     else:
-        store = TableRunStore(TableClient.from_connection_string(connection_string, Table.RUNS.value))
+        store = run_store(connection_string)
 
         def create(index: int) -> bool:
-            return bool(store.create_run(finished_change(index, prefix)))
+            write_finished(store, finished_change(index, prefix))
+            return True
 
     with ThreadPoolExecutor(threads) as pool:
         return sum(pool.map(create, range(start, end)))
@@ -125,12 +133,12 @@ def seed_range(connection_string: str, port: int, start: int, end: int, threads:
 
 def capturable() -> str | None:
     """Why the store's writes cannot be captured for fast seeding, or None when they can."""
-    recorder = Recorder()
+    recorders: dict[str, Recorder] = {}
     try:
-        TableRunStore(recorder).create_run(finished_change(0, "probe"))  # type: ignore[arg-type]
+        write_finished(store_on(lambda name: recorders.setdefault(name, Recorder())), finished_change(0, "probe"))
     except (NotCapturable, TypeError) as error:
         return str(error)
-    return None if len(recorder.transactions) == 1 else f"{len(recorder.transactions)} transactions a run"
+    return None if any(r.transactions for r in recorders.values()) else "the store wrote nothing"
 
 
 def seed(bench: BenchStack, start: int, end: int, workers: int, threads: int, fast: bool) -> float:
@@ -178,7 +186,8 @@ def main() -> None:
     with BenchStack(wire=True, timers=False, in_process=True, GATES_AUTONOMY_CEILING="autonomous") as bench:
         from benchmarks import hostapp
 
-        sweeper, relay = hostapp.app.timer("stall_sweeper"), hostapp.app.timer("outbox_relay")
+        sweeper = hostapp.app.timer("stall_sweeper")
+        relay_name, relay = hostapp.app.first_timer("outbox_relay", "resend_relay")  # renamed in issue 7
         reader = bench.sign_in(READER)
         timer = TimerRequest(past_due=False)
         relay(timer)  # the app builds its services (and creates its tables) on first use: not counted
@@ -203,14 +212,14 @@ def main() -> None:
                 seeded = count
             print(measure(bench, "GET /api/runs?state=succeeded", list_succeeded))
             print(measure(bench, "stall sweeper (open runs)", lambda: sweeper(timer) or "done"))
-            print(measure(bench, "outbox relay (waiting messages)", lambda: relay(timer) or "done"))
+            print(measure(bench, f"{relay_name} (waiting messages)", lambda: relay(timer) or "done"))
         if args.stalled:
             sweep_stalled_runs(bench, args.stalled, lambda: sweeper(timer) or "done")
 
 
 def sweep_stalled_runs(bench: BenchStack, count: int, sweep: Any) -> None:
     """Does the sweeper see every open run? `count` stalled runs, one sweep, then how many moved on."""
-    store = TableRunStore(TableClient.from_connection_string(bench.azurite_connection_string, Table.RUNS.value))
+    store = run_store(bench.azurite_connection_string)
     now = dt.datetime.now(dt.UTC)
     prefix = uuid.uuid4().hex[:4]
     changes = [stalled_change(index, prefix, now) for index in range(count)]

@@ -34,13 +34,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import requests
-from azure.data.tables import TableServiceClient
 
-from benchmarks.harness import AGENT, VM_WEB_01, VM_WEB_02, BenchStack, common_alert
+from benchmarks.harness import AGENT, VM_WEB_01, VM_WEB_02, BenchStack, common_alert, run_store
 from benchmarks.wire import CREATE_TABLE, KINDS, WireRequest, commits, count_kinds, describe, format_counts
 from local_azure import scenario
-from shared.adapters.table_store import TableRunStore
-from shared.topology import Table
 
 ALICE = "alice@contoso.test"
 ALICE_OID = "a11ce000-0000-4000-8000-000000000001"
@@ -94,8 +91,7 @@ class Driver:
         self.wire = bench.wire
         self.mail = bench.stack.mail
         self.arm = bench.stack.arm
-        self.store = TableRunStore(TableServiceClient.from_connection_string(
-            bench.azurite_connection_string).get_table_client(Table.RUNS.value))
+        self.store = run_store(bench.azurite_connection_string)
         self.alice = bench.sign_in(ALICE)
 
     # ----- what alerting and people do --------------------------------------------------------------
