@@ -321,8 +321,10 @@ def count_kinds(requests: Iterable[WireRequest]) -> Counter[str]:
     return Counter(request.kind for request in requests)
 
 
-def commits(requests: Iterable[WireRequest]) -> int:
-    return sum(1 for request in requests if request.is_commit)
+def commits(requests: Iterable[WireRequest], table: str | None = None) -> int:
+    """Batches that commit a change (on `table`, when given: a run's transitions, not its index's)."""
+    return sum(1 for request in requests if request.is_commit
+               and (table is None or any(op.table == table for op in request.operations)))
 
 
 def describe(request: WireRequest) -> str:
