@@ -18,9 +18,11 @@ The floor, measured in the same run on the same machine once the runs are done:
             + one ARM call on a reused pipeline (GET, the agent's token);
   hops    = the messages on the path: the alert, then one per step (here 3).
 ARM calls are also timed on a new pipeline (a new TLS connection) per call, and through the app's
-adapter (`ArmResourceManager.perform`) as it is today. Quoted in issue 7: alert → done 0.36 s against
-a floor of about 0.11 s (target ≤ 1.5 x floor); an ARM call 108 ms on a new TLS connection, 48 ms on a
-reused pipeline.
+adapter (`ArmResourceManager.perform`). On this stack a reused call is mostly the ARM stand-in's
+Nagle + delayed ACK (it writes headers and body in two sends: ~40 ms a kept-alive response; ~4 ms with
+TCP_NODELAY on its handler, measured once by hand), so the floor here is high. Quoted in issue 7:
+alert → done 0.36 s against a floor of about 0.11 s (target ≤ 1.5 x floor); an ARM call 108 ms on a
+new TLS connection, 48 ms on a reused pipeline.
 """
 
 from __future__ import annotations
