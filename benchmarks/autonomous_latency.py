@@ -52,13 +52,12 @@ from azure.core.rest import HttpRequest
 from azure.data.tables import TableClient, UpdateMode
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
-from benchmarks.harness import AGENT, PLANS, SUBSCRIPTION, VM_WEB_01, BenchStack, common_alert, run_store
+from benchmarks.harness import AGENT, PLANS, SUBSCRIPTION, VM_WEB_01, BenchStack, action, common_alert, run_store
 from local_azure import scenario
 from local_azure.servicebus import QueueSettings, ServiceBusStandIn
 from shared.adapters.arm_client import ArmResourceManager
 from shared.adapters.identity import agent_credential_from_settings
 from shared.adapters.table_store import TableRunStore
-from shared.core.catalog import CATALOG
 
 WEB_APP = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-prod-web/providers/Microsoft.Web/sites/app-checkout"
 PATHS = (  # label, alert rule, resource, the role the agent is given on it
@@ -67,7 +66,7 @@ PATHS = (  # label, alert rule, resource, the role the agent is given on it
      "Virtual Machine Contributor"),
 )
 ARM_SCOPE = "https://management.azure.com/.default"
-INSTANCE_VIEW = CATALOG["vm.read_instance_view"]
+INSTANCE_VIEW = action("vm.read_instance_view")
 RUN_SIZED_DATA = "x" * 2500
 
 

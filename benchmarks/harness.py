@@ -212,3 +212,26 @@ def runs_in(store: Any) -> list[Any]:
         listed = store.list_runs(None, limit=1000, continuation=listed.continuation)
         ids += [summary.run_id for summary in listed.runs]
     return [run for run in (store.get_run(run_id) for run_id in ids) if run is not None]
+
+
+def action(name: str) -> Any:
+    """The catalog's spec of action `name` (a dict in code before issue 8, the catalog file after)."""
+    from shared.core import catalog
+
+    if hasattr(catalog, "CATALOG"):
+        return catalog.CATALOG[name]
+    from shared.settings import action_catalog_path
+
+    return catalog.load_catalog(action_catalog_path({}))[name]
+
+
+def plan_book() -> Any:
+    """The benchmarks' response plans (benchmarks/plans.json), read as the app reads its own."""
+    from shared.core.plans import load_plan_book
+
+    if len(inspect.signature(load_plan_book).parameters) == 1:
+        return load_plan_book(PLANS)  # type: ignore[call-arg,unused-ignore]
+    from shared.core.catalog import load_catalog
+    from shared.settings import action_catalog_path
+
+    return load_plan_book(PLANS, load_catalog(action_catalog_path({})))

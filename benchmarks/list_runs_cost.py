@@ -44,19 +44,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from azure.functions.timer import TimerRequest
 
-from benchmarks.harness import PLANS, WEB_VMS, BenchStack, common_alert, run_store, store_on
+from benchmarks.harness import WEB_VMS, BenchStack, common_alert, plan_book, run_store, store_on
 from benchmarks.seeding import BatchClient, NotCapturable, Recorder
 from benchmarks.wire import count_kinds
 from shared.core.alerts import parse_alert
 from shared.core.correlation import correlation_key
 from shared.core.model import Mode, RunState, StepState
-from shared.core.plans import load_plan_book
 
-try:  # the engine's split (issue 7) moves these; either place will do
-    from shared.core.change import Change  # type: ignore[import-not-found]
-    from shared.core.runs import start_run  # type: ignore[import-not-found]
+try:  # the engine's split (issue 7) moved these; either place will do
+    from shared.core.change import Change
+    from shared.core.runs import start_run
 except ImportError:
-    from shared.core.workflow import Change, start_run  # type: ignore[no-redef]
+    from shared.core.workflow import Change, start_run  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 RULE = "vm-not-responding-autonomous"
 REVIEW_RULE = "vm-not-responding"
@@ -99,7 +98,7 @@ _PLAN_BOOK: Any = None
 def _plans() -> Any:
     global _PLAN_BOOK  # noqa: PLW0603  one parse per seeding process
     if _PLAN_BOOK is None:
-        _PLAN_BOOK = load_plan_book(PLANS)
+        _PLAN_BOOK = plan_book()
     return _PLAN_BOOK
 
 
