@@ -156,7 +156,7 @@ def step_view(step: Step, catalog: Catalog, previews: tuple[StepPreview, ...] = 
 
 def _changes(preview: StepPreview | None) -> tuple[str, ...]:
     """What a write will change, before → after, as read from the resource when consent was asked."""
-    return (describe_preview(preview),) if preview is not None else ()
+    return tuple(preview_lines((preview,))) if preview is not None else ()
 
 
 def _risk_of(spec: object) -> str:
@@ -436,7 +436,7 @@ def request_page(run: Run, request: Request, now: dt.datetime, catalog: Catalog,
         what_next=what_next(run, request), run_outcome=run.outcome, reason=request.reason,
         comment=request.comment, quorum=quorum_text(request), comment_hint=comment_hint(request),
         comment_always=request.rule.comment is CommentRule.ALWAYS,
-        changes=preview_lines(_previews_for(run, request)) if request.kind is RequestKind.CONSENT else [],
+        changes=_short_changes(_previews_for(run, request)) if request.kind is RequestKind.CONSENT else [],
     )
 
 
@@ -517,6 +517,13 @@ def run_title(run: Run) -> str:
     writes = [s for s in run.steps if s.is_write] or list(run.steps)
     phrase = action_phrase(run, writes)
     return phrase.removesuffix(f" {resource(run.resource_id).name}") + f" {resource(run.resource_id).label}"
+
+
+def _short_changes(previews: tuple[StepPreview, ...]) -> list[str]:
+    """"power state VM running → VM restarting" (with "step 2: " before it when several writes change)."""
+    if len(previews) == 1:
+        return [describe_preview(previews[0])]
+    return [f"step {p.step + 1}: {describe_preview(p)}" for p in previews]
 
 
 def _previews_for(run: Run, request: Request) -> tuple[StepPreview, ...]:
