@@ -149,3 +149,6 @@ def test_the_rota_sees_what_waits_for_them_and_the_runs(journey: Journey) -> Non
         rows = driver.find_elements(By.CSS_SELECTOR, "table.list")[-1].text
         assert "awaiting_consent" in rows
         assert "succeeded" not in rows.split("\n", 1)[-1]
+    # Leave nothing open: a later alert of this rule on this VM would join this run instead of starting one.
+    journey.answer("Consent needed", "deny", journey.reader)
+    assert journey.run()["state"] == "denied"
