@@ -1,21 +1,26 @@
-"""Deadlines: a scheduled message expires a request nobody answered; no answer means no action."""
+"""Deadlines: a scheduled message expires a request nobody answered (no answer means no action); another,
+where the plan asks, reminds those asked and escalates to a second group before the deadline."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
 from gates.shell import Delivery, on_queue, transact
-from shared.core.messages import ExpireRequest, envelope
+from shared.core.messages import ExpireRequest, RemindRequest, envelope
 from shared.core.model import RequestState
-from shared.core.requests import expire
+from shared.core.requests import expire, remind
 from shared.services import Services, ServicesProvider
 from shared.topology import Queue
 
 STAGE = "deadline"
 
 
-def handle_deadline(message: ExpireRequest, services: Services, delivery: Delivery) -> None:
+def handle_deadline(message: ExpireRequest | RemindRequest, services: Services, delivery: Delivery) -> None:
     now = services.clock.now()
+    if isinstance(message, RemindRequest):
+        transact(services, message.run_id, lambda r: remind(r, message.request_id, now), STAGE,
+                 trigger=delivery.message_id)
+        return
     run = transact(services, message.run_id, lambda r: expire(r, message.request_id, now), STAGE,
                    trigger=delivery.message_id)
     request = run.request(message.request_id) if run else None
@@ -27,5 +32,5 @@ def handle_deadline(message: ExpireRequest, services: Services, delivery: Delive
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:
     bp = func.Blueprint()
-    on_queue(bp, services, "deadline", Queue.DEADLINES, handle_deadline, ExpireRequest)
+    on_queue(bp, services, "deadline", Queue.DEADLINES, handle_deadline, ExpireRequest, RemindRequest)
     return bp

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import urllib.parse
 
 import azure.functions as func
 
@@ -73,3 +74,19 @@ def token_expires_at(token: str) -> float | None:
 def is_api_call(req: func.HttpRequest) -> bool:
     authorization: str = req.headers.get("Authorization", "")
     return authorization.lower().startswith("bearer ")
+
+
+SIGN_IN_PATH = "/.auth/login/aad"
+SIGN_OUT_PATH = "/.auth/logout"
+
+
+def sign_in_url(return_to: str) -> str:
+    return f"{SIGN_IN_PATH}?{urllib.parse.urlencode({'post_login_redirect_uri': return_to})}"
+
+
+def switch_account_url(return_to: str) -> str:
+    """Sign out of this app, then sign in choosing the account (`prompt=select_account`, so Entra's
+    single sign-on does not put the same person straight back), and come back to `return_to`."""
+    query = urllib.parse.urlencode({"prompt": "select_account", "post_login_redirect_uri": return_to})
+    sign_in = f"{SIGN_IN_PATH}?{query}"
+    return f"{SIGN_OUT_PATH}?{urllib.parse.urlencode({'post_logout_redirect_uri': sign_in})}"

@@ -83,7 +83,13 @@ def decide(session: requests.Session, link: str, decision: str) -> requests.Resp
     if not form.action:
         raise AssertionError(f"the page offers no decision: {page.text[:300]}")
     target = urllib.parse.urljoin(link, form.action)
-    return session.post(target, data={**form.fields, "decision": decision}, timeout=60)
+    response = session.post(target, data={**form.fields, "decision": decision}, timeout=60)
+    if decision == "approve" and 'name="confirm" value="yes"' in response.text:
+        # A high-risk action asks once more (nothing is recorded yet): the person presses "Yes".
+        confirm = _Form()
+        confirm.feed(response.text)
+        response = session.post(urllib.parse.urljoin(target, confirm.action), data=confirm.fields, timeout=60)
+    return response
 
 
 def get_run(session: requests.Session, base_url: str, run_id: str) -> dict[str, Any]:

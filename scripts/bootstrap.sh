@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs, into the project: a Python virtualenv (.venv) with
-# requirements-dev.txt, and Azurite from npm (local_azure/node). Safe to run again.
+# requirements-dev.txt, Azurite from npm (local_azure/node), and Debian's chromium + chromium-driver for the
+# browser tests. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
@@ -13,3 +14,11 @@ fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 # Azurite, pinned by local_azure/node/package-lock.json.
 .venv/bin/python -c "from local_azure.azurite import ensure_installed; ensure_installed()"
+# The browser tests' Chromium and its driver, from Debian (quick when they are present already).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+  else
+    echo "bootstrap: chromium and chromium-driver are missing; install them (apt-get install chromium chromium-driver)" >&2
+  fi
+fi

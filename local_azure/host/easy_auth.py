@@ -39,6 +39,7 @@ LOGIN_PATH = "/.auth/login/aad"
 CALLBACK_PATH = "/.auth/login/aad/callback"
 HTTP_TIMEOUT_SECONDS = 10.0
 PENDING_LOGIN_SECONDS = 600.0
+FORWARDED_LOGIN_PARAMETERS = ("prompt", "login_hint", "domain_hint")
 INJECTED_PREFIXES = ("x-ms-client-principal", "x-ms-token-")
 
 # The claim types Easy Auth writes for Entra tokens (it renames a few to their WS-Federation URIs).
@@ -315,6 +316,9 @@ class EasyAuth:
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
         parameters = {
             **{key: value for key, value in self.settings.login_parameters.items() if key != "scope"},
+            # As App Service passes them on from /.auth/login/aad's query: "sign in as someone else"
+            # sends prompt=select_account, so that single sign-on does not return the same person.
+            **{key: request.query[key] for key in FORWARDED_LOGIN_PARAMETERS if request.query.get(key)},
             "client_id": self.settings.client_id,
             "response_type": "code",
             "redirect_uri": redirect_uri,

@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, replace
 from typing import Any
 
-from shared.core.messages import RunEnded, StageMessage, envelope
+from shared.core.messages import RequestClosed, RunEnded, StageMessage, envelope
 from shared.core.model import Actor, AuditEvent, OutboundMessage, Request, RequestState, Run, Step, StepState
 from shared.core.transitions import RunEvent, check_request, check_step, next_run_state
 
@@ -66,6 +66,7 @@ class ChangeBuilder:
         for request in self.run.requests:
             if request.state is RequestState.PENDING:
                 self.set_request(replace(request, state=RequestState.CANCELLED, reason=reason))
+                self.send(RequestClosed(self.run.run_id, request.request_id), f"closed-{request.request_id}")
             if request.sealed_assertion is not None:
                 self.set_request(replace(self.run.request(request.request_id) or request, sealed_assertion=None))
                 self.log("credential_revoked", Actor.system(), "the granted credential was discarded unused",

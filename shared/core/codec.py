@@ -10,10 +10,13 @@ from shared.core.model import (
     ActionKind,
     Actor,
     Alert,
+    ApprovalRule,
     Approver,
     ArmOperation,
     AuditEvent,
+    CommentRule,
     CredentialSource,
+    Decision,
     FieldPreview,
     Mode,
     OutboundMessage,
@@ -26,6 +29,7 @@ from shared.core.model import (
     Step,
     StepPreview,
     StepState,
+    Vote,
 )
 
 
@@ -139,7 +143,25 @@ def request_to_dict(request: Request) -> dict[str, Any]:
         "decided_at": _iso(request.decided_at), "reason": request.reason, "claims": request.claims,
         "sealed_assertion": request.sealed_assertion,
         "previews": [preview_to_dict(p) for p in request.previews],
+        "rule": rule_to_dict(request.rule),
+        "reminded": request.reminded, "covers": list(request.covers),
+        "votes": [{"actor": actor_to_dict(v.actor), "decision": v.decision.value, "at": v.at.isoformat(),
+                   "comment": v.comment, "channel": v.channel} for v in request.votes],
     }
+
+
+def rule_to_dict(rule: ApprovalRule) -> dict[str, Any]:
+    return {"quorum": rule.quorum, "comment": rule.comment.value, "remind_at": rule.remind_at,
+            "escalate_to": approvers_to_list(rule.escalate_to)}
+
+
+def rule_from_dict(data: dict[str, Any] | None) -> ApprovalRule:
+    if not data:
+        return ApprovalRule()
+    remind_at = data.get("remind_at")
+    return ApprovalRule(quorum=int(data.get("quorum", 1)), comment=CommentRule(data.get("comment", "optional")),
+                        remind_at=float(remind_at) if remind_at is not None else None,
+                        escalate_to=approvers_from_list(data.get("escalate_to", [])))
 
 
 def request_from_dict(data: dict[str, Any]) -> Request:
@@ -151,6 +173,11 @@ def request_from_dict(data: dict[str, Any]) -> Request:
         decided_at=_time(data.get("decided_at")), reason=data.get("reason", ""), claims=data.get("claims"),
         sealed_assertion=data.get("sealed_assertion"),
         previews=tuple(preview_from_dict(p) for p in data.get("previews", [])),
+        rule=rule_from_dict(data.get("rule")),
+        reminded=bool(data.get("reminded", False)), covers=tuple(int(i) for i in data.get("covers", [])),
+        votes=tuple(Vote(actor=actor_from_dict(v["actor"]), decision=Decision(v["decision"]),
+                         at=dt.datetime.fromisoformat(v["at"]), comment=v.get("comment", ""),
+                         channel=v.get("channel", "")) for v in data.get("votes", [])),
     )
 
 
@@ -173,7 +200,7 @@ def run_to_dict(run: Run) -> dict[str, Any]:
         "runbook": run.runbook, "resource_id": run.resource_id,
         "alert": alert_to_dict(run.alert) if run.alert else None,
         "steps": [step_to_dict(s) for s in run.steps], "approvers": approvers_to_list(run.approvers),
-        "notify": list(run.notify), "created_at": run.created_at.isoformat(),
+        "notify": list(run.notify), "approval": rule_to_dict(run.approval), "created_at": run.created_at.isoformat(),
         "updated_at": run.updated_at.isoformat(), "correlation_key": run.correlation_key,
         "requests": [request_to_dict(r) for r in run.requests], "alert_ids": list(run.alert_ids),
         "outcome": run.outcome, "audit_seq": run.audit_seq,
@@ -191,6 +218,7 @@ def run_from_dict(data: dict[str, Any], etag: str | None = None) -> Run:
         alert=alert_from_dict(data["alert"]) if data.get("alert") else None,
         steps=tuple(step_from_dict(s) for s in data["steps"]),
         approvers=approvers_from_list(data["approvers"]), notify=tuple(data["notify"]),
+        approval=rule_from_dict(data.get("approval")),
         created_at=dt.datetime.fromisoformat(data["created_at"]),
         updated_at=dt.datetime.fromisoformat(data["updated_at"]), correlation_key=data.get("correlation_key", ""),
         requests=tuple(request_from_dict(r) for r in data.get("requests", [])),

@@ -59,8 +59,33 @@ class ExpireRequest:
 
 
 @dataclass(frozen=True)
+class RemindRequest:
+    """Scheduled at the plan's fraction of a request's time: remind, and escalate where the plan says."""
+
+    run_id: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class RequestReminded:
+    """Remind those asked who have not answered; ask the escalation group, if the request added one."""
+
+    run_id: str
+    request_id: str
+
+
+@dataclass(frozen=True)
 class RequestOpened:
     """Tell the people a request names that a decision waits for them."""
+
+    run_id: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class RequestClosed:
+    """Tell every person a request asked that it is decided, expired or cancelled (once), so that
+    nobody acts on a stale e-mail."""
 
     run_id: str
     request_id: str
@@ -74,7 +99,7 @@ class RunEnded:
 
 
 StageMessage = OpenConsent | AttemptStep | OpenCredentialRequest | ExecuteStep | ExpireRequest | RequestOpened \
-    | RunEnded
+    | RequestClosed | RunEnded | RemindRequest | RequestReminded
 
 # Every stage message, its queue, and the `kind` that tells apart messages sharing a queue.
 ROUTES: dict[type[StageMessage], tuple[Queue, str]] = {
@@ -83,7 +108,10 @@ ROUTES: dict[type[StageMessage], tuple[Queue, str]] = {
     OpenCredentialRequest: (Queue.ELEVATION, "open_credential_request"),
     ExecuteStep: (Queue.EXECUTION, "execute_step"),
     ExpireRequest: (Queue.DEADLINES, "expire_request"),
+    RemindRequest: (Queue.DEADLINES, "remind_request"),
     RequestOpened: (Queue.NOTIFICATIONS, "request_opened"),
+    RequestClosed: (Queue.NOTIFICATIONS, "request_closed"),
+    RequestReminded: (Queue.NOTIFICATIONS, "request_reminded"),
     RunEnded: (Queue.NOTIFICATIONS, "run_ended"),
 }
 _BY_KIND: dict[tuple[Queue, str], type[StageMessage]] = {route: kind for kind, route in ROUTES.items()}

@@ -200,6 +200,36 @@ class Step:
         return self.kind is ActionKind.WRITE
 
 
+class CommentRule(StrEnum):
+    """When a decision must carry a reason, as a plan says."""
+
+    OPTIONAL = "optional"
+    TO_DENY = "to-deny"
+    ALWAYS = "always"
+
+
+@dataclass(frozen=True)
+class ApprovalRule:
+    """How a plan's requests are decided: by the first answer (a quorum of 1, the default), or by N
+    distinct approvers consenting (any deny ends the run); and when a reason is required."""
+
+    quorum: int = 1
+    comment: CommentRule = CommentRule.OPTIONAL
+    remind_at: float | None = None  # the fraction of the time to the deadline at which to remind
+    escalate_to: tuple[Approver, ...] = ()  # asked too, at the reminder, when nobody has decided yet
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One person's answer to a request, with their reason and where it came from."""
+
+    actor: Actor
+    decision: Decision
+    at: dt.datetime
+    comment: str = ""
+    channel: str = ""  # "browser" | "api" | "mcp"
+
+
 @dataclass(frozen=True)
 class FieldPreview:
     """One field a write will change, as read just before consent was asked: before → after."""
@@ -237,6 +267,22 @@ class Request:
     claims: str | None = None  # a claims challenge from ARM, passed on to the on-behalf-of request
     sealed_assertion: str | None = None  # ciphertext only, and only between grant and use
     previews: tuple[StepPreview, ...] = ()  # consent: what each write will change, as the approver saw it
+    rule: ApprovalRule = ApprovalRule()
+    votes: tuple[Vote, ...] = ()  # every answer, in order; the last one decided the request
+    reminded: bool = False
+    covers: tuple[int, ...] = ()  # a credential grant's steps: the challenged one and later ones it serves
+
+    @property
+    def steps_covered(self) -> tuple[int, ...]:
+        return self.covers or ((self.step_index,) if self.step_index is not None else ())
+
+    @property
+    def comment(self) -> str:
+        """The reason given with the answer that decided the request."""
+        return self.votes[-1].comment if self.votes and self.state is not RequestState.PENDING else ""
+
+    def approvals(self) -> tuple[Vote, ...]:
+        return tuple(v for v in self.votes if v.decision is Decision.APPROVE)
 
 
 @dataclass(frozen=True)
@@ -256,6 +302,7 @@ class Run:
     updated_at: dt.datetime
     requested_mode: Mode = Mode.REVIEW
     correlation_key: str = ""
+    approval: ApprovalRule = ApprovalRule()  # the plan's, when the run started
     requests: tuple[Request, ...] = ()
     alert_ids: tuple[str, ...] = ()
     outcome: str = ""

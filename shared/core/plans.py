@@ -14,7 +14,7 @@ from typing import Any
 
 from shared.core.catalog import ANY_TYPE, Catalog, resource_group_of, resource_type_of, subscription_of
 from shared.core.errors import ConfigError
-from shared.core.model import ActionKind, Alert, Approver, Mode
+from shared.core.model import ActionKind, Alert, ApprovalRule, Approver, CommentRule, Mode
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class ResponsePlan:
     approvers: tuple[Approver, ...]
     notify: tuple[str, ...]
     runbook: Runbook
+    approval: ApprovalRule = field(default_factory=ApprovalRule)
 
     def matches(self, alert: Alert, resource_id: str) -> bool:
         f = self.filters
@@ -242,7 +243,36 @@ def _plan(raw: Any, entry: str, runbooks: dict[str, Runbook], source: str, catal
                           f"must be {sorted(action_types)}, the type runbook {runbook.name!r} acts on")
     if not filters.resource_types:
         raise ConfigError(source, f"{entry}.filters.resourceTypes", "must name the resource type the plan acts on")
-    return ResponsePlan(name, mode, filters, scope, approvers, notify, runbook)
+    approval = _approval(raw.get("approval", {}), f"{entry}.approval", approvers, source)
+    return ResponsePlan(name, mode, filters, scope, approvers, notify, runbook, approval)
+
+
+def _approval(raw: Any, entry: str, approvers: tuple[Approver, ...], source: str) -> ApprovalRule:
+    """`{"quorum": 2, "comment": "to-deny", "remindAt": 0.5, "escalateTo": [...]}`: N distinct approvers for
+    consent, when a reason is due, when to remind, and whom to ask too if nobody has decided by then."""
+    if not isinstance(raw, dict):
+        raise ConfigError(source, entry, "must be an object")
+    unknown = sorted(set(raw) - {"quorum", "comment", "remindAt", "escalateTo"})
+    if unknown:
+        raise ConfigError(source, entry, f"has unknown settings {unknown}")
+    quorum = raw.get("quorum", 1)
+    if not isinstance(quorum, int) or isinstance(quorum, bool) or not 1 <= quorum <= max(1, len(approvers)):
+        raise ConfigError(source, f"{entry}.quorum",
+                          f"must be a whole number from 1 to the {len(approvers)} approver(s) the plan names")
+    try:
+        comment = CommentRule(raw.get("comment", CommentRule.OPTIONAL.value))
+    except ValueError:
+        raise ConfigError(source, f"{entry}.comment",
+                          f"must be one of {[c.value for c in CommentRule]}") from None
+    remind_at = raw.get("remindAt")
+    if remind_at is not None and (isinstance(remind_at, bool) or not isinstance(remind_at, int | float)
+                                  or not 0 < remind_at < 1):
+        raise ConfigError(source, f"{entry}.remindAt", "must be a fraction of the deadline, between 0 and 1")
+    escalate_to = _approvers(raw.get("escalateTo", []), f"{entry}.escalateTo", source)
+    if escalate_to and remind_at is None:
+        raise ConfigError(source, f"{entry}.escalateTo", "escalation happens at the reminder: set remindAt too")
+    return ApprovalRule(quorum=quorum, comment=comment,
+                        remind_at=float(remind_at) if remind_at is not None else None, escalate_to=escalate_to)
 
 
 def _filters(raw: Any, entry: str, source: str) -> Filters:

@@ -57,7 +57,7 @@ def start_run(
         mode=mode, requested_mode=plan.mode, plan_name=plan.name, plan_version=plan_version,
         runbook=plan.runbook.name, resource_id=resource_id, alert=alert, steps=steps,
         approvers=plan.approvers, notify=plan.notify, created_at=now, updated_at=now,
-        correlation_key=correlation_key, alert_ids=(alert_key(alert),),
+        correlation_key=correlation_key, alert_ids=(alert_key(alert),), approval=plan.approval,
     )
     b = ChangeBuilder(run, now)
     b.log("alert_received", Actor.system("azure-monitor"), f"alert {alert.summary}",

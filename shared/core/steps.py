@@ -11,7 +11,7 @@ from typing import Any
 from shared.core.arm_outcomes import ArmOutcome, OutcomeKind
 from shared.core.change import Change, ChangeBuilder, step_of
 from shared.core.errors import IllegalTransition
-from shared.core.messages import AttemptStep, OpenCredentialRequest
+from shared.core.messages import AttemptStep, ExecuteStep, OpenCredentialRequest
 from shared.core.model import (
     ActionKind,
     Actor,
@@ -173,16 +173,26 @@ def record_outcome(run: Run, step_index: int, outcome: ArmOutcome, now: dt.datet
     acted_as = granted.decided_by if source is CredentialSource.DELEGATED and granted and granted.decided_by \
         else Actor.agent()
     b = ChangeBuilder(run, now)
-    if source is CredentialSource.DELEGATED:
+    following = step_of(run, step_index + 1)
+    # The grant serves the next step too when it covers it: kept sealed for it, revoked after the last.
+    carried = source is CredentialSource.DELEGATED and outcome.kind is OutcomeKind.SUCCEEDED and granted is not None \
+        and following is not None and following.state is StepState.PENDING and following.index in granted.steps_covered
+    if source is CredentialSource.DELEGATED and not carried:
         revoke(b, step_index)
     if outcome.kind is OutcomeKind.SUCCEEDED:
         b.set_step(replace(step, state=StepState.SUCCEEDED, outcome=f"HTTP {outcome.status}",
                            result=_summary(outcome)))
         b.log("action_executed", acted_as, f"step {step_index + 1} ({step.action}) succeeded",
               step=step_index, action=step.action, identity=source.value, status=outcome.status)
-        following = step_of(b.run, step_index + 1)
         if following is None:
             b.end(RunEvent.LAST_STEP_SUCCEEDED, Actor.system(), "every step succeeded")
+        elif carried and granted is not None:
+            b.set_step(replace(following, state=StepState.AWAITING_CREDENTIALS))
+            b.move(RunEvent.STEP_SUCCEEDED)
+            b.log("credential_reused", Actor.system(),
+                  f"the credentials granted by {acted_as.name} cover step {following.index + 1} too; "
+                  "it exchanges them for its own token", request_id=granted.request_id, step=following.index)
+            b.send(ExecuteStep(run.run_id, following.index), f"step-{following.index}-{granted.request_id}")
         else:
             b.move(RunEvent.STEP_SUCCEEDED)
             b.send(AttemptStep(run.run_id, following.index), f"step-{following.index}")
@@ -241,7 +251,7 @@ def _granted_request(run: Run, step_index: int) -> Request | None:
 
 
 def granted_credential(run: Run, step_index: int) -> Request | None:
-    return next((r for r in run.requests if r.kind is RequestKind.CREDENTIALS and r.step_index == step_index
+    return next((r for r in run.requests if r.kind is RequestKind.CREDENTIALS and step_index in r.steps_covered
                  and r.state is RequestState.GRANTED and r.sealed_assertion), None)
 
 
@@ -251,7 +261,7 @@ def revoke(b: ChangeBuilder, step_index: int) -> None:
     if request is not None:
         b.set_request(replace(request, sealed_assertion=None))
         b.log("credential_revoked", Actor.system(),
-              f"delegated credentials for step {step_index + 1} discarded after use", request_id=request.request_id,
+              f"delegated credentials discarded after step {step_index + 1}", request_id=request.request_id,
               step=step_index)
 
 

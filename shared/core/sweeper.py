@@ -58,11 +58,14 @@ def sweep(run: Run, now: dt.datetime, limits: StallLimits) -> Sweep:
     stale = next((r for r in run.requests if r.sealed_assertion is not None), None)
     if stale is not None and stale.step_index is not None and idle_for >= 2 * limits.idle:
         b = ChangeBuilder(run, now)
-        revoke(b, stale.step_index)
-        step = run.steps[stale.step_index]
+        # The step the grant waits for: with one grant serving several steps, not always the first.
+        index = next((i for i in stale.steps_covered if run.steps[i].state is StepState.AWAITING_CREDENTIALS),
+                     stale.step_index)
+        revoke(b, index)
+        step = run.steps[index]
         b.set_step(replace(step, state=StepState.FAILED, outcome="granted credentials went unused"))
         b.end(RunEvent.STEP_FAILED, Actor.system("sweeper"),
-              f"the credentials granted for step {stale.step_index + 1} were not used in time; no action taken")
+              f"the credentials granted for step {index + 1} were not used in time; no action taken")
         return Sweep(change=b.build())
     return Sweep(resend=_lost_message(run, now))
 

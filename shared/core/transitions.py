@@ -54,6 +54,7 @@ STEP_TRANSITIONS: frozenset[tuple[StepState, StepState]] = frozenset({
     (T.PENDING, T.ATTEMPTING),  # claimed by a delivery, about to run with the agent's identity
     (T.PENDING, T.FAILED),  # refused before it ran (a write in a read-only plan)
     (T.PENDING, T.SKIPPED),  # the run ended first
+    (T.PENDING, T.AWAITING_CREDENTIALS),  # a grant given for an earlier step covers it too
     (T.ATTEMPTING, T.SUCCEEDED),
     (T.ATTEMPTING, T.FAILED),
     (T.ATTEMPTING, T.AWAITING_CREDENTIALS),  # a security challenge

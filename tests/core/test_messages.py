@@ -13,7 +13,10 @@ from shared.core.messages import (
     MalformedMessage,
     OpenConsent,
     OpenCredentialRequest,
+    RemindRequest,
+    RequestClosed,
     RequestOpened,
+    RequestReminded,
     RunEnded,
     StageMessage,
     decode,
@@ -25,7 +28,8 @@ from shared.topology import Queue
 
 EXAMPLES: list[StageMessage] = [
     OpenConsent("r1"), AttemptStep("r1", 0), OpenCredentialRequest("r1", 1), ExecuteStep("r1", 1),
-    ExpireRequest("r1", "q1"), RequestOpened("r1", "q1"), RunEnded("r1"),
+    ExpireRequest("r1", "q1"), RequestOpened("r1", "q1"), RequestClosed("r1", "q1"), RunEnded("r1"),
+    RemindRequest("r1", "q1"), RequestReminded("r1", "q1"),
 ]
 
 
@@ -41,7 +45,7 @@ def test_a_message_comes_back_from_its_queue_as_itself(message: StageMessage) ->
 def test_messages_go_to_the_queue_of_their_stage() -> None:
     assert [queue_of(m) for m in EXAMPLES] == [
         Queue.CONSENT, Queue.ATTEMPT, Queue.ELEVATION, Queue.EXECUTION, Queue.DEADLINES, Queue.NOTIFICATIONS,
-        Queue.NOTIFICATIONS]
+        Queue.NOTIFICATIONS, Queue.NOTIFICATIONS, Queue.DEADLINES, Queue.NOTIFICATIONS]
 
 
 def test_an_envelope_id_is_stable_for_the_same_run_queue_and_key() -> None:

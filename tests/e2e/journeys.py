@@ -24,10 +24,10 @@ class Journey:
         self.reader = reader
         self.run_id = ""
 
-    def raise_alert(self, rule: str, resource: str = VM) -> str:
+    def raise_alert(self, rule: str, resource: str = VM, description: str = "") -> str:
         since = dt.datetime.now(dt.UTC).isoformat()
         response = scenario.post_alert(self.app.base_url, self.app.function_key,
-                                       scenario.common_alert(rule, resource))
+                                       scenario.common_alert(rule, resource, description=description))
         assert response.status_code == 202, response.text
 
         def created() -> dict[str, Any] | None:

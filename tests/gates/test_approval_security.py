@@ -31,7 +31,7 @@ def test_the_page_shows_the_plan_and_a_form_to_an_approver() -> None:
     html = p.open_page(p.pending_request(RequestKind.CONSENT)).get_body().decode()
     assert "vm-web-01" in html
     assert "restart" in html
-    assert "method=post" in html
+    assert 'method="post"' in html
 
 
 def test_a_request_id_under_another_run_is_not_found() -> None:

@@ -15,7 +15,7 @@ from shared.core.model import RequestKind, RunState, StepState
 from shared.core.steps import OUTCOME_UNKNOWN
 from shared.topology import Queue
 from tests.fakes import Delivery, HostStopped
-from tests.pipeline import Pipeline, alert, plan_book
+from tests.pipeline import ALICE, Pipeline, alert, plan_book, principal_headers
 
 READ = "Microsoft.Compute/virtualMachines/read"
 RESTART = "Microsoft.Compute/virtualMachines/restart/action"
@@ -114,16 +114,21 @@ def test_the_correlation_id_of_an_unanswered_write_is_the_one_the_app_sent_arm()
     assert sent in p.run().outcome
 
 
-def test_the_run_page_says_first_that_the_outcome_is_unknown_with_the_correlation_id() -> None:
-    from gates.pages import run_page
+def run_page(p: Pipeline, run_id: str) -> str:
+    response = p.http("GET", "runs/{run_id}", f"https://gates.example/api/runs/{run_id}",
+                      headers={**principal_headers(ALICE), "Accept": "text/html"}, route_params={"run_id": run_id})
+    assert response.status_code == 200
+    return response.get_body().decode()
 
+
+def test_the_run_page_says_first_that_the_outcome_is_unknown_with_the_correlation_id() -> None:
     p = new()
     redeliver(p, kill_host(p, Queue.ATTEMPT.value, "before_answer", step=1))
     run = p.run()
-    html = run_page(run, p.store.list_audit(run.run_id))
-    body = html[html.index("<body>"):]
-    assert body.index("Outcome unknown") < body.index("<h1>")
-    assert str(run.steps[1].client_request_id) in body[:body.index("<h1>")]
+    html = run_page(p, run.run_id)
+    body = html[html.index("<body"):]
+    assert body.index("Outcome unknown") < body.index("<h1")
+    assert str(run.steps[1].client_request_id) in body[:body.index("<h1")]
 
 
 def test_the_run_ended_mail_says_the_outcome_is_unknown_with_the_correlation_id() -> None:
@@ -133,17 +138,15 @@ def test_the_run_ended_mail_says_the_outcome_is_unknown_with_the_correlation_id(
     assert "outcome unknown" in ended["subject"]
     assert ended["text"].startswith("Outcome unknown: step 2 (vm.restart)")
     assert str(p.run().steps[1].client_request_id) in ended["text"].split("\n\n")[0]
-    assert "Outcome unknown" in ended["html"][:200]
+    assert ended["html"].index("Outcome unknown") < ended["html"].index("<h1")
 
 
 def test_a_run_that_succeeded_shows_no_outcome_unknown_banner() -> None:
-    from gates.pages import run_page
-
     p = new()
     p.drain()
     run = p.run()
     assert run.state is RunState.SUCCEEDED
-    assert "Outcome unknown" not in run_page(run, p.store.list_audit(run.run_id))
+    assert "Outcome unknown" not in run_page(p, run.run_id)
 
 
 def test_a_persons_write_arm_accepted_is_followed_with_the_agents_identity_and_the_grant_is_gone() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -175,6 +176,16 @@ def test_a_same_origin_post_login_redirect_is_honoured(host: FunctionsHost) -> N
     callback = session.get(back.headers["Location"], timeout=TIMEOUT, allow_redirects=False)
 
     assert callback.headers["Location"] == "/api/whoami?a=1"
+
+
+def test_the_login_passes_prompt_and_login_hint_on_to_the_identity_provider(host: FunctionsHost) -> None:
+    response = requests.get(f"{host.base_url}/.auth/login/aad", timeout=TIMEOUT, allow_redirects=False,
+                            params={"prompt": "select_account", "login_hint": "bob@contoso.test", "other": "x"})
+
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(response.headers["Location"]).query)
+    assert query["prompt"] == ["select_account"]
+    assert query["login_hint"] == ["bob@contoso.test"]
+    assert "other" not in query
 
 
 def _hidden_fields(page: str) -> list[tuple[str, str]]:
