@@ -17,7 +17,6 @@ from typing import Any
 
 from shared.core.catalog import ActionSpec, resource_group_of, resource_type_of, subscription_of
 from shared.core.model import (
-    Actor,
     AuditEvent,
     CommentRule,
     Decision,
@@ -412,14 +411,6 @@ def origin(run: Run, now: dt.datetime) -> Origin:
         agent="SRE agent",
         person="",
     )
-
-
-def _actor_name(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, Actor):
-        return value.name
-    return str(getattr(value, "name", value))
 
 
 # -------------------------------------------------------------------------------------------- pages
