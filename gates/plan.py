@@ -7,13 +7,14 @@ import logging
 
 import azure.functions as func
 
+from gates.guardrails import agent_missing_permissions, resource_tags, within_limits
 from gates.shell import create, transact
 from shared.core.alert_status import TargetOutcome, TargetResult, intake_key, planned
 from shared.core.alerts import limits_for_queue, parse_alert
 from shared.core.correlation import correlation_key, joins_open_run
 from shared.core.errors import ConcurrencyConflict, MalformedAlert
 from shared.core.model import Alert, Run
-from shared.core.runs import alert_key, join_record, join_run, start_run, took_firing
+from shared.core.runs import alert_key, alert_verdict, join_record, join_run, start_run, took_firing
 from shared.services import Services, ServicesProvider
 from shared.topology import SERVICE_BUS_CONNECTION, Queue
 
@@ -75,7 +76,7 @@ def _handle_target(services: Services, alert: Alert, resource_id: str, trigger: 
             # the host died before sending it), even after the run ended.
             transact(services, run.run_id, lambda r: join_run(r, alert, now), STAGE, trigger=trigger, run=run)
             return TargetResult(resource_id, TargetOutcome.DUPLICATE, run.run_id)
-        if joins_open_run(run, existing.opened_at, now, services.policy.cooldown):
+        if joins_open_run(run, existing.opened_at, now, services.policy.cooldown, services.policy.plans.version):
             outcome = TargetOutcome.JOINED if _record_repeat(services, run, alert, now) else TargetOutcome.DUPLICATE
             return TargetResult(resource_id, outcome, run.run_id)
         if services.runs.join_recorded(run.run_id, key_of_alert):
@@ -102,8 +103,17 @@ def _start(services: Services, run_id: str, alert: Alert, resource_id: str, key:
            trigger: str) -> TargetResult:
     now = services.clock.now()
     policy = services.policy
-    plan = policy.plans.match(alert, resource_id)
-    change = start_run(run_id, alert, resource_id, plan, policy.plans.version, policy.ceiling, now, key)
+    book = policy.plans
+    plan = book.match(alert, resource_id)
+    verdict, missing = None, None
+    if plan is not None:
+        tags = (resource_tags(services, book.catalog, resource_id) if book.guardrails.needs_tags(plan.guardrails)
+                else None)
+        verdict = alert_verdict(book, plan, alert, resource_id, policy.ceiling, now, tags, app_shadow=policy.shadow)
+        verdict = within_limits(services, verdict, run_id, resource_id, alert.rule_name, now)
+        if verdict.shadow:
+            missing = agent_missing_permissions(services, resource_id, [s.permissions for s in plan.runbook.steps])
+    change = start_run(run_id, alert, resource_id, plan, book.version, policy.ceiling, now, key, verdict, missing)
     if not create(services, change, STAGE, trigger=trigger):
         transact(services, run_id, lambda run: join_run(run, alert, now), STAGE, trigger=trigger)
     return TargetResult(resource_id, TargetOutcome.STARTED, run_id)

@@ -19,17 +19,21 @@ from typing import Any
 import azure.functions as func
 
 from gates.agent_auth import AgentCaller, AgentRefused, authenticate_agent
+from gates.guardrails import agent_missing_permissions, resource_tags, within_limits
 from gates.preconditions import read_previews
 from gates.shell import create, transact
 from shared.core.errors import ConcurrencyConflict
 from shared.core.model import AuditEvent, RequestKind, RequestState, Run, RunState
 from shared.core.proposals import (
+    Assessment,
     InvalidPlan,
+    ProposedPlan,
     Verdict,
     assess,
     cancel_by_agent,
     catalog_actions,
     idempotency_row,
+    judged,
     parse_plan,
     run_id_for,
     start_proposed_run,
@@ -74,11 +78,15 @@ def check_plan(services: Services, agent: AgentCaller, document: Any) -> Answer:
         plan = parse_plan(document, services.policy.plans.catalog)
     except InvalidPlan as error:
         return _refused(400, error.message, field=error.field, decision="refuse")
-    verdict = assess(plan, agent.client_id, services.policy.plans, services.policy.ceiling)
+    verdict = _assess(services, agent, plan)
+    guardrails = verdict.guardrails.as_record() if verdict.guardrails else None
     if verdict.verdict is Verdict.REFUSE:
-        return Answer(200, {"decision": "refuse", "reason": verdict.reason, "field": verdict.field})
+        return Answer(200, {"decision": "refuse", "reason": verdict.reason, "field": verdict.field,
+                            "guardrails": guardrails})
     return Answer(200, {
-        "decision": "allow" if verdict.verdict is Verdict.RUN else "consent",
+        "decision": {Verdict.RUN: "allow", Verdict.CONSENT: "consent"}.get(verdict.verdict, verdict.verdict.value),
+        "guardrails": guardrails,
+        "limits": "blast-radius limits are counted when a plan is proposed, not checked here",
         "reason": verdict.reason, "mode": verdict.mode.value, "policy": verdict.policy.name if verdict.policy else "",
         "consent_from": [a.upn for a in verdict.consent_from],
         "credentials": {"asked_of": [a.upn for a in verdict.credentials_from],
@@ -92,9 +100,10 @@ def propose_plan(services: Services, agent: AgentCaller, document: Any) -> Answe
         plan = parse_plan(document, services.policy.plans.catalog)
     except InvalidPlan as error:
         return _refused(400, error.message, field=error.field)
-    verdict = assess(plan, agent.client_id, services.policy.plans, services.policy.ceiling)
+    verdict = _assess(services, agent, plan)
     if verdict.verdict is Verdict.REFUSE:
-        return _refused(403, verdict.reason, field=verdict.field, decision="refuse")
+        return _refused(403, verdict.reason, field=verdict.field, decision="refuse",
+                        guardrails=verdict.guardrails.as_record() if verdict.guardrails else None)
     run_id = run_id_for(agent.client_id, plan)
     row = idempotency_row(agent.client_id, plan.idempotency_key)
     now = services.clock.now()
@@ -114,7 +123,8 @@ def propose_plan(services: Services, agent: AgentCaller, document: Any) -> Answe
         # run yet: no need to look.
         known = None if created else services.runs.get_run(run_id)
         if known is None:
-            change = start_proposed_run(run_id, plan, agent.client_id, verdict, services.policy.plans, now)
+            verdict, missing = _limited(services, plan, verdict, run_id, now)
+            change = start_proposed_run(run_id, plan, agent.client_id, verdict, services.policy.plans, now, missing)
             create(services, change, STAGE)
         run = _with_consent_open(services, run_id, now, known)
         logger.info("agent %s proposal %s: run %s%s", agent.client_id, plan.idempotency_key, run_id,
@@ -125,6 +135,31 @@ def propose_plan(services: Services, agent: AgentCaller, document: Any) -> Answe
             "decision": verdict.verdict.value, "reason": verdict.reason, "repeat": not created,
             "waiting_for": view.get("waiting_for")})
     raise ConcurrencyConflict(f"idempotency row {row} kept changing")
+
+
+def _assess(services: Services, agent: AgentCaller, plan: ProposedPlan) -> Assessment:
+    book = services.policy.plans
+    rules = (*book.guardrails.rules, *(r for a in book.agents for r in a.guardrails.rules))
+    tags = resource_tags(services, book.catalog, plan.resource_id) if any(r.needs_tags for r in rules) else None
+    return assess(plan, agent.client_id, book, services.policy.ceiling, services.clock.now(), tags,
+                  app_shadow=services.policy.shadow)
+
+
+def _limited(services: Services, plan: ProposedPlan, verdict: Assessment, run_id: str,
+             now: dt.datetime) -> tuple[Assessment, dict[int, list[str]] | None]:
+    """The assessment once the blast-radius limits are counted, and, for a shadow run, what the agent's
+    own permissions lack step by step."""
+    guard, policy = verdict.guardrails, verdict.policy
+    if guard is None or policy is None:
+        return verdict, None
+    limited = within_limits(services, guard, run_id, plan.resource_id, None, now)
+    if limited is not guard:
+        verdict = judged(plan, policy, limited)
+    if not limited.shadow:
+        return verdict, None
+    book = services.policy.plans
+    permissions = [book.catalog[s.action].permissions for s in plan.steps]
+    return verdict, agent_missing_permissions(services, plan.resource_id, permissions)
 
 
 def _with_consent_open(services: Services, run_id: str, now: dt.datetime, known: Run | None) -> Run | None:

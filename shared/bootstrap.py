@@ -65,6 +65,7 @@ def build_services(settings: Settings, plans: PlanBook) -> Services:
         policy=Policy(
             plans=plans,
             ceiling=settings.autonomy_ceiling,
+            shadow=settings.shadow_mode,
             timeouts=Timeouts(consent=settings.consent_timeout, credentials=settings.credential_timeout),
             cooldown=settings.correlation_cooldown,
             public_base_url=settings.public_base_url,

@@ -53,6 +53,7 @@ class Policy:
     issuer: str | None = None
     # The audiences an agent's token for this API may carry: the app's client id and its api:// URI.
     api_audiences: tuple[str, ...] = ()
+    shadow: bool = False  # GATES_SHADOW_MODE: every plan in shadow mode
 
 
 @dataclass

@@ -66,6 +66,7 @@ class Settings:
     form_signing_key: bytes
     credential_sealing_key: str
     autonomy_ceiling: Mode
+    shadow_mode: bool
     correlation_cooldown: dt.timedelta
     consent_timeout: dt.timedelta
     credential_timeout: dt.timedelta
@@ -161,6 +162,13 @@ def _ceiling(text: str) -> Mode:
     return mode
 
 
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false", "on", "off", "1", "0", "yes", "no"):
+        raise ValueError(text)
+    return lowered in ("true", "on", "1", "yes")
+
+
 def _url(text: str) -> str:
     if not text.startswith(("https://", "http://")):
         raise ValueError(text)
@@ -175,6 +183,7 @@ _PARSERS: dict[SettingKind, Any] = {
     SettingKind.MODE: _ceiling,
     SettingKind.KEY: lambda text: text.encode(),
     SettingKind.BYTES: _bytes,
+    SettingKind.FLAG: _flag,
 }
 _EXPECTED = {
     SettingKind.TEXT: "text",
@@ -184,4 +193,5 @@ _EXPECTED = {
     SettingKind.MODE: "review or autonomous",
     SettingKind.KEY: "a key",
     SettingKind.BYTES: "a number of bytes from 65536 to 104857600",
+    SettingKind.FLAG: "true or false",
 }

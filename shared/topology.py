@@ -63,6 +63,7 @@ class SettingKind(StrEnum):
     KEY = "key"  # a secret used as bytes
     BYTES = "bytes"  # a size in bytes
     CONNECTION = "connection"  # a connection string, or its identity-based `__` form
+    FLAG = "flag"  # true/false, on/off, 1/0
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,9 @@ SETTINGS: tuple[Setting, ...] = (
             description="incident response plans file (read at start-up, before the other settings)"),
     Setting("GATES_AUTONOMY_CEILING", False, default="review", attr="autonomy_ceiling", kind=K.MODE,
             description="`review` caps every plan at review; `autonomous` lets plans run autonomously"),
+    Setting("GATES_SHADOW_MODE", False, default="false", attr="shadow_mode", kind=K.FLAG,
+            description="`true` runs every plan in shadow mode: decisions are recorded, nothing acts, no one is "
+                        "asked (the plan file's `guardrails.shadow` does the same, per file or per plan)"),
     Setting("GATES_CORRELATION_COOLDOWN_MINUTES", False, default="180", attr="correlation_cooldown",
             kind=K.MINUTES),
     Setting("GATES_CONSENT_TIMEOUT_MINUTES", False, default="30", attr="consent_timeout", kind=K.MINUTES),

@@ -207,6 +207,7 @@ def run_to_dict(run: Run) -> dict[str, Any]:
         "outbox": [message_to_dict(m) for m in run.outbox], "last_trigger": run.last_trigger,
         **({"proposal": proposal_to_dict(run.proposal)} if run.proposal else {}),
         **({"credential_approvers": approvers_to_list(run.credential_approvers)} if run.credential_approvers else {}),
+        **({"guardrails": run.guardrails} if run.guardrails else {}),
     }
 
 
@@ -227,6 +228,7 @@ def run_from_dict(data: dict[str, Any], etag: str | None = None) -> Run:
         outbox=tuple(message_from_dict(m) for m in data.get("outbox", [])), last_trigger=data.get("last_trigger"),
         etag=etag, proposal=proposal_from_dict(data["proposal"]) if data.get("proposal") else None,
         credential_approvers=approvers_from_list(data.get("credential_approvers", [])),
+        guardrails=data.get("guardrails"),
     )
 
 

@@ -5,12 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from shared.core.model import Run
+from shared.core.model import Run, RunState
 
 
 def correlation_key(rule_id: str, resource_id: str) -> str:
     return hashlib.sha256(f"{rule_id.lower()}|{resource_id.lower()}".encode()).hexdigest()[:48]
 
 
-def joins_open_run(run: Run | None, opened_at: dt.datetime, now: dt.datetime, cooldown: dt.timedelta) -> bool:
-    return run is not None and not run.state.is_terminal and now - opened_at < cooldown
+def joins_open_run(run: Run | None, opened_at: dt.datetime, now: dt.datetime, cooldown: dt.timedelta,
+                   plan_version: int | None = None) -> bool:
+    """A repeat joins its open run within the cooldown. A shadow run, though ended at once, stands for its
+    incident the same way (a storm in shadow mode is one run per resource, as it would be for real), but
+    only under the plan file that made it: after the file changes, the next firing is decided afresh."""
+    if run is None or now - opened_at >= cooldown:
+        return False
+    if run.state is RunState.SHADOWED:
+        return plan_version is not None and run.plan_version == plan_version
+    return not run.state.is_terminal

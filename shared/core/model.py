@@ -30,6 +30,7 @@ class RunState(StrEnum):
     CANCELLED = "cancelled"
     UNMATCHED = "unmatched"
     DRIFTED = "drifted"  # the resource changed after consent and its new state was not approved
+    SHADOWED = "shadowed"  # decided in shadow mode: recorded what would have happened, acted on nothing
 
     @property
     def is_terminal(self) -> bool:
@@ -38,7 +39,7 @@ class RunState(StrEnum):
 
 TERMINAL_RUN_STATES = frozenset({
     RunState.SUCCEEDED, RunState.FAILED, RunState.DENIED, RunState.EXPIRED, RunState.CANCELLED, RunState.UNMATCHED,
-    RunState.DRIFTED,
+    RunState.DRIFTED, RunState.SHADOWED,
 })
 
 
@@ -316,6 +317,8 @@ class Run:
     proposal: Proposal | None = None
     # Who is asked for credentials, when not the approvers (a proposal's requester: their own rights).
     credential_approvers: tuple[Approver, ...] = ()
+    # What the guardrails decided when the run started, and why (`Verdict.as_record()`).
+    guardrails: dict[str, Any] | None = None
 
     @property
     def source_label(self) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from shared.core.catalog import ANY_TYPE, Catalog, resource_group_of, resource_type_of, subscription_of
 from shared.core.errors import ConfigError
+from shared.core.guardrails import Guardrails, ScopeRules, parse_guardrails, parse_scope_rules
 from shared.core.model import ActionKind, Alert, ApprovalRule, Approver, CommentRule, Mode
 
 
@@ -62,6 +63,7 @@ class ResponsePlan:
     notify: tuple[str, ...]
     runbook: Runbook
     approval: ApprovalRule = field(default_factory=ApprovalRule)
+    guardrails: ScopeRules = field(default_factory=ScopeRules)  # the plan's own rules, limits and shadow
 
     def matches(self, alert: Alert, resource_id: str) -> bool:
         f = self.filters
@@ -91,6 +93,7 @@ class AgentPolicy:
     mode: Mode
     approvers: tuple[Approver, ...]
     notify: tuple[str, ...] = ()
+    guardrails: ScopeRules = field(default_factory=ScopeRules)
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class PlanBook:
     source: str
     catalog: Catalog
     agents: tuple[AgentPolicy, ...] = ()
+    guardrails: Guardrails = field(default_factory=Guardrails)  # the whole app's scope, freezes, shadow
 
     def match(self, alert: Alert, resource_id: str) -> ResponsePlan | None:
         """The first plan, in file order, that claims this alert on this resource."""
@@ -126,19 +130,22 @@ def parse_plan_book(text: str, source: str, catalog: Catalog) -> PlanBook:
     if not isinstance(version, int) or version < 1:
         raise ConfigError(source, "version", "must be a positive whole number, raised with every change")
     runbooks = _runbooks(document.get("runbooks"), source, catalog)
+    agents = _agents(document.get("agents", []), source, catalog)
+    agent_names = frozenset(a.name.lower() for a in agents)
+    guardrails = parse_guardrails(document.get("guardrails"), source, catalog, agent_names)
     raw_plans = document.get("plans")
     if not isinstance(raw_plans, list) or not raw_plans:
         raise ConfigError(source, "plans", "must be a non-empty list")
     plans: list[ResponsePlan] = []
     names: set[str] = set()
     for i, raw in enumerate(raw_plans):
-        plan = _plan(raw, f"plans[{i}]", runbooks, source, catalog)
+        plan = _plan(raw, f"plans[{i}]", runbooks, source, catalog, agent_names)
         if plan.name in names:
             raise ConfigError(source, f"plans[{i}]", f"name {plan.name!r} is used twice")
         names.add(plan.name)
         plans.append(plan)
-    agents = _agents(document.get("agents", []), source, catalog)
-    return PlanBook(version=version, plans=tuple(plans), source=source, catalog=catalog, agents=agents)
+    return PlanBook(version=version, plans=tuple(plans), source=source, catalog=catalog, agents=agents,
+                    guardrails=guardrails)
 
 
 def _agents(raw: Any, source: str, catalog: Catalog) -> tuple[AgentPolicy, ...]:
@@ -176,7 +183,9 @@ def _agents(raw: Any, source: str, catalog: Catalog) -> tuple[AgentPolicy, ...]:
         agents.append(AgentPolicy(
             name=item["name"], client_id=client_id.lower(), actions=frozenset(actions),
             scope=_scope(item.get("scope"), entry, source), mode=mode, approvers=approvers,
-            notify=_addresses(item.get("notify", []), f"{entry}.notify", source)))
+            notify=_addresses(item.get("notify", []), f"{entry}.notify", source),
+            guardrails=parse_scope_rules(item, entry, f"agents policy {item['name']}", source, catalog,
+                                         frozenset())))
     return tuple(agents)
 
 
@@ -208,7 +217,8 @@ def _runbooks(raw: Any, source: str, catalog: Catalog) -> dict[str, Runbook]:
     return books
 
 
-def _plan(raw: Any, entry: str, runbooks: dict[str, Runbook], source: str, catalog: Catalog) -> ResponsePlan:
+def _plan(raw: Any, entry: str, runbooks: dict[str, Runbook], source: str, catalog: Catalog,
+          agent_names: frozenset[str]) -> ResponsePlan:
     if not isinstance(raw, dict):
         raise ConfigError(source, entry, "must be an object")
     name = raw.get("name")
@@ -244,7 +254,9 @@ def _plan(raw: Any, entry: str, runbooks: dict[str, Runbook], source: str, catal
     if not filters.resource_types:
         raise ConfigError(source, f"{entry}.filters.resourceTypes", "must name the resource type the plan acts on")
     approval = _approval(raw.get("approval", {}), f"{entry}.approval", approvers, source)
-    return ResponsePlan(name, mode, filters, scope, approvers, notify, runbook, approval)
+    # Rules naming agents never match an alert's run; a plan's rules may still name them harmlessly.
+    guardrails = parse_scope_rules(raw, entry, f"plan {name}", source, catalog, agent_names)
+    return ResponsePlan(name, mode, filters, scope, approvers, notify, runbook, approval, guardrails)
 
 
 def _approval(raw: Any, entry: str, approvers: tuple[Approver, ...], source: str) -> ApprovalRule:

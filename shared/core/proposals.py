@@ -12,17 +12,18 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from shared.core.catalog import ActionSpec, Catalog, resource_type_of
 from shared.core.change import Change, ChangeBuilder
-from shared.core.messages import AttemptStep, OpenConsent
-from shared.core.model import ActionKind, Actor, Approver, Mode, Proposal, Run, RunState, Step
-from shared.core.modes import consent_required, effective_mode
+from shared.core.guardrails import Effect, Facts, StepToDecide, decide
+from shared.core.guardrails import Verdict as GuardrailVerdict
+from shared.core.model import Actor, Approver, Mode, Proposal, Run, RunState, Step
 from shared.core.plans import AgentPolicy, PlanBook
+from shared.core.runs import open_run, opening_state, run_mode
 from shared.core.transitions import RunEvent
 
 MAX_STEPS = 20
@@ -147,6 +148,7 @@ class Verdict(StrEnum):
     REFUSE = "refuse"
     RUN = "run"  # no consent needed (read-only, or autonomous): the agent's own identity acts
     CONSENT = "consent"  # a person consents before anything runs
+    SHADOW = "shadow"  # shadow mode: what would happen is recorded, nothing acts, no one is asked
 
 
 @dataclass(frozen=True)
@@ -161,15 +163,18 @@ class Assessment:
     consent_from: tuple[Approver, ...] = ()
     credentials_from: tuple[Approver, ...] = ()
     requester_trusted: bool = False
+    guardrails: GuardrailVerdict | None = None  # the rules' verdict, step by step, and what decided it
 
 
 def _trusted(requester: Approver, approvers: Iterable[Approver]) -> bool:
     return any(a.matches(requester.object_id or "", requester.upn) for a in approvers)
 
 
-def assess(plan: ProposedPlan, agent_id: str, book: PlanBook, ceiling: Mode) -> Assessment:
+def assess(plan: ProposedPlan, agent_id: str, book: PlanBook, ceiling: Mode, now: dt.datetime | None = None,
+           tags: Mapping[str, str] | None = None, app_shadow: bool = False) -> Assessment:
     # `plan` was read against `book.catalog` (parse_plan): every step names one of its actions.
-    """The first agents-policy entry for this agent that covers the resource and every step decides."""
+    """The first agents-policy entry for this agent that covers the resource and every step admits the
+    plan; then the guardrails (the app's rules and the entry's own) decide it, as for an alert's run."""
     entries = [a for a in book.agents if a.client_id == agent_id.lower()]
     if not entries:
         return Assessment(Verdict.REFUSE, f"agent {agent_id} is not named in the agents policy; it may propose "
@@ -186,23 +191,47 @@ def assess(plan: ProposedPlan, agent_id: str, book: PlanBook, ceiling: Mode) -> 
         index = next(i for i, s in enumerate(plan.steps) if s.action in outside)
         return Assessment(Verdict.REFUSE, f"the policy does not let this agent propose {outside} here",
                           field=f"steps[{index}].action")
-    mode = effective_mode(policy.mode, ceiling)
-    kinds = [spec.kind for s in plan.steps if (spec := catalog_action(book.catalog, s.action)) is not None]
+    to_decide = [StepToDecide(s.action, spec.kind, s.parameters) for s in plan.steps
+                 if (spec := catalog_action(book.catalog, s.action)) is not None]
+    facts = Facts(resource_id=plan.resource_id, agent=policy.name, tags=tags)
+    guard = decide(book.guardrails, policy.guardrails, f"agents policy {policy.name}", policy.mode, to_decide,
+                   facts, ceiling, now or dt.datetime.now(dt.UTC), app_shadow=app_shadow)
+    return judged(plan, policy, guard)
+
+
+def judged(plan: ProposedPlan, policy: AgentPolicy, guard: GuardrailVerdict) -> Assessment:
+    """The assessment of an admitted plan under the guardrails' verdict (again after a limit was met)."""
     requester = plan.requester
     trusted = requester is not None and _trusted(requester, policy.approvers)
     consent_from = (requester,) if requester is not None and trusted else policy.approvers
     credentials_from = (requester,) if requester is not None else policy.approvers
-    if consent_required(mode, kinds):
+    mode = run_mode(policy.mode, guard)
+    base = Assessment(Verdict.RUN, "", policy=policy, mode=mode, credentials_from=credentials_from,
+                      requester_trusted=trusted, guardrails=guard)
+    if guard.shadow:
+        return replace(base, verdict=Verdict.SHADOW, consent_from=consent_from,
+                       reason=f"shadow mode ({guard.shadow_by}): it would {_would(guard)}; nothing acts and no one "
+                              "is asked")
+    if guard.effect is Effect.DENY:
+        denied = next(s for s in guard.steps if s.effect is Effect.DENY)
+        return replace(base, verdict=Verdict.REFUSE, reason=f"denied by the guardrails: {guard.reason}",
+                       field=f"steps[{denied.index}].action")
+    if guard.effect is Effect.ASK:
         who = ", ".join(a.upn for a in consent_from)
-        why = (f"review mode: {who} is asked for consent (the requester is an approver for this scope)" if trusted
-               else f"review mode: the policy's approvers ({who}) are asked for consent"
-               + (" — the requester is not an approver for this scope" if requester is not None else ""))
-        return Assessment(Verdict.CONSENT, why, policy=policy, mode=mode, consent_from=consent_from,
-                          credentials_from=credentials_from, requester_trusted=trusted)
-    why = ("read-only plan: no consent is asked" if all(k is ActionKind.READ for k in kinds)
-           else "autonomous mode inside the agents policy: consent is implicit")
-    return Assessment(Verdict.RUN, why, policy=policy, mode=mode, credentials_from=credentials_from,
-                      requester_trusted=trusted)
+        asked = (f"{who} is asked for consent (the requester is an approver for this scope)" if trusted
+                 else f"the policy's approvers ({who}) are asked for consent"
+                 + (" — the requester is not an approver for this scope" if requester is not None else ""))
+        return replace(base, verdict=Verdict.CONSENT, consent_from=consent_from,
+                       reason=f"{guard.reason} ({guard.decided_by}): {asked}")
+    why = ("read-only plan: no consent is asked" if not guard.writes
+           else f"consent is implicit: {guard.reason} ({guard.decided_by})")
+    return replace(base, reason=why)
+
+
+def _would(guard: GuardrailVerdict) -> str:
+    return {Effect.DENY: "be denied", Effect.ASK: "ask consent",
+            Effect.ALLOW: "act autonomously" if guard.writes else "run its reads"}[guard.effect] \
+        + f" ({guard.decided_by})"
 
 
 def run_id_for(agent_id: str, plan: ProposedPlan) -> str:
@@ -216,9 +245,10 @@ def idempotency_row(agent_id: str, key: str) -> str:
 
 
 def start_proposed_run(run_id: str, plan: ProposedPlan, agent_id: str, assessment: Assessment, book: PlanBook,
-                       now: dt.datetime) -> Change:
+                       now: dt.datetime, missing: Mapping[int, Sequence[str]] | None = None) -> Change:
     policy = assessment.policy
-    if policy is None or assessment.verdict is Verdict.REFUSE:
+    guard = assessment.guardrails
+    if policy is None or guard is None or assessment.verdict is Verdict.REFUSE:
         raise ValueError("a refused plan starts no run")
     plan_version = book.version
     steps = tuple(
@@ -231,12 +261,12 @@ def start_proposed_run(run_id: str, plan: ProposedPlan, agent_id: str, assessmen
                         fingerprint=plan.fingerprint, rationale=plan.rationale, reference=plan.reference,
                         requester=plan.requester)
     run = Run(
-        run_id=run_id, state=RunState.AWAITING_CONSENT if needs_consent else RunState.RUNNING,
+        run_id=run_id, state=opening_state(guard),
         mode=assessment.mode, requested_mode=policy.mode, plan_name=policy.name, plan_version=plan_version,
         runbook=RUNBOOK, resource_id=plan.resource_id, alert=None, steps=steps,
         approvers=assessment.consent_from if needs_consent else policy.approvers, notify=policy.notify,
         created_at=now, updated_at=now, proposal=proposal,
-        credential_approvers=assessment.credentials_from,
+        credential_approvers=assessment.credentials_from, guardrails=guard.as_record(),
     )
     b = ChangeBuilder(run, now)
     agent = Actor("agent", agent_id.lower(), f"agent {policy.name}")
@@ -244,22 +274,15 @@ def start_proposed_run(run_id: str, plan: ProposedPlan, agent_id: str, assessmen
           agent_id=agent_id.lower(), rationale=plan.rationale, reference=plan.reference,
           requester=plan.requester.upn if plan.requester else None, idempotency_key=plan.idempotency_key,
           steps=[s.action for s in steps])
-    b.log("run_started", Actor("plan", f"agents:{policy.name}@v{plan_version}",
-                                f"agents policy {policy.name} (v{plan_version})"),
+    plan_actor = Actor("plan", f"agents:{policy.name}@v{plan_version}",
+                       f"agents policy {policy.name} (v{plan_version})")
+    b.log("run_started", plan_actor,
           f"agents policy {policy.name} admitted the plan; mode {assessment.mode.value}", plan=policy.name,
           version=plan_version, mode=assessment.mode.value, requested_mode=policy.mode.value,
           requester_trusted=assessment.requester_trusted,
           consent_from=[a.upn for a in assessment.consent_from],
           credentials_from=[a.upn for a in assessment.credentials_from])
-    if assessment.mode is not policy.mode:
-        b.log("autonomy_capped", Actor.system("autonomy ceiling"),
-              f"policy asks for {policy.mode.value}; the global ceiling caps it at {assessment.mode.value}")
-    if needs_consent:
-        b.send(OpenConsent(run_id), "open")
-    else:
-        b.log("consent_implicit" if any(s.is_write for s in steps) else "consent_not_needed", Actor.system(),
-              assessment.reason)
-        b.send(AttemptStep(run_id, 0), "step-0")
+    open_run(b, guard, plan_actor, missing, approvers=assessment.consent_from)
     return b.build()
 
 

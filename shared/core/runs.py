@@ -4,14 +4,15 @@ joins it; a resolution may cancel it."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from shared.core.alerts import target_scope
 from shared.core.change import Change, ChangeBuilder
-from shared.core.messages import AttemptStep, OpenConsent
-from shared.core.model import Actor, Alert, AuditEvent, Mode, Run, RunState, Step
-from shared.core.modes import consent_required, effective_mode
-from shared.core.plans import ResponsePlan
+from shared.core.guardrails import Effect, Facts, Guardrails, StepToDecide, Verdict, decide
+from shared.core.messages import AttemptStep, OpenConsent, RunEnded
+from shared.core.model import Actor, Alert, Approver, AuditEvent, Mode, Run, RunState, Step, StepState
+from shared.core.plans import PlanBook, ResponsePlan
 from shared.core.transitions import RunEvent
 
 MAX_ALERT_KEYS = 50  # the alert keys a run keeps, newest last, for duplicates and resolutions
@@ -19,6 +20,15 @@ MAX_ALERT_KEYS = 50  # the alert keys a run keeps, newest last, for duplicates a
 
 def alert_key(alert: Alert) -> str:
     return f"{alert.alert_id}|{alert.condition}|{alert.fired_at.isoformat()}"
+
+
+def alert_verdict(book: PlanBook, plan: ResponsePlan, alert: Alert, resource_id: str, ceiling: Mode,
+                  now: dt.datetime, tags: Mapping[str, str] | None = None, app_shadow: bool = False) -> Verdict:
+    """What the guardrails (the app's and the plan's) decide of this plan's runbook on this resource."""
+    steps = [StepToDecide(s.action, s.kind, s.parameters) for s in plan.runbook.steps]
+    facts = Facts(resource_id=resource_id, severity=alert.severity, alert_rule=alert.rule_name, tags=tags)
+    return decide(book.guardrails, plan.guardrails, f"plan {plan.name}", plan.mode, steps, facts, ceiling, now,
+                  app_shadow=app_shadow)
 
 
 def start_run(
@@ -30,7 +40,12 @@ def start_run(
     ceiling: Mode,
     now: dt.datetime,
     correlation_key: str = "",
+    verdict: Verdict | None = None,
+    missing: Mapping[int, Sequence[str]] | None = None,
 ) -> Change:
+    """The run an alert starts. `verdict` is the guardrails' (`alert_verdict`, after the shell's limits);
+    without one, the plan's own rules and mode decide. `missing`, for a shadow run: the permissions the
+    agent's identity lacks for each step, as read at the resource."""
     if plan is None:
         run = Run(
             run_id=run_id, state=RunState.UNMATCHED, mode=Mode.REVIEW, plan_name="", plan_version=plan_version,
@@ -44,20 +59,23 @@ def start_run(
         b.log("run_ended", Actor.system(), run.outcome, state=run.state.value)
         return b.build()
 
-    mode = effective_mode(plan.mode, ceiling)
+    if verdict is None:
+        steps_to_decide = [StepToDecide(s.action, s.kind, s.parameters) for s in plan.runbook.steps]
+        facts = Facts(resource_id=resource_id, severity=alert.severity, alert_rule=alert.rule_name)
+        verdict = decide(Guardrails(), plan.guardrails, f"plan {plan.name}", plan.mode, steps_to_decide, facts,
+                         ceiling, now)
     steps = tuple(
         Step(index=i, action=s.action, kind=s.kind, permission=s.permissions[0], parameters=dict(s.parameters),
              permissions=s.permissions)
         for i, s in enumerate(plan.runbook.steps)
     )
-    needs_consent = consent_required(mode, (s.kind for s in steps))
+    mode = run_mode(plan.mode, verdict)
     run = Run(
-        run_id=run_id,
-        state=RunState.AWAITING_CONSENT if needs_consent else RunState.RUNNING,
-        mode=mode, requested_mode=plan.mode, plan_name=plan.name, plan_version=plan_version,
-        runbook=plan.runbook.name, resource_id=resource_id, alert=alert, steps=steps,
+        run_id=run_id, state=opening_state(verdict), mode=mode, requested_mode=plan.mode, plan_name=plan.name,
+        plan_version=plan_version, runbook=plan.runbook.name, resource_id=resource_id, alert=alert, steps=steps,
         approvers=plan.approvers, notify=plan.notify, created_at=now, updated_at=now,
         correlation_key=correlation_key, alert_ids=(alert_key(alert),), approval=plan.approval,
+        guardrails=verdict.as_record(),
     )
     b = ChangeBuilder(run, now)
     b.log("alert_received", Actor.system("azure-monitor"), f"alert {alert.summary}",
@@ -66,19 +84,75 @@ def start_run(
           f"plan {plan.name} matched; runbook {plan.runbook.name}; mode {mode.value}",
           plan=plan.name, version=plan_version, mode=mode.value, requested_mode=plan.mode.value,
           ceiling=ceiling.value, steps=[s.action for s in steps])
-    if mode is not plan.mode:
-        b.log("autonomy_capped", Actor.system("autonomy ceiling"),
-              f"plan asks for {plan.mode.value}; the global ceiling is {ceiling.value}, so consent is asked")
-    if needs_consent:
-        b.send(OpenConsent(run_id), "open")
-    else:
-        if any(s.is_write for s in steps):
-            b.log("consent_implicit", Actor.plan(plan.name, plan_version),
-                  "autonomous mode inside the incident response plan: consent is implicit")
-        else:
-            b.log("consent_not_needed", Actor.system(), "read-only plan: no consent is asked")
-        b.send(AttemptStep(run_id, 0), "step-0")
+    open_run(b, verdict, Actor.plan(plan.name, plan_version), missing, approvers=plan.approvers)
     return b.build()
+
+
+def run_mode(requested: Mode, verdict: Verdict) -> Mode:
+    """The mode the run acts in: autonomous only when the guardrails allow its writes without consent."""
+    if requested is Mode.READ_ONLY:
+        return Mode.READ_ONLY
+    return Mode.AUTONOMOUS if verdict.effect is Effect.ALLOW and verdict.writes else Mode.REVIEW
+
+
+def opening_state(verdict: Verdict) -> RunState:
+    if verdict.shadow:
+        return RunState.SHADOWED
+    return {Effect.DENY: RunState.DENIED, Effect.ASK: RunState.AWAITING_CONSENT,
+            Effect.ALLOW: RunState.RUNNING}[verdict.effect]
+
+
+def open_run(b: ChangeBuilder, verdict: Verdict, plan_actor: Actor, missing: Mapping[int, Sequence[str]] | None,
+             approvers: Sequence[Approver]) -> None:
+    """The audit and the first message of a new run, from the guardrails' verdict (its state is set by
+    `opening_state`): a shadow run ends at once having recorded what would have happened; a denied run
+    ends before anything reached ARM; an asked run opens its consent request; an allowed one runs."""
+    run = b.run
+    record = verdict.as_record()
+    b.log("guardrails_decided", Actor.system("guardrails"), f"{verdict.effect.word}: {verdict.reason} "
+          f"(decided by {verdict.decided_by})", **record)
+    if verdict.shadow:
+        b.run = replace(b.run, steps=tuple(replace(s, state=StepState.SKIPPED, outcome="shadow mode: not run")
+                                           for s in run.steps))
+        outcome = shadow_outcome(verdict, missing, approvers)
+        b.run = replace(b.run, outcome=outcome)
+        b.log("shadow_decided", Actor.system("guardrails"), outcome, **record,
+              credentials_needed={str(k): list(v) for k, v in (missing or {}).items() if v},
+              credentials_known=missing is not None)
+        b.log("run_ended", Actor.system(), f"run shadowed: {outcome}", state=RunState.SHADOWED.value)
+        return
+    if verdict.effect is Effect.DENY:
+        b.run = replace(b.run, steps=tuple(replace(s, state=StepState.SKIPPED) for s in run.steps),
+                        outcome=f"denied by the guardrails: {verdict.reason}; no action taken")
+        b.log("run_ended", Actor.system("guardrails"), f"run denied: {b.run.outcome}", state=RunState.DENIED.value)
+        b.send(RunEnded(run.run_id), "ended-denied")
+        return
+    if verdict.effect is Effect.ASK:
+        if verdict.limit or verdict.decided_by.startswith(("freeze", "the global autonomy ceiling")):
+            b.log("autonomy_capped", Actor.system("guardrails"), verdict.reason, decided_by=verdict.decided_by,
+                  limit=verdict.limit, freeze=verdict.freeze)
+        b.send(OpenConsent(run.run_id), "open")
+        return
+    if verdict.writes:
+        b.log("consent_implicit", plan_actor, f"consent is implicit: {verdict.reason}", decided_by=verdict.decided_by)
+    else:
+        b.log("consent_not_needed", Actor.system(), "reads only: no consent is asked")
+    b.send(AttemptStep(run.run_id, 0), "step-0")
+
+
+def shadow_outcome(verdict: Verdict, missing: Mapping[int, Sequence[str]] | None,
+                   approvers: Sequence[Approver]) -> str:
+    """What a shadow run would have done, in one sentence for the run list."""
+    would = {Effect.DENY: "been denied", Effect.ASK: f"asked consent of {', '.join(a.upn for a in approvers)}",
+             Effect.ALLOW: "acted autonomously" if verdict.writes else "run its reads"}[verdict.effect]
+    if missing is None:
+        credentials = "; whether credentials would be needed could not be read"
+    else:
+        needing = sorted(k + 1 for k, v in missing.items() if v)
+        credentials = (f"; temporary credentials would be asked for step(s) {', '.join(map(str, needing))}"
+                       if needing else "; the agent's own permissions would do")
+    return (f"shadow mode ({verdict.shadow_by}): it would have {would} ({verdict.decided_by})"
+            + (credentials if verdict.effect is not Effect.DENY else "") + "; nothing was done and no one was asked")
 
 
 def _unmatched_outcome(alert: Alert, target: str) -> str:
