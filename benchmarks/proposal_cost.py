@@ -35,7 +35,7 @@ from shared.core.requests import Timeouts
 from shared.services import Policy, Services, SystemClock
 from shared.topology import Table
 from tests.agents import AGENT_ID, agents_book, plan
-from tests.fakes import FakeAlertStatus, FakeArm, FakeBus, FakeNotifier, FakeTokenBroker
+from tests.fakes import FakeAlertStatus, FakeArm, FakeBus, FakeLimitStore, FakeNotifier, FakeTokenBroker
 from tests.pipeline import CATALOG
 
 
@@ -53,7 +53,7 @@ def services(connection_string: str, counter: Counter, bus: FakeBus) -> Services
         runs=TableRunStore(tables[Table.RUNS], tables[Table.RUN_INDEX]),
         correlations=RememberedCorrelations(TableCorrelationStore(tables[Table.CORRELATIONS]), SystemClock()),
         rejected_alerts=TableRejectedAlertStore(tables[Table.REJECTED_ALERTS]), alert_status=FakeAlertStatus(),
-        bus=bus, arm=FakeArm(),
+        limits=FakeLimitStore(), bus=bus, arm=FakeArm(),
         tokens=FakeTokenBroker(), notifier=FakeNotifier(), sealer=AesGcmSealer(os.urandom(32)),
         policy=Policy(plans=parse_plan_book(agents_book(), "plans.json", CATALOG), ceiling=Mode.REVIEW,
                       timeouts=Timeouts(consent=dt.timedelta(minutes=30), credentials=dt.timedelta(minutes=15)),

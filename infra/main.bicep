@@ -179,6 +179,7 @@ var tables = [
   'correlations'
   'rejectedalerts'
   'alertstatus'
+  'limits'
 ]
 
 module monitoring 'modules/monitoring.bicep' = {

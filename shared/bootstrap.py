@@ -9,6 +9,7 @@ from azure.servicebus import ServiceBusClient
 from shared.adapters.arm_client import ArmResourceManager
 from shared.adapters.correlation_cache import RememberedCorrelations
 from shared.adapters.identity import JwksSigningKeys, MsalTokenBroker, agent_credential_from_settings
+from shared.adapters.limit_store import TableLimitStore
 from shared.adapters.notifier import AcsEmailNotifier, SmtpNotifier
 from shared.adapters.sealing import AesGcmSealer
 from shared.adapters.servicebus_bus import ServiceBusMessageBus
@@ -56,6 +57,7 @@ def build_services(settings: Settings, plans: PlanBook) -> Services:
         correlations=RememberedCorrelations(TableCorrelationStore(tables[Table.CORRELATIONS]), SystemClock()),
         rejected_alerts=TableRejectedAlertStore(tables[Table.REJECTED_ALERTS]),
         alert_status=TableAlertStatusStore(tables[Table.ALERT_STATUS]),
+        limits=TableLimitStore(tables[Table.LIMITS]),
         bus=ServiceBusMessageBus(sb_client),
         arm=ArmResourceManager(settings.arm_endpoint),
         tokens=MsalTokenBroker(authority_host=settings.authority_host, tenant_id=settings.tenant_id,

@@ -14,6 +14,7 @@ from shared.core.alert_status import AlertStatus
 from shared.core.arm_outcomes import ArmOutcome
 from shared.core.catalog import ActionSpec
 from shared.core.change import Change
+from shared.core.limits import LimitClaim, Liveness
 from shared.core.model import ArmOperation, AuditEvent, OutboundMessage, Run, RunState
 
 
@@ -142,6 +143,19 @@ class AlertStatusStore(Protocol):
         """Insert if absent: False when the key is known already."""
 
     def put(self, status: AlertStatus) -> None: ...
+
+
+class LimitStore(Protocol):
+    """Blast-radius counters (`shared/core/limits.py`), shared by every instance: each counter is changed
+    only by a conditional write on the version it was read at."""
+
+    def claim(self, claim: LimitClaim, now: dt.datetime, live: Liveness | None = None) -> bool:
+        """Take the claim's place if it fits (a member already there fits and is not written again);
+        False if the counter is full. `live` is asked about an in-flight counter's runs only when it is
+        full. `ConcurrencyConflict` after losing the write race a bounded number of times."""
+
+    def release(self, claims: Sequence[LimitClaim]) -> None:
+        """Give the claims' places back (idempotent: a member not there is left alone)."""
 
 
 class MessageTooLarge(Exception):

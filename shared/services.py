@@ -16,6 +16,7 @@ from shared.ports import (
     AlertStatusStore,
     Clock,
     CorrelationStore,
+    LimitStore,
     MessageBus,
     Notifier,
     RejectedAlertStore,
@@ -62,6 +63,7 @@ class Services:
     correlations: CorrelationStore
     rejected_alerts: RejectedAlertStore
     alert_status: AlertStatusStore
+    limits: LimitStore  # blast-radius counters, shared by every instance
     bus: MessageBus
     arm: ResourceManager
     tokens: TokenBroker

@@ -46,6 +46,7 @@ class Table(StrEnum):
     CORRELATIONS = "correlations"  # open run per (alert rule, target resource)
     REJECTED_ALERTS = "rejectedalerts"  # alerts that could not be read, with the reason
     ALERT_STATUS = "alertstatus"  # each accepted alert by its key: the runs it started or joined, or why none
+    LIMITS = "limits"  # blast-radius counters: one entity per counter, its members claimed on the ETag
 
 
 SERVICE_BUS_CONNECTION = "ServiceBusConnection"

@@ -22,6 +22,7 @@ from shared.core.arm_outcomes import ArmOutcome, OutcomeKind
 from shared.core.catalog import ActionSpec
 from shared.core.change import Change
 from shared.core.errors import ConcurrencyConflict
+from shared.core.limits import LimitClaim, Liveness, admit, without
 from shared.core.model import ArmOperation, AuditEvent, OutboundMessage, Run, RunState
 from shared.ports import Correlation, CredentialUnavailable, InvalidContinuation, OpenRun, RunPage, RunSummary
 
@@ -246,6 +247,40 @@ class FakeAlertStatus:
 
     def put(self, status: AlertStatus) -> None:
         self.rows[status.key] = status
+
+
+class FakeLimitStore:
+    """The counters in memory, decided by the same `admit` as the table store; one lock stands for the ETag."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, dict[str, dt.datetime]] = {}
+        self.writes = 0
+        self._lock = threading.Lock()
+
+    def claim(self, claim: LimitClaim, now: dt.datetime, live: Liveness | None = None) -> bool:
+        with self._lock:
+            members = self.counters.get(claim.key, {})
+            admitted, after = admit(members, claim, now, live)
+            if admitted and after != members:
+                self.counters[claim.key] = after
+                self.writes += 1
+            return admitted
+
+    def release(self, claims: Sequence[LimitClaim]) -> None:
+        with self._lock:
+            for claim in claims:
+                members = self.counters.get(claim.key)
+                if members is None or claim.member not in members:
+                    continue
+                self.writes += 1
+                if after := without(members, [claim.member]):
+                    self.counters[claim.key] = after
+                else:
+                    del self.counters[claim.key]
+
+    def members(self, key: str) -> set[str]:
+        with self._lock:
+            return set(self.counters.get(key, {}))
 
 
 @dataclass

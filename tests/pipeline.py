@@ -33,6 +33,7 @@ from tests.fakes import (
     FakeBus,
     FakeClock,
     FakeCorrelationStore,
+    FakeLimitStore,
     FakeNotifier,
     FakeRejectedAlerts,
     FakeRunStore,
@@ -116,11 +117,12 @@ class Pipeline:
         self.notifier = FakeNotifier()
         self.rejected = FakeRejectedAlerts()
         self.alert_status = FakeAlertStatus()
+        self.limits = FakeLimitStore()
         self.dead_letters: list[Delivery] = []
         counter = iter(range(1, 1_000_000))
         self.services = Services(
             runs=self.store, correlations=FakeCorrelationStore(), rejected_alerts=self.rejected,
-            alert_status=self.alert_status, bus=self.bus,
+            alert_status=self.alert_status, limits=self.limits, bus=self.bus,
             arm=self.arm, tokens=self.tokens, notifier=self.notifier, sealer=AesGcmSealer(os.urandom(32)),
             policy=Policy(
                 plans=parse_plan_book(text, "plans.json", CATALOG), ceiling=ceiling,

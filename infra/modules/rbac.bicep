@@ -57,8 +57,8 @@ resource serviceBusReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01'
   }
 }
 
-// Tables: runs, correlations, rejected alerts and alert status (TablesConnection__tableServiceUri). The tables exist before
-// the app starts, so the app needs no control-plane right to create them.
+// Tables: runs, correlations, rejected alerts, alert status and limits (TablesConnection__tableServiceUri). The
+// tables exist before the app starts, so the app needs no control-plane right to create them.
 resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storageAccount.id, principalId, storageTableDataContributorRoleId)
   scope: storageAccount
