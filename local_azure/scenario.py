@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-TERMINAL = {"succeeded", "failed", "denied", "expired", "cancelled", "unmatched", "drifted"}
+TERMINAL = {"succeeded", "failed", "denied", "expired", "cancelled", "unmatched", "drifted", "shadowed"}
 LINK = re.compile(r"https?://\S+/api/runs/(?P<run>[0-9a-f]+)/requests/(?P<request>[0-9a-f]+)")
 
 

@@ -68,7 +68,9 @@ class App:
         self.process = self.launch()
 
 
-def start_app(stack: LocalStack, **overrides: str) -> Iterator[App]:
+def start_app(stack: LocalStack, *, port: int | None = None, **overrides: str) -> Iterator[App]:
+    """A host of the app; `port` for a second instance beside the first (they share every stand-in)."""
+    port = port or stack.host_port
     settings = {**stack.settings(), "GATES_RESPONSE_PLANS": str(PLANS), "LOCAL_FUNCTION_KEYS": FUNCTION_KEY,
                 **overrides}
     with tempfile.TemporaryDirectory(prefix="e2e-host-") as folder:
@@ -79,18 +81,18 @@ def start_app(stack: LocalStack, **overrides: str) -> Iterator[App]:
         def launch() -> ManagedProcess:
             process = ManagedProcess(
                 [sys.executable, "-m", "local_azure.host", "--project", str(PROJECT_DIR), "--port",
-                 str(stack.host_port), "--local-settings", str(local_settings), "--auth-settings",
+                 str(port), "--local-settings", str(local_settings), "--auth-settings",
                  str(AUTH_SETTINGS)],
                 name="functions host", cwd=PROJECT_DIR, log_path=Path(folder) / "host.log")
             process.start()
             try:
-                wait_for_port("127.0.0.1", stack.host_port, 60, process=process)
+                wait_for_port("127.0.0.1", port, 60, process=process)
             except BaseException:
                 process.stop()
                 raise
             return process
 
-        app = App(stack, f"http://127.0.0.1:{stack.host_port}", FUNCTION_KEY, launch(), launch)
+        app = App(stack, f"http://127.0.0.1:{port}", FUNCTION_KEY, launch(), launch)
         try:
             yield app
         finally:
