@@ -11,6 +11,7 @@ from gates import (
     consent,
     deadlines,
     elevate,
+    evaluate,
     execute,
     intake,
     mcp_tools,
@@ -23,7 +24,7 @@ from gates import (
 from shared.services import ServicesProvider
 
 STAGES = (intake, plan, proposals, mcp_tools, consent, attempt, elevate, execute, deadlines, notify, approvals, status,
-          actions, relay)
+          actions, relay, evaluate)
 
 
 def blueprints(services: ServicesProvider) -> list[func.Blueprint]:

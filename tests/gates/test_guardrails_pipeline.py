@@ -11,7 +11,7 @@ from shared.core.model import RequestKind, RunState
 from shared.core.plans import parse_plan_book
 from tests.agents import agent_pipeline, agents_book, post_plan
 from tests.agents import plan as proposal
-from tests.pipeline import ALICE, BOB, CATALOG, SUB, Pipeline, alert
+from tests.pipeline import ALICE, BOB, CATALOG, MALLORY, SUB, Pipeline, alert, principal_headers
 
 WORKERS = f"/subscriptions/{SUB}/resourceGroups/rg-prod-workers/providers/Microsoft.Compute/virtualMachineScaleSets/"
 SCALE = "Microsoft.Compute/virtualMachineScaleSets/write"
@@ -222,3 +222,41 @@ def test_an_agents_plan_in_shadow_mode_is_recorded_and_nothing_acts() -> None:
     assert p.run().state is RunState.SHADOWED
     assert p.arm.calls == []
     assert p.notifier.sent == []
+
+
+# ---- the dry evaluation of an alert: the same question, nothing created -----------------------------------
+
+def evaluate(p: Pipeline, document: Any, user: Any = ALICE) -> tuple[int, dict[str, Any]]:
+    body = document if isinstance(document, bytes) else json.dumps(document).encode()
+    headers = {**principal_headers(user), "Accept": "application/json"} if user is not None else {}
+    response = p.http("POST", "guardrails/evaluate", "https://gates.example/api/guardrails/evaluate",
+                      headers=headers, body=body)
+    return response.status_code, json.loads(response.get_body())
+
+
+def test_evaluating_an_alert_says_which_rule_decides_and_creates_nothing() -> None:
+    p = Pipeline(book(30, guardrails=CAPS), agent_can={SCALE, READ})
+    status, body = evaluate(p, alert("backlog", WORKERS + "workers"))
+    assert status == 200
+    (target,) = body["targets"]
+    assert target["plan"] == "backlog"
+    assert target["guardrails"]["effect"] == "deny"
+    assert target["guardrails"]["decided_by"] == "rule never-above-20 (global)"
+    assert p.store.all_runs() == []
+    assert p.arm.calls == []
+    assert p.limits.writes == 0
+
+
+def test_evaluating_an_alert_no_plan_matches_says_so() -> None:
+    p = Pipeline(book(4))
+    _, body = evaluate(p, alert("some-other-rule", WORKERS + "workers"))
+    assert body["targets"][0]["plan"] is None
+
+
+def test_evaluation_needs_a_signed_in_reader_and_a_readable_alert() -> None:
+    p = Pipeline(book(4))
+    assert evaluate(p, alert("backlog", WORKERS + "w"), user=None)[0] == 401
+    assert evaluate(p, alert("backlog", WORKERS + "w"), user=MALLORY)[0] == 403
+    status, body = evaluate(p, b"{not json")
+    assert status == 400
+    assert body["message"]
