@@ -100,12 +100,26 @@ class Facts:
 
 
 @dataclass(frozen=True)
+class StepToDecide:
+    action: str
+    kind: ActionKind
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    risk: str = ""  # the catalog's: low, medium, high
+
+    @staticmethod
+    def of(catalog: Catalog, action: str, parameters: Mapping[str, Any]) -> StepToDecide:
+        spec = catalog[action]
+        return StepToDecide(action, spec.kind, parameters, spec.risk)
+
+
+@dataclass(frozen=True)
 class Rule:
     name: str
     effect: Effect
     scope: str  # "global", "plan <name>", "agents policy <name>": where the rule was written
     actions: tuple[str, ...] = ()  # names or patterns ("vm.*"); empty: every action
     kinds: frozenset[ActionKind] = frozenset()
+    risks: frozenset[str] = frozenset()  # the catalog's risk of the action: low, medium, high
     parameters: Mapping[str, Bound] = field(default_factory=dict)
     subscriptions: frozenset[str] = frozenset()
     resource_groups: frozenset[str] = frozenset()
@@ -120,10 +134,11 @@ class Rule:
     def needs_tags(self) -> bool:
         return bool(self.tags)
 
-    def matches(self, action: str, kind: ActionKind, parameters: Mapping[str, Any], facts: Facts) -> bool:
+    def matches(self, step: StepToDecide, facts: Facts) -> bool:
         known = [
-            not self.actions or any(fnmatch.fnmatchcase(action, pattern) for pattern in self.actions),
-            not self.kinds or kind in self.kinds,
+            not self.actions or any(fnmatch.fnmatchcase(step.action, pattern) for pattern in self.actions),
+            not self.kinds or step.kind in self.kinds,
+            not self.risks or step.risk in self.risks,
             not self.subscriptions or subscription_of(facts.resource_id) in self.subscriptions,
             not self.resource_groups or resource_group_of(facts.resource_id) in self.resource_groups,
             not self.resource_types or resource_type_of(facts.resource_id).lower() in self.resource_types,
@@ -133,7 +148,8 @@ class Rule:
         ]
         if not all(known):
             return False
-        unknowns = [self._tags_hold(facts.tags)] + [b.holds(parameters.get(p)) for p, b in self.parameters.items()]
+        unknowns = [self._tags_hold(facts.tags)] + [b.holds(step.parameters.get(p))
+                                                    for p, b in self.parameters.items()]
         if any(u is False for u in unknowns):
             return False
         if any(u is None for u in unknowns):
@@ -186,11 +202,6 @@ class Guardrails:
         return any(r.needs_tags for r in (*self.rules, *plan.rules))
 
 
-@dataclass(frozen=True)
-class StepToDecide:
-    action: str
-    kind: ActionKind
-    parameters: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -279,7 +290,7 @@ def decide(
 def _step_verdict(index: int, step: StepToDecide, guardrails: Guardrails, plan: ScopeRules, plan_label: str,
                   mode: Mode, facts: Facts, ceiling: Mode, now: dt.datetime) -> StepVerdict:
     def strictest(rules: Sequence[Rule]) -> Rule | None:
-        matching = [r for r in rules if r.matches(step.action, step.kind, step.parameters, facts)]
+        matching = [r for r in rules if r.matches(step, facts)]
         return max(matching, key=lambda r: r.effect, default=None)
 
     candidates: list[tuple[Effect, str, str]] = []
@@ -321,8 +332,8 @@ def _mode_reason(mode: Mode, kind: ActionKind) -> str:
 
 # ---- the plan file's guardrails ------------------------------------------------------------------------
 
-_RULE_KEYS = {"name", "effect", "actions", "kinds", "parameters", "subscriptions", "resourceGroups", "resourceTypes",
-              "tags", "severities", "alertRules", "agents", "reason"}
+_RULE_KEYS = {"name", "effect", "actions", "kinds", "risks", "parameters", "subscriptions", "resourceGroups",
+              "resourceTypes", "tags", "severities", "alertRules", "agents", "reason"}
 
 
 def parse_guardrails(raw: Any, source: str, catalog: Catalog, agent_names: frozenset[str]) -> Guardrails:
@@ -375,6 +386,11 @@ def _rule(raw: Any, entry: str, scope: str, source: str, catalog: Catalog, agent
     except ValueError:
         raise ConfigError(source, f"{entry}.kinds", "must list 'read' and/or 'write'") from None
     parameters = _parameters(raw.get("parameters", {}), f"{entry}.parameters", actions, source, catalog)
+    risks = frozenset(_strings(raw.get("risks", []), f"{entry}.risks", source))
+    known_risks = {catalog[name].risk for name in catalog}
+    if risks - known_risks:
+        raise ConfigError(source, f"{entry}.risks", f"{sorted(risks - known_risks)} are not risks the catalog uses "
+                                                    f"({', '.join(sorted(known_risks))})")
     tags = raw.get("tags", {})
     if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
         raise ConfigError(source, f"{entry}.tags", "must be an object of tag name to value ('*': any value)")
@@ -386,7 +402,8 @@ def _rule(raw: Any, entry: str, scope: str, source: str, catalog: Catalog, agent
     if not isinstance(reason, str) or len(reason) > 300:
         raise ConfigError(source, f"{entry}.reason", "must be a short text")
     return Rule(
-        name=raw["name"], effect=effect, scope=scope, actions=actions, kinds=kinds, parameters=parameters,
+        name=raw["name"], effect=effect, scope=scope, actions=actions, kinds=kinds, risks=risks,
+        parameters=parameters,
         subscriptions=_lowered(raw, "subscriptions", entry, source),
         resource_groups=_lowered(raw, "resourceGroups", entry, source),
         resource_types=_lowered(raw, "resourceTypes", entry, source), tags=dict(tags),

@@ -24,6 +24,7 @@ class RunbookStep:
     parameters: dict[str, Any] = field(default_factory=dict)
     kind: ActionKind = ActionKind.READ  # from the catalog, resolved when the plans are loaded
     permissions: tuple[str, ...] = ()
+    risk: str = ""
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ def _runbooks(raw: Any, source: str, catalog: Catalog) -> dict[str, Runbook]:
             problems = spec.problems(parameters)
             if problems:
                 raise ConfigError(source, f"{step_entry}.parameters", f"action {spec.name}: {'; '.join(problems)}")
-            steps.append(RunbookStep(spec.name, parameters, spec.kind, spec.permissions))
+            steps.append(RunbookStep(spec.name, parameters, spec.kind, spec.permissions, spec.risk))
         books[name] = Runbook(name, str(body.get("description", "")), tuple(steps))
     return books
 

@@ -191,8 +191,8 @@ def assess(plan: ProposedPlan, agent_id: str, book: PlanBook, ceiling: Mode, now
         index = next(i for i, s in enumerate(plan.steps) if s.action in outside)
         return Assessment(Verdict.REFUSE, f"the policy does not let this agent propose {outside} here",
                           field=f"steps[{index}].action")
-    to_decide = [StepToDecide(s.action, spec.kind, s.parameters) for s in plan.steps
-                 if (spec := catalog_action(book.catalog, s.action)) is not None]
+    to_decide = [StepToDecide.of(book.catalog, s.action, s.parameters) for s in plan.steps
+                 if catalog_action(book.catalog, s.action) is not None]
     facts = Facts(resource_id=plan.resource_id, agent=policy.name, tags=tags)
     guard = decide(book.guardrails, policy.guardrails, f"agents policy {policy.name}", policy.mode, to_decide,
                    facts, ceiling, now or dt.datetime.now(dt.UTC), app_shadow=app_shadow)

@@ -25,7 +25,7 @@ def alert_key(alert: Alert) -> str:
 def alert_verdict(book: PlanBook, plan: ResponsePlan, alert: Alert, resource_id: str, ceiling: Mode,
                   now: dt.datetime, tags: Mapping[str, str] | None = None, app_shadow: bool = False) -> Verdict:
     """What the guardrails (the app's and the plan's) decide of this plan's runbook on this resource."""
-    steps = [StepToDecide(s.action, s.kind, s.parameters) for s in plan.runbook.steps]
+    steps = [StepToDecide(s.action, s.kind, s.parameters, s.risk) for s in plan.runbook.steps]
     facts = Facts(resource_id=resource_id, severity=alert.severity, alert_rule=alert.rule_name, tags=tags)
     return decide(book.guardrails, plan.guardrails, f"plan {plan.name}", plan.mode, steps, facts, ceiling, now,
                   app_shadow=app_shadow)
@@ -60,7 +60,7 @@ def start_run(
         return b.build()
 
     if verdict is None:
-        steps_to_decide = [StepToDecide(s.action, s.kind, s.parameters) for s in plan.runbook.steps]
+        steps_to_decide = [StepToDecide(s.action, s.kind, s.parameters, s.risk) for s in plan.runbook.steps]
         facts = Facts(resource_id=resource_id, severity=alert.severity, alert_rule=alert.rule_name)
         verdict = decide(Guardrails(), plan.guardrails, f"plan {plan.name}", plan.mode, steps_to_decide, facts,
                          ceiling, now)

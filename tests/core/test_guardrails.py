@@ -263,3 +263,18 @@ def test_a_mistake_in_the_guardrails_stops_start_up_naming_the_entry(raw, entry,
         parse_guardrails(raw, "plans.json", CATALOG, AGENTS)
     assert raised.value.entry == entry
     assert words in raised.value.problem
+
+
+def test_a_rule_can_match_the_catalogs_risk_of_an_action() -> None:
+    rule = {"name": "high-risk-asks", "effect": "ask", "risks": ["high"]}
+    restart_all = StepToDecide.of(CATALOG, "vmss.restart", {})
+    assert restart_all.risk == "high"
+    assert verdict(app(rule), ScopeRules(), Mode.AUTONOMOUS, [restart_all]).effect is Effect.ASK
+    assert verdict(app(rule), ScopeRules(), Mode.AUTONOMOUS, [StepToDecide.of(CATALOG, "vmss.set_capacity",
+                                                                              {"capacity": 4})]).effect is Effect.ALLOW
+
+
+def test_a_risk_the_catalog_never_uses_is_a_mistake() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_guardrails({"rules": [{"name": "x", "effect": "deny", "risks": ["extreme"]}]}, "p", CATALOG, AGENTS)
+    assert raised.value.entry == "guardrails.rules[x].risks"
