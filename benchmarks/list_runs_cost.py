@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from azure.functions.timer import TimerRequest
 
 from benchmarks.harness import WEB_VMS, BenchStack, common_alert, plan_book, run_store, store_on
-from benchmarks.seeding import BatchClient, NotCapturable, Recorder
+from benchmarks.seeding import BatchClient, NotCapturable, Recorder, coalesced
 from benchmarks.wire import count_kinds
 from shared.core.alerts import parse_alert
 from shared.core.correlation import correlation_key
@@ -61,6 +61,7 @@ RULE = "vm-not-responding-autonomous"
 REVIEW_RULE = "vm-not-responding"
 READER = "alice@contoso.test"
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+CHUNK = 50  # runs per seeding task: their index entries (2 operations a run) fill one batch of 100
 
 
 def stalled_change(index: int, prefix: str, now: dt.datetime) -> Any:
@@ -115,20 +116,28 @@ def seed_range(connection_string: str, port: int, start: int, end: int, threads:
     if fast:
         client = BatchClient(port)
 
-        def create(index: int) -> bool:
+        def create_chunk(first: int) -> int:
+            # A chunk's index entries (one partition for every run) go as batches of 100 operations;
+            # each run's own partition (the run and its audit lines) stays one batch of its own.
             recorders: dict[str, Recorder] = {}
-            write_finished(store_on(lambda name: recorders.setdefault(name, Recorder())),
-                           finished_change(index, prefix))
-            for table, recorder in recorders.items():
-                for operations in recorder.transactions:
-                    client.submit(table, operations)
-            return True
-    else:
-        store = run_store(connection_string)
+            last = min(first + CHUNK, end)
+            for index in range(first, last):
+                write_finished(store_on(lambda name: recorders.setdefault(name, Recorder())),
+                               finished_change(index, prefix))
+            captured = [(table, operations) for table, recorder in recorders.items()
+                        for operations in recorder.transactions]
+            for table, operations in coalesced(captured):
+                client.submit(table, operations)
+            return last - first
 
-        def create(index: int) -> bool:
-            write_finished(store, finished_change(index, prefix))
-            return True
+        with ThreadPoolExecutor(threads) as pool:
+            return sum(pool.map(create_chunk, range(start, end, CHUNK)))
+
+    store = run_store(connection_string)
+
+    def create(index: int) -> bool:
+        write_finished(store, finished_change(index, prefix))
+        return True
 
     with ThreadPoolExecutor(threads) as pool:
         return sum(pool.map(create, range(start, end)))
