@@ -121,3 +121,28 @@ class BatchClient:
         refused = [int(s) for s in _INNER_STATUS.findall(reply) if int(s) >= 400]
         if response.status != 202 or refused:
             raise RuntimeError(f"seeding batch refused: {response.status} {refused} {reply[:300]!r}")
+
+
+MAX_BATCH = 100  # operations in one entity-group transaction
+
+
+def coalesced(transactions: Sequence[tuple[str, Sequence[Operation]]]) -> list[tuple[str, list[Operation]]]:
+    """The same writes in fewer requests: transactions on the same table and partition (the run index's
+    one partition, written by every run) merged into entity-group batches of up to 100 operations. Only
+    for seeding: the rows are new and distinct, so the order of transactions within a partition and their
+    grouping change nothing the store would read back. For the same reason an upsert goes as an insert:
+    Azurite looks an entity up by scanning its partition, and an upsert (merge) looks twice."""
+    groups: dict[tuple[str, str], list[list[Operation]]] = {}
+    for table, operations in transactions:
+        written = [("create", *operation[1:]) if operation[0] == "upsert" else operation
+                   for operation in operations if operation[0] != "delete"]  # nothing to delete yet
+        if not written:
+            continue
+        partitions = {str(operation[1]["PartitionKey"]) for operation in written}
+        if len(partitions) != 1:
+            raise NotCapturable(f"a transaction on {table} spans partitions {sorted(partitions)}")
+        batches = groups.setdefault((table, partitions.pop()), [[]])
+        if len(batches[-1]) + len(written) > MAX_BATCH:
+            batches.append([])
+        batches[-1].extend(written)
+    return [(table, batch) for (table, _), batches in groups.items() for batch in batches if batch]

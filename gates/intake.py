@@ -16,6 +16,7 @@ from dataclasses import replace
 import azure.functions as func
 import jwt
 
+from gates.alert_lookup import current_status
 from shared.core.alert_status import AlertState, AlertStatus, intake_key, queued
 from shared.core.alerts import limits_for_queue, queued_size, read_alert
 from shared.core.errors import MalformedAlert, PayloadTooLarge
@@ -71,7 +72,7 @@ def handle_intake(services: Services, req: func.HttpRequest) -> func.HttpRespons
     status_url = f"{services.policy.public_base_url}/api/alerts/{key}"
     now = services.clock.now()
     if not services.alert_status.add(queued(key, alert, now)):
-        known = services.alert_status.get(key)
+        known = current_status(services, key)
         if known is not None and known.state is AlertState.REFUSED:
             return _json({"status": 413, "message": known.outcome, "key": key}, 413)  # refused again, as before
         if known is not None and known.state is AlertState.PLANNED:

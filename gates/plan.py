@@ -9,7 +9,7 @@ import azure.functions as func
 
 from gates.guardrails import agent_missing_permissions, resource_tags, within_limits
 from gates.shell import create, transact
-from shared.core.alert_status import TargetOutcome, TargetResult, intake_key, planned
+from shared.core.alert_status import TargetOutcome, TargetResult, intake_key, planned, written_by_plan_stage
 from shared.core.alerts import limits_for_queue, parse_alert
 from shared.core.correlation import correlation_key, joins_open_run
 from shared.core.errors import ConcurrencyConflict, MalformedAlert
@@ -38,7 +38,8 @@ def handle_alert(services: Services, body: bytes, message_id: str) -> list[str]:
     # alert that names no target (a budget alert) is one run that can never act.
     results = [_handle_target(services, alert, target, message_id) for target in alert.target_resource_ids or ("",)]
     status = planned(intake_key(alert), alert, results, services.clock.now())
-    services.alert_status.put(status)
+    if written_by_plan_stage(results, message_id, status.key):
+        services.alert_status.put(status)  # otherwise the runs hold the outcome: no write (gates/alert_lookup.py)
     for result in results:
         if result.outcome is TargetOutcome.NO_OPEN_RUN:
             logger.info("resolved alert %s (key %s) has no run to close on %s", alert.alert_id, status.key,

@@ -10,6 +10,7 @@ from typing import Any
 import azure.functions as func
 
 from gates import views
+from gates.alert_lookup import current_status
 from gates.approvals import request_path, run_path
 from gates.http_auth import is_api_call, principal_from, sign_in_url, switch_account_url
 from gates.proposals import agent_from_request, get_agent_run
@@ -160,10 +161,11 @@ def rejected_alerts(services: Services, req: func.HttpRequest) -> func.HttpRespo
 
 
 def alert_status(services: Services, req: func.HttpRequest) -> func.HttpResponse:
-    """What became of an accepted alert (the intake's status URL): one point read by its key."""
+    """What became of an accepted alert (the intake's status URL): a point read by its key, and while it
+    says queued, the runs it names (gates/alert_lookup.py)."""
     if (refused := refusal(req)) is not None:
         return refused
-    status = services.alert_status.get(req.route_params.get("key", ""))
+    status = current_status(services, req.route_params.get("key", ""))
     if status is None:
         return json_response({"status": 404, "message": "no alert was accepted with this key"}, 404)
     base = services.policy.public_base_url

@@ -108,16 +108,23 @@ class Correlation:
     run_id: str
     opened_at: dt.datetime
     etag: str
+    # The runs it named before, newest first (a few): where an accepted alert's status finds the run it
+    # joined or started after a newer run took the key (GET /api/alerts/{key}).
+    earlier: tuple[str, ...] = ()
 
 
 class CorrelationStore(Protocol):
     def get(self, key: str) -> Correlation | None: ...
 
+    def get_fresh(self, key: str) -> Correlation | None:
+        """As `get`, read from the table itself, never from a memory in front of it."""
+
     def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
         """Insert-if-absent: False when another alert of the same rule and resource got there first."""
 
     def replace(self, current: Correlation, run_id: str, opened_at: dt.datetime) -> bool:
-        """Point the key at a new run if it still holds `current` (ETag); False if it changed."""
+        """Point the key at a new run if it still holds `current` (ETag), keeping `current.run_id` first
+        among the runs it named before; False if it changed."""
 
 
 class RejectedAlertStore(Protocol):

@@ -196,6 +196,9 @@ class FakeCorrelationStore:
         with self._lock:
             return self._rows.get(key)
 
+    def get_fresh(self, key: str) -> Correlation | None:
+        return self.get(key)
+
     def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
         with self._lock:
             if key in self._rows:
@@ -207,7 +210,8 @@ class FakeCorrelationStore:
         with self._lock:
             if self._rows.get(current.key) != current:
                 return False
-            self._rows[current.key] = Correlation(current.key, run_id, opened_at, str(next(self._etags)))
+            self._rows[current.key] = Correlation(current.key, run_id, opened_at, str(next(self._etags)),
+                                                  (current.run_id, *current.earlier)[:20])
             return True
 
 

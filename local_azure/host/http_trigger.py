@@ -151,6 +151,9 @@ class HttpDispatcher:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Kept-alive answers go out at once: with Nagle on, a reply written in two sends (headers, body)
+    # waits for the client's delayed ACK, ~40 ms a request (the services answer without that delay).
+    disable_nagle_algorithm = True
     timeout = REQUEST_READ_TIMEOUT_SECONDS
     server: _Server
 

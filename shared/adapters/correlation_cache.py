@@ -44,6 +44,9 @@ class RememberedCorrelations:
                     self._seen.popitem(last=False)
         return found
 
+    def get_fresh(self, key: str) -> Correlation | None:
+        return self._store.get_fresh(key)
+
     def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
         self._forget(key)
         created = self._store.create(key, run_id, opened_at)

@@ -245,6 +245,7 @@ class TableRunStore:
 
 class TableCorrelationStore:
     ROW = "open"
+    EARLIER = 20  # runs kept that the key named before: far more than a person's status check looks back
 
     def __init__(self, client: TableClient) -> None:
         self._table = client
@@ -254,7 +255,11 @@ class TableCorrelationStore:
             entity = self._table.get_entity(key, self.ROW)
         except ResourceNotFoundError:
             return None
-        return Correlation(key, entity["RunId"], _aware(entity["OpenedAt"]), str(entity.metadata["etag"]))
+        return Correlation(key, entity["RunId"], _aware(entity["OpenedAt"]), str(entity.metadata["etag"]),
+                           tuple(json.loads(entity.get("Earlier") or "[]")))
+
+    def get_fresh(self, key: str) -> Correlation | None:
+        return self.get(key)
 
     def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
         try:
@@ -265,9 +270,11 @@ class TableCorrelationStore:
         return True
 
     def replace(self, current: Correlation, run_id: str, opened_at: dt.datetime) -> bool:
+        earlier = [current.run_id, *current.earlier][:self.EARLIER]
         try:
             self._table.update_entity(
-                {"PartitionKey": current.key, "RowKey": self.ROW, "RunId": run_id, "OpenedAt": opened_at},
+                {"PartitionKey": current.key, "RowKey": self.ROW, "RunId": run_id, "OpenedAt": opened_at,
+                 "Earlier": json.dumps(earlier)},
                 mode=UpdateMode.REPLACE, etag=current.etag, match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):
             return False
@@ -338,7 +345,9 @@ class TableAlertStatusStore:
             return None
         return AlertStatus(key=key, state=AlertState(entity["State"]), alert_id=entity["AlertId"],
                            condition=entity["Condition"], received_at=_aware(entity["ReceivedAt"]),
-                           runs=tuple(json.loads(entity.get("Runs") or "[]")), outcome=entity.get("Outcome", ""))
+                           runs=tuple(json.loads(entity.get("Runs") or "[]")), outcome=entity.get("Outcome", ""),
+                           targets=tuple((t, k) for t, k in json.loads(entity.get("Targets") or "[]")),
+                           alert_key=entity.get("AlertKey", ""))
 
     def add(self, status: AlertStatus) -> bool:
         try:
@@ -353,7 +362,8 @@ class TableAlertStatusStore:
     def _entity(self, status: AlertStatus) -> dict[str, Any]:
         return {"PartitionKey": status.key, "RowKey": self.ROW, "State": status.state.value,
                 "AlertId": status.alert_id, "Condition": status.condition, "ReceivedAt": status.received_at,
-                "Runs": json.dumps(list(status.runs)), "Outcome": status.outcome[:8000]}
+                "Runs": json.dumps(list(status.runs)), "Outcome": status.outcome[:8000],
+                "Targets": json.dumps([list(t) for t in status.targets]), "AlertKey": status.alert_key}
 
 
 _ALERT_KEY = re.compile(r"^[0-9a-f]{64}\Z")

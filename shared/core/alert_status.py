@@ -1,8 +1,13 @@
-"""What became of an accepted alert, kept under its key so the intake's status URL is one point read.
+"""What became of an accepted alert, kept under its key: the intake's status URL.
 
-The intake writes `queued` when it accepts an alert; the plan stage writes `planned` with the run (or
-runs) the alert started or joined, and says so when it led to none (a resolution with no open run, a
-duplicate). A person reads it at GET /api/alerts/{key}; the intake reads it to answer a duplicate.
+The intake writes `queued` when it accepts an alert, naming the correlation key of each target (rule
+and resource). Where the plan stage's outcome is written in the runs anyway (a run started, a repeat
+joined, a resolution recorded) it writes nothing more, and whoever reads the status derives it: the
+correlation names the run (or the runs it named before), and the run holds the alert's key or a joined
+line for it (`target_outcome`, `derived`). Where the outcome leaves no trace in a run (a resolution no
+run took, a duplicate) or the alert came straight to the queue, with no row from the intake, the plan
+stage writes `planned` itself (`written_by_plan_stage`). A person reads it at GET /api/alerts/{key};
+the intake reads it to answer a duplicate.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shared.core.model import Alert
+from shared.core.correlation import correlation_key
+from shared.core.model import Alert, Run
 from shared.core.runs import alert_key
 
 
@@ -46,6 +52,10 @@ class AlertStatus:
     received_at: dt.datetime
     runs: tuple[str, ...] = ()
     outcome: str = ""
+    # Each target and its correlation key, as the intake saw them, and the alert's key in runs
+    # (`alert_key`): where a reader finds the run(s) and what the alert did there.
+    targets: tuple[tuple[str, str], ...] = ()
+    alert_key: str = ""
 
 
 def intake_key(alert: Alert) -> str:
@@ -55,15 +65,45 @@ def intake_key(alert: Alert) -> str:
 
 
 def queued(key: str, alert: Alert, now: dt.datetime) -> AlertStatus:
+    targets = tuple((t, correlation_key(alert.rule_id, t)) for t in alert.target_resource_ids or ("",))
     return AlertStatus(key, AlertState.QUEUED, alert.alert_id, alert.condition, now,
-                       outcome="accepted; waiting for the plan stage")
+                       outcome="accepted; waiting for the plan stage", targets=targets, alert_key=alert_key(alert))
+
+
+# Outcomes the runs record anyway (the run's alert, a key it took, a joined line beside it).
+IN_THE_RUN = frozenset({TargetOutcome.STARTED, TargetOutcome.JOINED, TargetOutcome.RESOLVED})
+
+
+def written_by_plan_stage(results: list[TargetResult], message_id: str, key: str) -> bool:
+    """Whether the plan stage must write the status: some target's outcome is in no run, or the alert
+    did not come through the intake (which names the message by the alert's key, after writing its row)."""
+    return message_id != key or any(r.outcome not in IN_THE_RUN for r in results)
+
+
+def target_outcome(run: Run, key: str, condition: str, joined: bool) -> TargetOutcome | None:
+    """What the alert with this key (`alert_key`) did to this run, read from the run; None: nothing."""
+    if run.alert is not None and alert_key(run.alert) == key:
+        return TargetOutcome.STARTED
+    if key in run.alert_ids:
+        return TargetOutcome.RESOLVED if condition == "Resolved" else TargetOutcome.JOINED
+    return TargetOutcome.JOINED if joined else None
+
+
+def derived(status: AlertStatus, results: list[TargetResult | None]) -> AlertStatus:
+    """A queued status as planned once every target's outcome was found in the runs; as it is otherwise."""
+    found = [r for r in results if r is not None]
+    if status.state is not AlertState.QUEUED or not status.targets or len(found) != len(results):
+        return status
+    runs = tuple(dict.fromkeys(r.run_id for r in found if r.run_id))
+    return AlertStatus(status.key, AlertState.PLANNED, status.alert_id, status.condition, status.received_at,
+                       runs, "; ".join(_sentence(r) for r in found), status.targets, status.alert_key)
 
 
 def planned(key: str, alert: Alert, results: list[TargetResult], now: dt.datetime) -> AlertStatus:
     """The status once every target was handled, with one sentence per target for people."""
     runs = tuple(dict.fromkeys(r.run_id for r in results if r.run_id))
     return AlertStatus(key, AlertState.PLANNED, alert.alert_id, alert.condition, now, runs,
-                       "; ".join(_sentence(r) for r in results))
+                       "; ".join(_sentence(r) for r in results), queued(key, alert, now).targets, alert_key(alert))
 
 
 def _sentence(result: TargetResult) -> str:

@@ -76,5 +76,12 @@ def test_an_alert_status_is_added_once_read_back_and_replaced(statuses) -> None:
     assert statuses.get(KEY) == planned
 
 
+def test_an_alert_status_keeps_its_targets_and_alert_key(statuses) -> None:  # type: ignore[no-untyped-def]
+    queued = AlertStatus(KEY, AlertState.QUEUED, "alert-1", "Fired", NOW, outcome="accepted",
+                         targets=(("/subscriptions/s/vm1", "c1"), ("", "c2")), alert_key="alert-1|Fired|t")
+    statuses.add(queued)
+    assert statuses.get(KEY) == queued
+
+
 def test_an_unknown_alert_key_reads_as_none(statuses) -> None:  # type: ignore[no-untyped-def]
     assert statuses.get("b" * 64) is None

@@ -181,3 +181,11 @@ def test_a_correlation_is_inserted_once_and_replaced_only_on_its_etag(stores) ->
     assert correlations.replace(current, "r3", NOW) is True
     assert correlations.replace(current, "r4", NOW) is False
     assert correlations.get("k").run_id == "r3"
+
+
+def test_a_replaced_correlation_names_the_runs_it_named_before_newest_first(stores) -> None:  # type: ignore[no-untyped-def]
+    _, correlations = stores
+    correlations.create("k", "r1", NOW)
+    correlations.replace(correlations.get("k"), "r2", NOW)
+    correlations.replace(correlations.get("k"), "r3", NOW)
+    assert correlations.get_fresh("k").earlier == ("r2", "r1")

@@ -10,9 +10,9 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from shared.core.alert_status import intake_key
+from shared.core.alert_status import AlertState, intake_key
 from shared.core.alerts import parse_alert
-from shared.core.model import RunState
+from shared.core.model import RequestKind, RunState
 from shared.ports import MessageTooLarge
 from tests.alert_samples import fired
 from tests.pipeline import ALICE, MALLORY, SUB, VM, Pipeline, alert, plan_book, principal_headers
@@ -79,6 +79,54 @@ def test_the_status_needs_a_reader_and_an_unknown_key_is_404() -> None:
     assert status_of(p, key, MALLORY).status_code == 403
     assert p.http("GET", "alerts/{key}", "https://x/api/alerts/k", route_params={"key": key}).status_code == 401
     assert status_of(p, "0" * 64).status_code == 404
+
+
+def test_an_alert_that_started_a_run_costs_the_plan_stage_no_status_write() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    key = answer(post(p, alert()))["key"]
+    p.drain()
+    assert p.alert_status.rows[key].state is AlertState.QUEUED  # the run holds the outcome
+    assert answer(status_of(p, key))["state"] == "planned"
+
+
+def test_the_status_still_names_the_run_an_alert_started_after_a_newer_run_took_its_key() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    first = answer(post(p, alert(alert_id="x1")))["key"]
+    p.drain()
+    first_run = p.run().run_id
+    p.decide(RequestKind.CONSENT, "deny")
+    second = answer(post(p, alert(alert_id="x2", fired="2026-11-24T03:10:00Z")))["key"]
+    p.drain()
+    second_run = next(r.run_id for r in p.store.all_runs() if r.run_id != first_run)
+    assert [r["run_id"] for r in answer(status_of(p, first))["runs"]] == [first_run]
+    assert f"started run {first_run}" in answer(status_of(p, first))["outcome"]
+    assert [r["run_id"] for r in answer(status_of(p, second))["runs"]] == [second_run]
+
+
+def test_a_resolution_recorded_on_its_run_is_named_in_its_status() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    post(p, alert())
+    p.drain()
+    key = answer(post(p, alert(condition="Resolved")))["key"]
+    p.drain()
+    status = answer(status_of(p, key))
+    assert status["state"] == "planned"
+    assert f"resolution recorded on run {p.run().run_id}" in status["outcome"]
+
+
+def test_a_multi_target_alert_names_the_run_each_target_started() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    document = alert()
+    other = VM.replace("vm-web-01", "vm-web-02").lower()
+    document["data"]["essentials"]["alertTargetIDs"].append(other)
+    key = answer(post(p, document))["key"]
+    p.drain()
+    status = answer(status_of(p, key))
+    runs = sorted(r.run_id for r in p.store.all_runs())
+    assert status["state"] == "planned"
+    assert sorted(r["run_id"] for r in status["runs"]) == runs
+    assert len(runs) == 2
+    assert status["outcome"].count("started run") == 2
 
 
 # ---- duplicates -----------------------------------------------------------------------------------
