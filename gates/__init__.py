@@ -13,6 +13,7 @@ from gates import (
     elevate,
     execute,
     intake,
+    killswitch,
     mcp_tools,
     notify,
     plan,
@@ -23,7 +24,7 @@ from gates import (
 from shared.services import ServicesProvider
 
 STAGES = (intake, plan, proposals, mcp_tools, consent, attempt, elevate, execute, deadlines, notify, approvals, status,
-          actions, relay)
+          actions, relay, killswitch)
 
 
 def blueprints(services: ServicesProvider) -> list[func.Blueprint]:

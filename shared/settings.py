@@ -66,6 +66,8 @@ class Settings:
     form_signing_key: bytes
     credential_sealing_key: str
     autonomy_ceiling: Mode
+    kill_switch: bool
+    kill_switch_reason: str | None
     correlation_cooldown: dt.timedelta
     consent_timeout: dt.timedelta
     credential_timeout: dt.timedelta
@@ -161,6 +163,15 @@ def _ceiling(text: str) -> Mode:
     return mode
 
 
+def _switch(text: str) -> bool:
+    value = text.lower()
+    if value in ("on", "true", "1", "yes"):
+        return True
+    if value in ("off", "false", "0", "no"):
+        return False
+    raise ValueError(text)
+
+
 def _url(text: str) -> str:
     if not text.startswith(("https://", "http://")):
         raise ValueError(text)
@@ -175,6 +186,7 @@ _PARSERS: dict[SettingKind, Any] = {
     SettingKind.MODE: _ceiling,
     SettingKind.KEY: lambda text: text.encode(),
     SettingKind.BYTES: _bytes,
+    SettingKind.SWITCH: _switch,
 }
 _EXPECTED = {
     SettingKind.TEXT: "text",
@@ -184,4 +196,5 @@ _EXPECTED = {
     SettingKind.MODE: "review or autonomous",
     SettingKind.KEY: "a key",
     SettingKind.BYTES: "a number of bytes from 65536 to 104857600",
+    SettingKind.SWITCH: "on or off (true/false, 1/0)",
 }

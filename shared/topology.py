@@ -46,6 +46,7 @@ class Table(StrEnum):
     CORRELATIONS = "correlations"  # open run per (alert rule, target resource)
     REJECTED_ALERTS = "rejectedalerts"  # alerts that could not be read, with the reason
     ALERT_STATUS = "alertstatus"  # each accepted alert by its key: the runs it started or joined, or why none
+    KILL_SWITCH = "killswitch"  # the kill switch (one entity) and the audit of every throw and lift
 
 
 SERVICE_BUS_CONNECTION = "ServiceBusConnection"
@@ -63,6 +64,7 @@ class SettingKind(StrEnum):
     KEY = "key"  # a secret used as bytes
     BYTES = "bytes"  # a size in bytes
     CONNECTION = "connection"  # a connection string, or its identity-based `__` form
+    SWITCH = "switch"  # on / true / 1 (engaged), off / false / 0 (not)
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,11 @@ SETTINGS: tuple[Setting, ...] = (
             description="incident response plans file (read at start-up, before the other settings)"),
     Setting("GATES_AUTONOMY_CEILING", False, default="review", attr="autonomy_ceiling", kind=K.MODE,
             description="`review` caps every plan at review; `autonomous` lets plans run autonomously"),
+    Setting("GATES_KILL_SWITCH", False, default="off", attr="kill_switch", kind=K.SWITCH,
+            description="`on` stops every new ARM call (runs pause) until it is turned off again (the app "
+                        "restarts with the change); `POST /api/admin/kill-switch` cannot lift it"),
+    Setting("GATES_KILL_SWITCH_REASON", False, attr="kill_switch_reason",
+            description="why GATES_KILL_SWITCH is on, shown on every paused run and in the audit"),
     Setting("GATES_CORRELATION_COOLDOWN_MINUTES", False, default="180", attr="correlation_cooldown",
             kind=K.MINUTES),
     Setting("GATES_CONSENT_TIMEOUT_MINUTES", False, default="30", attr="consent_timeout", kind=K.MINUTES),
