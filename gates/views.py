@@ -334,6 +334,9 @@ def what_next(run: Run, request: Request) -> str:
                "when the run ends."
     if run.state is RunState.AWAITING_CREDENTIALS:
         return "The agent's own identity lacked permission for a step: the approvers are asked for credentials."
+    if run.state is RunState.PAUSED:
+        return "Your decision is recorded. The kill switch is thrown, so nothing is sent to Azure until it is " \
+               "lifted; then the run goes on (asking again if your answer has lapsed by then)."
     if run.state.is_terminal:
         return f"The run has ended ({run.state.value}); nothing more will happen. Everyone asked is told."
     return "The run continues."
