@@ -35,7 +35,15 @@ from shared.core.requests import Timeouts
 from shared.services import Policy, Services, SystemClock
 from shared.topology import Table
 from tests.agents import AGENT_ID, agents_book, plan
-from tests.fakes import FakeAlertStatus, FakeArm, FakeBus, FakeLimitStore, FakeNotifier, FakeTokenBroker
+from tests.fakes import (
+    FakeAlertStatus,
+    FakeArm,
+    FakeBus,
+    FakeLimitStore,
+    FakeNotifier,
+    FakeSwitchStore,
+    FakeTokenBroker,
+)
 from tests.pipeline import CATALOG
 
 
@@ -55,6 +63,7 @@ def services(connection_string: str, counter: Counter, bus: FakeBus) -> Services
         rejected_alerts=TableRejectedAlertStore(tables[Table.REJECTED_ALERTS]), alert_status=FakeAlertStatus(),
         limits=FakeLimitStore(), bus=bus, arm=FakeArm(),
         tokens=FakeTokenBroker(), notifier=FakeNotifier(), sealer=AesGcmSealer(os.urandom(32)),
+        switches=FakeSwitchStore(),
         policy=Policy(plans=parse_plan_book(agents_book(), "plans.json", CATALOG), ceiling=Mode.REVIEW,
                       timeouts=Timeouts(consent=dt.timedelta(minutes=30), credentials=dt.timedelta(minutes=15)),
                       cooldown=dt.timedelta(hours=3), public_base_url="https://gates.example", form_key=b"k"))

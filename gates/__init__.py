@@ -14,6 +14,7 @@ from gates import (
     evaluate,
     execute,
     intake,
+    killswitch,
     mcp_tools,
     notify,
     plan,
@@ -24,7 +25,7 @@ from gates import (
 from shared.services import ServicesProvider
 
 STAGES = (intake, plan, proposals, mcp_tools, consent, attempt, elevate, execute, deadlines, notify, approvals, status,
-          actions, relay, evaluate)
+          actions, relay, evaluate, killswitch)
 
 
 def blueprints(services: ServicesProvider) -> list[func.Blueprint]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from gates.killswitch import hold_before_arm
 from gates.preconditions import still_as_approved
 from gates.shell import Delivery, on_queue
 from gates.steps import act, claim, finish, resume
@@ -24,6 +25,9 @@ def handle_attempt(message: AttemptStep, services: Services, delivery: Delivery)
         finish(services, claimed.run, message.step, resume(services, claimed.resume), STAGE, delivery)
         return
     if not still_as_approved(services, claimed.run, message.step, STAGE, delivery):
+        return
+    # Read again just before the call: the switch may have been thrown since the claim.
+    if hold_before_arm(services, claimed.run, message.step, STAGE, delivery.message_id):
         return
     outcome, run = act(services, claimed, message.step, services.tokens.agent_credential(), STAGE, delivery)
     finish(services, run, message.step, outcome, STAGE, delivery)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from gates.killswitch import current, pause_run
 from gates.preconditions import read_previews
 from gates.shell import Delivery, on_queue, transact
 from shared.core.messages import OpenConsent
@@ -19,6 +20,13 @@ def handle_consent(message: OpenConsent, services: Services, delivery: Delivery)
     run = services.runs.get_run(message.run_id)
     asking = run is not None and run.state is RunState.AWAITING_CONSENT and not any(
         r.kind is RequestKind.CONSENT and r.state is RequestState.PENDING for r in run.requests)
+    if run is not None and asking:
+        # The previews are ARM reads: with the kill switch thrown, the run pauses before them, and consent
+        # is asked (previews read then) once the switch is lifted.
+        switch = current(services)
+        if switch.engaged:
+            pause_run(services, run, None, switch, STAGE, delivery.message_id)
+            return
     # Before → after for each write, read now and bound into the request (and its plan hash).
     previews = read_previews(services, run) if run is not None and asking else ()
     now = services.clock.now()

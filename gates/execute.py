@@ -7,6 +7,7 @@ import logging
 
 import azure.functions as func
 
+from gates.killswitch import hold_before_arm
 from gates.preconditions import still_as_approved
 from gates.shell import Delivery, on_queue, transact
 from gates.steps import act, claim, finish, resume
@@ -54,6 +55,9 @@ def handle_execution(message: ExecuteStep, services: Services, delivery: Deliver
         _unusable(services, run, step, str(error), delivery)
         return
     try:
+        # Read again just before the call: the switch may have been thrown since the claim.
+        if hold_before_arm(services, run, step, STAGE, delivery.message_id):
+            return
         outcome, run = act(services, claimed, step, credential, STAGE, delivery)
     finally:
         credential.revoke()

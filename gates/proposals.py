@@ -20,6 +20,7 @@ import azure.functions as func
 
 from gates.agent_auth import AgentCaller, AgentRefused, authenticate_agent
 from gates.guardrails import agent_missing_permissions, resource_tags, within_limits
+from gates.killswitch import current
 from gates.preconditions import read_previews
 from gates.shell import create, transact
 from shared.core.errors import ConcurrencyConflict
@@ -171,6 +172,8 @@ def _with_consent_open(services: Services, run_id: str, now: dt.datetime, known:
         return None
     asking = run.state is RunState.AWAITING_CONSENT and not any(
         r.kind is RequestKind.CONSENT and r.state is RequestState.PENDING for r in run.requests)
+    if asking and current(services).engaged:
+        return run  # previews are ARM reads: the consent gate's message pauses the run until the switch is lifted
     previews = read_previews(services, run) if asking else ()
     return transact(services, run_id, lambda latest: open_consent_request(latest, services.ids(), now,
                                                                           services.policy.timeouts, previews),

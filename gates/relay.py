@@ -12,6 +12,7 @@ import logging
 
 import azure.functions as func
 
+from gates.killswitch import current, resume_all
 from gates.shell import send_outbox, transact
 from shared.core.sweeper import StallLimits, sweep
 from shared.ports import OpenRun
@@ -45,6 +46,11 @@ def sweep_stalled(services: Services, limits: StallLimits = STALL_LIMITS) -> int
     """Every open run nothing has moved for a while: each one ends, or gets the message it was waiting for."""
     now = services.clock.now()
     touched = 0
+    switch = current(services)
+    if not switch.engaged:
+        # Runs the kill switch paused, once it is off: lifted by a restart with the setting turned off,
+        # or by a POST whose host died before it resumed them all.
+        touched += resume_all(services, switch, "sweeper")
     for entry in services.runs.open_runs():
         try:
             touched += _sweep_one(services, entry, now, limits)

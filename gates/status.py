@@ -200,6 +200,12 @@ def run_json(run: Run, audit: list[AuditEvent] | None = None) -> dict[str, Any]:
                                  "at": v.at.isoformat(), "comment": v.comment, "channel": v.channel}
                                 for v in r.votes]} for r in run.requests],
     }
+    if run.pause is not None:
+        stopped = run.pause
+        document["paused"] = {"reason": stopped.reason, "thrown_by": stopped.thrown_by.name,
+                              "thrown_at": stopped.thrown_at.isoformat(), "paused_at": stopped.paused_at.isoformat(),
+                              "step": stopped.step, "resumes_to": stopped.resume_to.value,
+                              "by": "the kill switch"}
     if run.proposal is not None:
         p = run.proposal
         document["proposal"] = {"agent_id": p.agent_id, "agent": p.agent_name, "rationale": p.rationale,

@@ -334,6 +334,9 @@ def what_next(run: Run, request: Request) -> str:
                "when the run ends."
     if run.state is RunState.AWAITING_CREDENTIALS:
         return "The agent's own identity lacked permission for a step: the approvers are asked for credentials."
+    if run.state is RunState.PAUSED:
+        return "Your decision is recorded. The kill switch is thrown, so nothing is sent to Azure until it is " \
+               "lifted; then the run goes on (asking again if your answer has lapsed by then)."
     if run.state.is_terminal:
         return f"The run has ended ({run.state.value}); nothing more will happen. Everyone asked is told."
     return "The run continues."
@@ -528,6 +531,7 @@ class RunPage:
     updated: Moment
     plan_hash: str
     unknown: tuple[str, str] | None = None  # a write whose outcome is unknown: said first, with its lookup
+    paused: tuple[str, str] | None = None  # stopped by the kill switch: who threw it, when, why; what follows
 
 
 def run_title(run: Run) -> str:
@@ -582,6 +586,7 @@ def run_page(run: Run, audit: list[AuditEvent], now: dt.datetime, catalog: Catal
         requests=summaries, highlight=marked, audit=[audit_line(e, now) for e in audit],
         created=moment(run.created_at, now), updated=moment(run.updated_at, now),
         plan_hash=consent.plan_hash if consent else "", unknown=unknown_outcome_notice(run),
+        paused=paused_notice(run, now),
     )
 
 
@@ -693,6 +698,20 @@ def rejected_row(item: Mapping[str, Any], now: dt.datetime) -> RejectedRow:
         shown, age = received, ""
     return RejectedRow(message_id=str(item.get("message_id", "")), reason=str(item.get("reason", "")),
                        received=shown, age=age, body=str(item.get("body", "")), body_cut=bool(item.get("body_cut")))
+
+
+def paused_notice(run: Run, now: dt.datetime) -> tuple[str, str] | None:
+    """A run the kill switch stopped: said first, with the switch's reason, who threw it and when."""
+    stopped = run.pause
+    if run.state is not RunState.PAUSED or stopped is None:
+        return None
+    headline = (f"Paused by the kill switch: {stopped.reason}, thrown by {stopped.thrown_by.name} at "
+                f"{stopped.thrown_at.isoformat(timespec='seconds')}.")
+    where = f"before step {stopped.step + 1}" if stopped.step is not None else "before consent was asked"
+    rest = (f"The run stopped {where} ({moment(stopped.paused_at, now).text}) and sends nothing to Azure Resource "
+            "Manager until the switch is lifted; then it goes on, asking again for any consent or credentials "
+            "that lapsed meanwhile.")
+    return headline, rest
 
 
 def unknown_outcome_notice(run: Run) -> tuple[str, str] | None:

@@ -48,6 +48,13 @@ param actionCatalogPath string = 'config/actions.json'
 @description('GATES_AUTONOMY_CEILING: `review` caps every plan at review; `autonomous` lets response plans run alone.')
 param autonomyCeiling string = 'review'
 
+@allowed(['off', 'on'])
+@description('GATES_KILL_SWITCH: `on` stops every new ARM call (runs pause) until it is turned off again; changing it restarts the app. POST /api/kill-switch (a Gates.Admin) cannot lift it.')
+param killSwitch string = 'off'
+
+@description('GATES_KILL_SWITCH_REASON: why GATES_KILL_SWITCH is on; shown on every paused run and in the audit.')
+param killSwitchReason string = ''
+
 @description('GATES_CONSENT_TIMEOUT_MINUTES: how long a consent request stays open.')
 param consentTimeoutMinutes int = 30
 
@@ -180,6 +187,7 @@ var tables = [
   'rejectedalerts'
   'alertstatus'
   'limits'
+  'killswitch'
 ]
 
 module monitoring 'modules/monitoring.bicep' = {
@@ -317,6 +325,8 @@ module appConfig 'modules/appsettings.bicep' = {
     responsePlansPath: responsePlansPath
     actionCatalogPath: actionCatalogPath
     autonomyCeiling: autonomyCeiling
+    killSwitch: killSwitch
+    killSwitchReason: killSwitchReason
     consentTimeoutMinutes: consentTimeoutMinutes
     credentialTimeoutMinutes: credentialTimeoutMinutes
     correlationCooldownMinutes: correlationCooldownMinutes

@@ -20,6 +20,8 @@ param secretOfficerPrincipalIds = empty(readEnvironmentVariable('GATES_SECRET_OF
 param responsePlansPath = readEnvironmentVariable('GATES_RESPONSE_PLANS', 'config/response-plans.json')
 param actionCatalogPath = readEnvironmentVariable('GATES_ACTION_CATALOG', 'config/actions.json')
 param autonomyCeiling = readEnvironmentVariable('GATES_AUTONOMY_CEILING', 'review')
+param killSwitch = readEnvironmentVariable('GATES_KILL_SWITCH', 'off')
+param killSwitchReason = readEnvironmentVariable('GATES_KILL_SWITCH_REASON', '')
 param alertWebhookAudience = readEnvironmentVariable('GATES_ALERT_WEBHOOK_AUDIENCE', '')
 
 // Where the agent holds Reader on its own: one resource group from GATES_TARGET_RESOURCE_GROUP (in

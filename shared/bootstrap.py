@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential
 from azure.servicebus import ServiceBusClient
@@ -18,8 +20,11 @@ from shared.adapters.table_store import (
     TableCorrelationStore,
     TableRejectedAlertStore,
     TableRunStore,
+    TableSwitchStore,
     open_tables,
 )
+from shared.core.errors import ConcurrencyConflict
+from shared.core.pause import note_setting, setting_switch
 from shared.core.plans import PlanBook
 from shared.core.requests import Timeouts
 from shared.ports import Notifier
@@ -52,7 +57,8 @@ def build_services(settings: Settings, plans: PlanBook) -> Services:
         azure_credential = azure_credential or DefaultAzureCredential()
         notifier = AcsEmailNotifier(str(settings.acs_endpoint), settings.email_sender, azure_credential)
     authority = f"{settings.authority_host.rstrip('/')}/{settings.tenant_id}"
-    return Services(
+    started = SystemClock().now()
+    services = Services(
         runs=TableRunStore(tables[Table.RUNS], tables[Table.RUN_INDEX]),
         correlations=RememberedCorrelations(TableCorrelationStore(tables[Table.CORRELATIONS]), SystemClock()),
         rejected_alerts=TableRejectedAlertStore(tables[Table.REJECTED_ALERTS]),
@@ -64,6 +70,7 @@ def build_services(settings: Settings, plans: PlanBook) -> Services:
                                client_id=settings.client_id, client_secret=settings.client_secret, agent=agent),
         notifier=notifier,
         sealer=AesGcmSealer.from_setting(settings.credential_sealing_key),
+        switches=TableSwitchStore(tables[Table.KILL_SWITCH]),
         policy=Policy(
             plans=plans,
             ceiling=settings.autonomy_ceiling,
@@ -77,7 +84,31 @@ def build_services(settings: Settings, plans: PlanBook) -> Services:
             jwks_uri=f"{authority}/discovery/v2.0/keys",
             issuer=f"{authority}/v2.0",
             api_audiences=(settings.client_id, settings.api_audience or f"api://{settings.client_id}"),
+            kill_switch=setting_switch(settings.kill_switch, settings.kill_switch_reason, started),
         ),
         signing_keys=JwksSigningKeys(f"{authority}/discovery/v2.0/keys"),
         audit_sink=configure(settings.appinsights_connection_string, settings.appinsights_authentication),
     )
+    record_setting(services)
+    return services
+
+
+def record_setting(services: Services) -> None:
+    """Audit the app setting GATES_KILL_SWITCH once when it changed since the store last saw it (each
+    host reads it at start-up; the first to write records it, the others find it recorded). Best effort:
+    the setting holds whether or not its audit line could be written, and the next start tries again."""
+    for _ in range(3):
+        try:
+            stored = services.switches.get()
+            change = note_setting(stored, services.policy.kill_switch, services.clock.now())
+            if change is None:
+                return
+            services.switches.put(change)
+        except ConcurrencyConflict:
+            continue
+        except Exception:
+            logging.getLogger("sre_gates").exception("the kill switch setting's change could not be audited")
+            return
+        if change.entry is not None and services.audit_sink is not None:
+            services.audit_sink.switch_changed(change.entry)
+        return

@@ -16,6 +16,7 @@ from shared.core.catalog import ActionSpec
 from shared.core.change import Change
 from shared.core.limits import LimitClaim, Liveness
 from shared.core.model import ArmOperation, AuditEvent, OutboundMessage, Run, RunState
+from shared.core.pause import KillSwitch, SwitchChange, SwitchEntry
 
 
 @dataclass(frozen=True)
@@ -94,12 +95,35 @@ class RunStore(Protocol):
 
     def join_recorded(self, run_id: str, key: str) -> bool: ...
 
+    def mark_paused(self, run_id: str) -> None:
+        """Index a run as paused by the kill switch; written before the pause is, so none is missing."""
+
+    def paused_runs(self) -> list[str]:
+        """Every run indexed as paused (some may have resumed since: the caller reads each one)."""
+
+    def drop_paused(self, run_id: str) -> None:
+        """Forget a paused-index entry once its run resumed (or never paused); idempotent."""
+
     def request_resend(self, run_id: str) -> None:
         """Note that a run's outbox may not have been sent (a send failed where nothing redelivers)."""
 
     def resend_requests(self) -> list[str]: ...
 
     def clear_resend(self, run_id: str) -> None: ...
+
+
+class SwitchStore(Protocol):
+    """The kill switch, one entity, beside its own audit lines (in one partition)."""
+
+    def get(self) -> KillSwitch:
+        """The switch as stored, by one point read (never cached); `LIFTED` when never thrown."""
+
+    def put(self, change: SwitchChange) -> KillSwitch:
+        """Write the switch on the etag it was read with (none: insert if absent) and the change's audit
+        line, in one transaction; `ConcurrencyConflict` when it changed since. Returns it with its etag."""
+
+    def history(self, limit: int = 20) -> list[SwitchEntry]:
+        """The switch's audit lines, newest first."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.core.model import Mode
+from shared.core.pause import LIFTED, KillSwitch
 from shared.core.plans import PlanBook
 from shared.core.requests import Timeouts
 from shared.ports import (
@@ -24,6 +25,7 @@ from shared.ports import (
     RunStore,
     Sealer,
     SigningKeys,
+    SwitchStore,
     TokenBroker,
 )
 from shared.telemetry import AuditSink
@@ -55,6 +57,9 @@ class Policy:
     # The audiences an agent's token for this API may carry: the app's client id and its api:// URI.
     api_audiences: tuple[str, ...] = ()
     shadow: bool = False  # GATES_SHADOW_MODE: every plan in shadow mode
+    # The kill switch as the app setting GATES_KILL_SWITCH holds it (read at start-up); an admin's throw
+    # is in the switch store, read before every ARM call.
+    kill_switch: KillSwitch = LIFTED
 
 
 @dataclass
@@ -70,6 +75,7 @@ class Services:
     notifier: Notifier
     sealer: Sealer
     policy: Policy
+    switches: SwitchStore
     clock: Clock = field(default_factory=SystemClock)
     ids: Callable[[], str] = new_id
     audit_sink: AuditSink | None = None

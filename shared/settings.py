@@ -67,6 +67,8 @@ class Settings:
     credential_sealing_key: str
     autonomy_ceiling: Mode
     shadow_mode: bool
+    kill_switch: bool
+    kill_switch_reason: str | None
     correlation_cooldown: dt.timedelta
     consent_timeout: dt.timedelta
     credential_timeout: dt.timedelta
@@ -162,11 +164,13 @@ def _ceiling(text: str) -> Mode:
     return mode
 
 
-def _flag(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered not in ("true", "false", "on", "off", "1", "0", "yes", "no"):
-        raise ValueError(text)
-    return lowered in ("true", "on", "1", "yes")
+def _switch(text: str) -> bool:
+    value = text.lower()
+    if value in ("on", "true", "1", "yes"):
+        return True
+    if value in ("off", "false", "0", "no"):
+        return False
+    raise ValueError(text)
 
 
 def _url(text: str) -> str:
@@ -183,7 +187,7 @@ _PARSERS: dict[SettingKind, Any] = {
     SettingKind.MODE: _ceiling,
     SettingKind.KEY: lambda text: text.encode(),
     SettingKind.BYTES: _bytes,
-    SettingKind.FLAG: _flag,
+    SettingKind.SWITCH: _switch,
 }
 _EXPECTED = {
     SettingKind.TEXT: "text",
@@ -193,5 +197,5 @@ _EXPECTED = {
     SettingKind.MODE: "review or autonomous",
     SettingKind.KEY: "a key",
     SettingKind.BYTES: "a number of bytes from 65536 to 104857600",
-    SettingKind.FLAG: "true or false",
+    SettingKind.SWITCH: "on or off (true/false, 1/0)",
 }

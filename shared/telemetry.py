@@ -12,17 +12,21 @@ import logging
 from typing import Any, Protocol
 
 from shared.core.model import AuditEvent, Run
+from shared.core.pause import SwitchEntry
 
 logger = logging.getLogger("sre_gates")
 EVENT_LOGGER_NAME = "sre_gates.events"
 _SAFE_DETAIL_KEYS = ("step", "action", "identity", "status", "code", "request_id", "deadline", "state", "mode",
-                     "plan", "version")
+                     "plan", "version", "switch_reason", "switch_by", "switch_at", "switch_source", "paused_reason",
+                     "paused_for_seconds")
 
 
 class AuditSink(Protocol):
     def emit(self, run: Run, event: AuditEvent, stage: str) -> None: ...
 
     def alert_rejected(self, message_id: str, reason: str) -> None: ...
+
+    def switch_changed(self, entry: SwitchEntry) -> None: ...
 
 
 def dimensions(run: Run, event: AuditEvent, stage: str) -> dict[str, Any]:
@@ -40,11 +44,22 @@ def dimensions(run: Run, event: AuditEvent, stage: str) -> dict[str, Any]:
     return dims
 
 
+def switch_dimensions(entry: SwitchEntry) -> dict[str, Any]:
+    return {"stage": "kill_switch", "actor": entry.actor.id, "actor_kind": entry.actor.kind,
+            "actor_name": entry.actor.name, "switch_reason": entry.reason[:500], "switch_source": entry.source.value,
+            "switch_at": entry.at.isoformat(timespec="seconds"),
+            "engaged": entry.event == "switch_thrown"}
+
+
 class LoggingAuditSink:
     """Structured log lines, one per audit event; the OpenTelemetry sink adds custom events."""
 
     def emit(self, run: Run, event: AuditEvent, stage: str) -> None:
         logger.info("%s: %s", event.event, event.summary, extra={"custom_dimensions": dimensions(run, event, stage)})
+
+    def switch_changed(self, entry: SwitchEntry) -> None:
+        logger.warning("kill switch %s by %s: %s", "thrown" if entry.event == "switch_thrown" else "lifted",
+                       entry.actor.name, entry.reason, extra={"custom_dimensions": switch_dimensions(entry)})
 
     def alert_rejected(self, message_id: str, reason: str) -> None:
         logger.warning("alert %s rejected: %s", message_id, reason,
@@ -64,6 +79,11 @@ class OpenTelemetryAuditSink(LoggingAuditSink):
         # customEvents row.
         attributes = {"microsoft.custom_event.name": f"gates.{event.event}", **dimensions(run, event, stage)}
         self._events.info(f"gates.{event.event}", extra=attributes)
+
+    def switch_changed(self, entry: SwitchEntry) -> None:
+        super().switch_changed(entry)
+        attributes = {"microsoft.custom_event.name": f"gates.{entry.event}", **switch_dimensions(entry)}
+        self._events.info(f"gates.{entry.event}", extra=attributes)
 
     def alert_rejected(self, message_id: str, reason: str) -> None:
         super().alert_rejected(message_id, reason)

@@ -47,6 +47,7 @@ class Table(StrEnum):
     REJECTED_ALERTS = "rejectedalerts"  # alerts that could not be read, with the reason
     ALERT_STATUS = "alertstatus"  # each accepted alert by its key: the runs it started or joined, or why none
     LIMITS = "limits"  # blast-radius counters: one entity per counter, its members claimed on the ETag
+    KILL_SWITCH = "killswitch"  # the kill switch (one entity) and the audit of every throw and lift
 
 
 SERVICE_BUS_CONNECTION = "ServiceBusConnection"
@@ -64,7 +65,7 @@ class SettingKind(StrEnum):
     KEY = "key"  # a secret used as bytes
     BYTES = "bytes"  # a size in bytes
     CONNECTION = "connection"  # a connection string, or its identity-based `__` form
-    FLAG = "flag"  # true/false, on/off, 1/0
+    SWITCH = "switch"  # on / true / 1 (engaged), off / false / 0 (not)
 
 
 @dataclass(frozen=True)
@@ -114,9 +115,14 @@ SETTINGS: tuple[Setting, ...] = (
             description="incident response plans file (read at start-up, before the other settings)"),
     Setting("GATES_AUTONOMY_CEILING", False, default="review", attr="autonomy_ceiling", kind=K.MODE,
             description="`review` caps every plan at review; `autonomous` lets plans run autonomously"),
-    Setting("GATES_SHADOW_MODE", False, default="false", attr="shadow_mode", kind=K.FLAG,
+    Setting("GATES_SHADOW_MODE", False, default="false", attr="shadow_mode", kind=K.SWITCH,
             description="`true` runs every plan in shadow mode: decisions are recorded, nothing acts, no one is "
                         "asked (the plan file's `guardrails.shadow` does the same, per file or per plan)"),
+    Setting("GATES_KILL_SWITCH", False, default="off", attr="kill_switch", kind=K.SWITCH,
+            description="`on` stops every new ARM call (runs pause) until it is turned off again (the app "
+                        "restarts with the change); `POST /api/kill-switch` cannot lift it"),
+    Setting("GATES_KILL_SWITCH_REASON", False, attr="kill_switch_reason",
+            description="why GATES_KILL_SWITCH is on, shown on every paused run and in the audit"),
     Setting("GATES_CORRELATION_COOLDOWN_MINUTES", False, default="180", attr="correlation_cooldown",
             kind=K.MINUTES),
     Setting("GATES_CONSENT_TIMEOUT_MINUTES", False, default="30", attr="consent_timeout", kind=K.MINUTES),

@@ -24,6 +24,7 @@ from shared.core.change import Change
 from shared.core.errors import ConcurrencyConflict
 from shared.core.limits import LimitClaim, Liveness, admit, without
 from shared.core.model import ArmOperation, AuditEvent, OutboundMessage, Run, RunState
+from shared.core.pause import LIFTED, KillSwitch, SwitchChange, SwitchEntry
 from shared.ports import Correlation, CredentialUnavailable, InvalidContinuation, OpenRun, RunPage, RunSummary
 
 
@@ -47,6 +48,7 @@ class FakeRunStore:
         self._open: dict[str, dt.datetime] = {}  # the run index: open runs, with when they were indexed
         self._ended: dict[str, tuple[str, RunSummary]] = {}  # ended runs by index key (newest first)
         self._resend: set[str] = set()
+        self._paused: set[str] = set()
         self._joins: dict[str, dict[str, str]] = {}  # run -> alert key -> audit line
         self._etags = itertools.count(1)
         self._lock = threading.RLock()
@@ -168,6 +170,18 @@ class FakeRunStore:
             runs = [r for r in (self.get_run(i) for i in self._runs) if r]
         return sorted(runs, key=lambda r: r.created_at, reverse=True)
 
+    def mark_paused(self, run_id: str) -> None:
+        with self._lock:
+            self._paused.add(run_id)
+
+    def paused_runs(self) -> list[str]:
+        with self._lock:
+            return sorted(self._paused)
+
+    def drop_paused(self, run_id: str) -> None:
+        with self._lock:
+            self._paused.discard(run_id)
+
     def request_resend(self, run_id: str) -> None:
         with self._lock:
             self._resend.add(run_id)
@@ -184,6 +198,40 @@ class FakeRunStore:
         """Everything the store holds, as text: for asserting that no secret is at rest."""
         with self._lock:
             return json.dumps([self._runs, self._audit])
+
+
+class FakeSwitchStore:
+    """The kill switch in memory, with the table's ETag and its audit lines; `reads` counts point reads
+    (each stage reads it afresh before calling ARM, never from a cache)."""
+
+    def __init__(self) -> None:
+        self._switch = LIFTED
+        self._etags = itertools.count(1)
+        self.entries: list[SwitchEntry] = []
+        self.reads = 0
+        self._lock = threading.Lock()
+        self.on_read: Callable[[], None] | None = None  # inject: something happens as the switch is read
+
+    def get(self) -> KillSwitch:
+        with self._lock:
+            self.reads += 1
+            switch = self._switch
+        if self.on_read is not None:
+            self.on_read()
+        return switch
+
+    def put(self, change: SwitchChange) -> KillSwitch:
+        with self._lock:
+            if change.switch.etag != self._switch.etag:
+                raise ConcurrencyConflict("kill switch")
+            self._switch = replace(change.switch, etag=f"W/{next(self._etags)}")
+            if change.entry is not None:
+                self.entries.insert(0, change.entry)
+            return self._switch
+
+    def history(self, limit: int = 20) -> list[SwitchEntry]:
+        with self._lock:
+            return self.entries[:limit]
 
 
 class FakeCorrelationStore:

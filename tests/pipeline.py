@@ -37,6 +37,7 @@ from tests.fakes import (
     FakeNotifier,
     FakeRejectedAlerts,
     FakeRunStore,
+    FakeSwitchStore,
     FakeTokenBroker,
 )
 
@@ -118,6 +119,7 @@ class Pipeline:
         self.rejected = FakeRejectedAlerts()
         self.alert_status = FakeAlertStatus()
         self.limits = FakeLimitStore()
+        self.switches = FakeSwitchStore()
         self.dead_letters: list[Delivery] = []
         counter = iter(range(1, 1_000_000))
         self.services = Services(
@@ -128,6 +130,7 @@ class Pipeline:
                 plans=parse_plan_book(text, "plans.json", CATALOG), ceiling=ceiling,
                 timeouts=Timeouts(consent=dt.timedelta(minutes=30), credentials=dt.timedelta(minutes=15)),
                 cooldown=dt.timedelta(hours=3), public_base_url="https://gates.example", form_key=LINK_KEY),
+            switches=self.switches,
             clock=self.clock, ids=lambda: f"id{next(counter):04d}", audit_sink=LoggingAuditSink(),
         )
         provider = ServicesProvider(lambda: self.services)

@@ -19,6 +19,8 @@ param emailSender string
 param responsePlansPath string
 param actionCatalogPath string
 param autonomyCeiling string
+param killSwitch string = 'off'
+param killSwitchReason string = ''
 param consentTimeoutMinutes int
 param credentialTimeoutMinutes int
 param correlationCooldownMinutes int
@@ -67,6 +69,8 @@ var appSettings = {
   GATES_ACTION_CATALOG: actionCatalogPath
   GATES_RESPONSE_PLANS: responsePlansPath
   GATES_AUTONOMY_CEILING: autonomyCeiling
+  GATES_KILL_SWITCH: killSwitch
+  GATES_KILL_SWITCH_REASON: killSwitchReason
   GATES_CORRELATION_COOLDOWN_MINUTES: string(correlationCooldownMinutes)
   GATES_CONSENT_TIMEOUT_MINUTES: string(consentTimeoutMinutes)
   GATES_CREDENTIAL_TIMEOUT_MINUTES: string(credentialTimeoutMinutes)

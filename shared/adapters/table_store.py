@@ -7,8 +7,12 @@ it, that is the floor: one read and one write per transition.
 
 The run index (one partition of its own table) makes listing and sweeping cost what they return:
 `open|<run>` for every open run (written before the run, so no open run is missing from it),
-`ended|<state>|<newest first>|<run>` and `ended|*|...` with a summary for lists, and `resend|<run>` for a
-run whose messages could not be sent where nothing would redeliver them.
+`ended|<state>|<newest first>|<run>` and `ended|*|...` with a summary for lists, `resend|<run>` for a
+run whose messages could not be sent where nothing would redeliver them, and `paused|<run>` for a run the
+kill switch paused (written before the pause, so lifting the switch finds every paused run in one query).
+
+The kill switch is one entity in a table of its own, beside one entity per throw or lift (its audit),
+written together in one transaction.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -32,6 +37,7 @@ from shared.core.alert_status import AlertState, AlertStatus
 from shared.core.change import Change
 from shared.core.errors import ConcurrencyConflict
 from shared.core.model import AuditEvent, Run, RunState
+from shared.core.pause import LIFTED, KillSwitch, SwitchChange, SwitchEntry, SwitchSource
 from shared.ports import Correlation, InvalidContinuation, OpenRun, RunPage, RunSummary
 from shared.topology import Table
 
@@ -43,6 +49,7 @@ OPEN = "open|"
 ENDED = "ended|"
 ANY_STATE = "*"
 RESEND = "resend|"
+PAUSED = "paused|"
 
 
 def _range(prefix: str) -> str:
@@ -230,6 +237,18 @@ class TableRunStore:
             return False
         return True
 
+    def mark_paused(self, run_id: str) -> None:
+        self._index.upsert_entity({"PartitionKey": INDEX_PARTITION, "RowKey": f"{PAUSED}{run_id}", "RunId": run_id})
+
+    def paused_runs(self) -> list[str]:
+        entities = self._index.query_entities(f"PartitionKey eq '{INDEX_PARTITION}' and {_range(PAUSED)}",
+                                              select=["RunId"])
+        return [e["RunId"] for e in entities]
+
+    def drop_paused(self, run_id: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self._index.delete_entity(INDEX_PARTITION, f"{PAUSED}{run_id}")
+
     def request_resend(self, run_id: str) -> None:
         self._index.upsert_entity({"PartitionKey": INDEX_PARTITION, "RowKey": f"{RESEND}{run_id}", "RunId": run_id})
 
@@ -241,6 +260,64 @@ class TableRunStore:
     def clear_resend(self, run_id: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):
             self._index.delete_entity(INDEX_PARTITION, f"{RESEND}{run_id}")
+
+
+class TableSwitchStore:
+    """The kill switch: `switch|state` and `switch|audit|<newest first>|<id>` in one partition."""
+
+    PARTITION = "switch"
+    ROW = "state"
+    AUDIT = "audit|"
+
+    def __init__(self, client: TableClient) -> None:
+        self._table = client
+
+    def get(self) -> KillSwitch:
+        try:
+            entity = self._table.get_entity(self.PARTITION, self.ROW)
+        except ResourceNotFoundError:
+            return LIFTED
+        by = json.loads(entity["By"]) if entity.get("By") else None
+        return KillSwitch(engaged=bool(entity["Engaged"]), reason=entity.get("Reason", ""),
+                          by=codec.actor_from_dict(by) if by else None,
+                          at=_aware(entity["At"]) if entity.get("At") else None,
+                          source=SwitchSource(entity.get("Source", SwitchSource.ADMIN.value)),
+                          setting_seen=entity.get("SettingSeen", ""), etag=str(entity.metadata["etag"]))
+
+    def put(self, change: SwitchChange) -> KillSwitch:
+        switch = change.switch
+        entity: dict[str, Any] = {
+            "PartitionKey": self.PARTITION, "RowKey": self.ROW, "Engaged": switch.engaged,
+            "Reason": switch.reason[:1000], "By": json.dumps(codec.actor_to_dict(switch.by)) if switch.by else "",
+            "Source": switch.source.value, "SettingSeen": switch.setting_seen[:1000]}
+        if switch.at is not None:
+            entity["At"] = switch.at
+        operations: list[Any] = [
+            ("update", entity, {"mode": UpdateMode.REPLACE, "etag": switch.etag,
+                                "match_condition": MatchConditions.IfNotModified})
+            if switch.etag else ("create", entity)]
+        if change.entry is not None:
+            e = change.entry
+            operations.append(("create", {
+                "PartitionKey": self.PARTITION, "RowKey": f"{self.AUDIT}{_newest_first(e.at)}|{uuid.uuid4().hex[:12]}",
+                "Event": e.event, "At": e.at, "Actor": json.dumps(codec.actor_to_dict(e.actor)),
+                "Reason": e.reason[:1000], "Source": e.source.value}))
+        try:
+            results = self._table.submit_transaction(operations)
+        except TableTransactionError as error:
+            if error.status_code in (409, 412):
+                raise ConcurrencyConflict("the kill switch changed since it was read") from None
+            raise
+        except (ResourceModifiedError, ResourceExistsError):
+            raise ConcurrencyConflict("the kill switch changed since it was read") from None
+        return replace(switch, etag=str(results[0]["etag"]))
+
+    def history(self, limit: int = 20) -> list[SwitchEntry]:
+        query = f"PartitionKey eq '{self.PARTITION}' and {_range(self.AUDIT)}"
+        pages = self._table.query_entities(query, results_per_page=limit).by_page()
+        return [SwitchEntry(event=e["Event"], at=_aware(e["At"]), actor=codec.actor_from_dict(json.loads(e["Actor"])),
+                            reason=e.get("Reason", ""), source=SwitchSource(e.get("Source", "admin")))
+                for e in list(next(pages, []))[:limit]]
 
 
 class TableCorrelationStore:

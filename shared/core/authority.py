@@ -9,6 +9,7 @@ from shared.core.model import Actor, Request
 
 APPROVER_ROLE = "Gates.Approver"
 READER_ROLE = "Gates.Reader"
+ADMIN_ROLE = "Gates.Admin"  # throws and lifts the kill switch; decides nothing and reads nothing by itself
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from shared.core.model import (
     FieldPreview,
     Mode,
     OutboundMessage,
+    Pause,
     Proposal,
     Request,
     RequestKind,
@@ -208,7 +209,22 @@ def run_to_dict(run: Run) -> dict[str, Any]:
         **({"proposal": proposal_to_dict(run.proposal)} if run.proposal else {}),
         **({"credential_approvers": approvers_to_list(run.credential_approvers)} if run.credential_approvers else {}),
         **({"guardrails": run.guardrails} if run.guardrails else {}),
+        **({"pause": pause_to_dict(run.pause)} if run.pause else {}),
+        **({"pauses": run.pauses} if run.pauses else {}),
+        **({"consent_lapsed_at": _iso(run.consent_lapsed_at)} if run.consent_lapsed_at else {}),
     }
+
+
+def pause_to_dict(pause: Pause) -> dict[str, Any]:
+    return {"reason": pause.reason, "thrown_by": actor_to_dict(pause.thrown_by), "thrown_at": _iso(pause.thrown_at),
+            "paused_at": _iso(pause.paused_at), "resume_to": pause.resume_to.value, "step": pause.step}
+
+
+def pause_from_dict(data: dict[str, Any]) -> Pause:
+    return Pause(reason=data["reason"], thrown_by=actor_from_dict(data["thrown_by"]),
+                 thrown_at=dt.datetime.fromisoformat(data["thrown_at"]),
+                 paused_at=dt.datetime.fromisoformat(data["paused_at"]), resume_to=RunState(data["resume_to"]),
+                 step=data.get("step"))
 
 
 def run_from_dict(data: dict[str, Any], etag: str | None = None) -> Run:
@@ -229,6 +245,8 @@ def run_from_dict(data: dict[str, Any], etag: str | None = None) -> Run:
         etag=etag, proposal=proposal_from_dict(data["proposal"]) if data.get("proposal") else None,
         credential_approvers=approvers_from_list(data.get("credential_approvers", [])),
         guardrails=data.get("guardrails"),
+        pause=pause_from_dict(data["pause"]) if data.get("pause") else None, pauses=int(data.get("pauses", 0)),
+        consent_lapsed_at=_time(data.get("consent_lapsed_at")),
     )
 
 

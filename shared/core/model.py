@@ -31,6 +31,7 @@ class RunState(StrEnum):
     UNMATCHED = "unmatched"
     DRIFTED = "drifted"  # the resource changed after consent and its new state was not approved
     SHADOWED = "shadowed"  # decided in shadow mode: recorded what would have happened, acted on nothing
+    PAUSED = "paused"  # the kill switch stopped it before its next ARM call; it resumes when the switch is lifted
 
     @property
     def is_terminal(self) -> bool:
@@ -287,6 +288,19 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Pause:
+    """Why a run waits in `paused`: the kill switch as it stood when the run stopped (its reason, who
+    threw it and when), when the run stopped, and where it goes back to when the switch is lifted."""
+
+    reason: str
+    thrown_by: Actor
+    thrown_at: dt.datetime
+    paused_at: dt.datetime
+    resume_to: RunState  # RUNNING (a step was about to call ARM) or AWAITING_CONSENT (previews to read)
+    step: int | None = None
+
+
+@dataclass(frozen=True)
 class Run:
     run_id: str
     state: RunState
@@ -319,6 +333,11 @@ class Run:
     credential_approvers: tuple[Approver, ...] = ()
     # What the guardrails decided when the run started, and why (`Verdict.as_record()`).
     guardrails: dict[str, Any] | None = None
+    pause: Pause | None = None  # set while the run is paused by the kill switch
+    pauses: int = 0  # how often it was paused: each resume's message gets an id of its own
+    # A consent given before this time lapsed while the run was paused (paused longer than consent
+    # lasts): it no longer counts, and consent is asked again.
+    consent_lapsed_at: dt.datetime | None = None
 
     @property
     def source_label(self) -> str:

@@ -104,9 +104,13 @@ def precondition_changed(run: Run, step_index: int, seen: StepPreview, fresh: St
 
 
 def is_reconsent(run: Run, request: Request) -> bool:
-    """A consent request asked because the resource changed after an earlier consent."""
+    """A consent request asked because the resource changed after an earlier consent. A consent that
+    lapsed while the run was paused (`Run.consent_lapsed_at`) is no earlier consent: asked again then,
+    a "no" is a plain denial."""
+    lapsed = run.consent_lapsed_at
     return request.kind is RequestKind.CONSENT and any(
         r.kind is RequestKind.CONSENT and r.state is RequestState.GRANTED and r.request_id != request.request_id
+        and (lapsed is None or (r.decided_at is not None and r.decided_at > lapsed))
         for r in run.requests)
 
 

@@ -262,8 +262,10 @@ def decide(
             b.move(RunEvent.CONSENT_GRANTED)
             step = run.current_step()
             index = step.index if step is not None else 0
-            # Asked again after a drift, the attempt is a new message (the first one's id is taken).
-            b.send(AttemptStep(run.run_id, index), f"step-{index}-{request_id}" if again else "step-0")
+            # Asked again (after a drift, or a consent that lapsed while paused), the attempt is a new
+            # message (the first one's id is taken).
+            b.send(AttemptStep(run.run_id, index),
+                   f"step-{index}-{request_id}" if again or run.consent_lapsed_at else "step-0")
         elif again:
             b.log("consent_denied", actor, f"{principal.name} denied consent to the changed resource{because}",
                   **seen)

@@ -41,7 +41,9 @@ def sweep(run: Run, now: dt.datetime, limits: StallLimits) -> Sweep:
     """What a stalled run needs so that it still ends: hand a step whose host died mid-action to a new
     message (never repeating a write), expire a request whose deadline message was lost, drop a granted credential left
     unused, or send again the message that should have moved it on."""
-    if run.state.is_terminal:
+    if run.state.is_terminal or run.state is RunState.PAUSED:
+        # A paused run waits for the kill switch to be lifted, however long: lifting resumes it (and
+        # the sweeper's shell resumes paused runs once the switch is off), re-checking what lapsed.
         return Sweep()
     idle_for = now - run.updated_at
     in_flight = next((s for s in run.steps if s.state in (StepState.ATTEMPTING, StepState.EXECUTING)), None)

@@ -25,6 +25,11 @@ class RunEvent(StrEnum):
     PRECONDITION_CHANGED = "precondition_changed"  # the resource no longer matches what the approver saw
     DRIFT_UNCONFIRMED = "drift_unconfirmed"  # consent to the changed state was denied or not given in time
     AGENT_CANCELLED = "agent_cancelled"  # the agent that proposed the plan withdrew it while a person was asked
+    SWITCH_THROWN = "switch_thrown"  # the kill switch stopped the run before its next ARM call
+    SWITCH_LIFTED = "switch_lifted"  # lifted: the run goes on from where it stopped
+    SWITCH_LIFTED_BEFORE_CONSENT = "switch_lifted_before_consent"  # lifted: consent is asked, as it was to be
+    CONSENT_LAPSED = "consent_lapsed"  # lifted, but the run was paused longer than consent lasts: asked again
+    GRANT_LAPSED = "grant_lapsed"  # lifted, but the granted credentials are older than a grant lasts: asked again
 
 
 S = RunState
@@ -46,6 +51,14 @@ RUN_TRANSITIONS: dict[tuple[RunState, RunEvent], RunState] = {
     (S.AWAITING_CREDENTIALS, E.CREDENTIALS_EXPIRED): S.EXPIRED,
     (S.RUNNING, E.PRECONDITION_CHANGED): S.AWAITING_CONSENT,
     (S.AWAITING_CONSENT, E.DRIFT_UNCONFIRMED): S.DRIFTED,
+    # The kill switch: a run stops before an ARM call (a step's, or the previews consent is asked with),
+    # and is never ended by it; lifted, it goes back to what it was doing, or asks again what lapsed.
+    (S.RUNNING, E.SWITCH_THROWN): S.PAUSED,
+    (S.AWAITING_CONSENT, E.SWITCH_THROWN): S.PAUSED,
+    (S.PAUSED, E.SWITCH_LIFTED): S.RUNNING,
+    (S.PAUSED, E.SWITCH_LIFTED_BEFORE_CONSENT): S.AWAITING_CONSENT,
+    (S.PAUSED, E.CONSENT_LAPSED): S.AWAITING_CONSENT,
+    (S.PAUSED, E.GRANT_LAPSED): S.AWAITING_CREDENTIALS,
 }
 
 T = StepState
@@ -66,6 +79,7 @@ STEP_TRANSITIONS: frozenset[tuple[StepState, StepState]] = frozenset({
     (T.EXECUTING, T.AWAITING_CREDENTIALS),  # the granted sign-in expired before use: asked again
     (T.ATTEMPTING, T.PENDING),  # the resource changed before the write was sent: consent is asked again
     (T.EXECUTING, T.PENDING),
+    (T.AWAITING_CREDENTIALS, T.PENDING),  # consent lapsed while paused: the grant goes, consent is asked again
 })
 
 R = RequestState

@@ -86,3 +86,21 @@ def test_the_service_bus_message_size_is_the_standard_tiers_unless_set() -> None
     assert Settings.from_env(EXAMPLE).max_message_bytes == 256 * 1024
     premium = Settings.from_env(without(**{"GATES_SERVICE_BUS_MAX_MESSAGE_BYTES": "1048576"}))
     assert premium.max_message_bytes == 1024 * 1024
+
+
+def test_the_kill_switch_setting_is_off_unless_set() -> None:
+    settings = Settings.from_env(EXAMPLE)
+    assert (settings.kill_switch, settings.kill_switch_reason) == (False, None)
+
+
+@pytest.mark.parametrize(("value", "engaged"), [("on", True), ("true", True), ("1", True), ("ON", True),
+                                                ("off", False), ("false", False), ("0", False)])
+def test_the_kill_switch_setting_reads_on_and_off(value: str, engaged: bool) -> None:
+    settings = Settings.from_env(without(GATES_KILL_SWITCH=value, GATES_KILL_SWITCH_REASON="region outage"))
+    assert settings.kill_switch is engaged
+    assert settings.kill_switch_reason == "region outage"
+
+
+def test_a_kill_switch_setting_that_is_neither_on_nor_off_stops_the_app() -> None:
+    with pytest.raises(SettingsError, match="GATES_KILL_SWITCH must be on or off"):
+        Settings.from_env(without(GATES_KILL_SWITCH="maybe"))

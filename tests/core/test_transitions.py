@@ -29,6 +29,14 @@ EXPECTED_RUN = {
     # The agent that proposed a plan may withdraw it while a person is asked, never while a step acts.
     (R.AWAITING_CONSENT, E.AGENT_CANCELLED): R.CANCELLED,
     (R.AWAITING_CREDENTIALS, E.AGENT_CANCELLED): R.CANCELLED,
+    # The kill switch stops a run before an ARM call and never ends it; lifted, the run goes on, or asks
+    # again for the consent or the credentials that lapsed while it waited.
+    (R.RUNNING, E.SWITCH_THROWN): R.PAUSED,
+    (R.AWAITING_CONSENT, E.SWITCH_THROWN): R.PAUSED,
+    (R.PAUSED, E.SWITCH_LIFTED): R.RUNNING,
+    (R.PAUSED, E.SWITCH_LIFTED_BEFORE_CONSENT): R.AWAITING_CONSENT,
+    (R.PAUSED, E.CONSENT_LAPSED): R.AWAITING_CONSENT,
+    (R.PAUSED, E.GRANT_LAPSED): R.AWAITING_CREDENTIALS,
 }
 
 EXPECTED_STEP = {
@@ -38,6 +46,7 @@ EXPECTED_STEP = {
     (S.AWAITING_CREDENTIALS, S.EXECUTING), (S.AWAITING_CREDENTIALS, S.FAILED), (S.AWAITING_CREDENTIALS, S.SKIPPED),
     (S.EXECUTING, S.SUCCEEDED), (S.EXECUTING, S.FAILED), (S.EXECUTING, S.AWAITING_CREDENTIALS),
     (S.ATTEMPTING, S.PENDING), (S.EXECUTING, S.PENDING),  # the resource changed before the write was sent
+    (S.AWAITING_CREDENTIALS, S.PENDING),  # consent lapsed while the run was paused: the grant goes with it
 }
 
 EXPECTED_REQUEST = {(Q.PENDING, Q.GRANTED), (Q.PENDING, Q.DENIED), (Q.PENDING, Q.EXPIRED), (Q.PENDING, Q.CANCELLED)}
@@ -66,6 +75,10 @@ def test_a_step_moves_only_as_the_specification_says(state: StepState, target: S
     else:
         with pytest.raises(IllegalTransition, match="step"):
             check_step(state, target)
+
+
+def test_paused_is_not_an_end() -> None:
+    assert not R.PAUSED.is_terminal
 
 
 def test_a_finished_step_never_runs_again() -> None:
