@@ -6,7 +6,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from gates.killswitch import hold_before_arm
-from gates.preconditions import still_as_approved
+from gates.preconditions import reads_preview, still_as_approved
 from gates.shell import Delivery, on_queue
 from gates.steps import act, claim, finish, resume
 from shared.core.messages import AttemptStep
@@ -24,11 +24,14 @@ def handle_attempt(message: AttemptStep, services: Services, delivery: Delivery)
     if claimed.resume is not None:  # ARM accepted it before the last host died: no precondition to check
         finish(services, claimed.run, message.step, resume(services, claimed.resume), STAGE, delivery)
         return
-    if not still_as_approved(services, claimed.run, message.step, STAGE, delivery):
-        return
-    # Read again just before the call: the switch may have been thrown since the claim.
+    # The kill switch is read just before each ARM call: the preview's re-read, if any, then the step's own.
     if hold_before_arm(services, claimed.run, message.step, STAGE, delivery.message_id):
         return
+    if reads_preview(claimed.run, message.step):
+        if not still_as_approved(services, claimed.run, message.step, STAGE, delivery):
+            return
+        if hold_before_arm(services, claimed.run, message.step, STAGE, delivery.message_id):
+            return
     outcome, run = act(services, claimed, message.step, services.tokens.agent_credential(), STAGE, delivery)
     finish(services, run, message.step, outcome, STAGE, delivery)
 

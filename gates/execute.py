@@ -8,7 +8,7 @@ import logging
 import azure.functions as func
 
 from gates.killswitch import hold_before_arm
-from gates.preconditions import still_as_approved
+from gates.preconditions import reads_preview, still_as_approved
 from gates.shell import Delivery, on_queue, transact
 from gates.steps import act, claim, finish, resume
 from shared.adapters.sealing import SealBroken
@@ -37,8 +37,12 @@ def handle_execution(message: ExecuteStep, services: Services, delivery: Deliver
         finish(services, claimed.run, step, resume(services, claimed.resume), STAGE, delivery)
         return
     run = claimed.run
-    if not still_as_approved(services, run, step, STAGE, delivery):
-        return
+    # The kill switch is read just before each ARM call: the preview's re-read, if any, then the step's own.
+    if reads_preview(run, step):
+        if hold_before_arm(services, run, step, STAGE, delivery.message_id):
+            return
+        if not still_as_approved(services, run, step, STAGE, delivery):
+            return
     request = granted_credential(run, step)
     if request is None or request.sealed_assertion is None:
         _unusable(services, run, step, "the granted credential is gone", delivery)
@@ -55,7 +59,6 @@ def handle_execution(message: ExecuteStep, services: Services, delivery: Deliver
         _unusable(services, run, step, str(error), delivery)
         return
     try:
-        # Read again just before the call: the switch may have been thrown since the claim.
         if hold_before_arm(services, run, step, STAGE, delivery.message_id):
             return
         outcome, run = act(services, claimed, step, credential, STAGE, delivery)

@@ -37,6 +37,11 @@ def read_preview(services: Services, run: Run, step: Step) -> StepPreview | None
     return build_preview(step, spec, outcome)
 
 
+def reads_preview(run: Run, step_index: int) -> bool:
+    """Whether `still_as_approved` reads ARM for this step: a write whose preview the approver saw."""
+    return run.steps[step_index].is_write and seen_preview(run, step_index) is not None
+
+
 def still_as_approved(services: Services, run: Run, step_index: int, stage: str, delivery: Delivery) -> bool:
     """For a step just claimed: True when it may run; False when it is a write and the resource changed
     since consent (the step is put back and consent is asked again)."""

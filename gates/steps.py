@@ -8,12 +8,10 @@ from dataclasses import dataclass
 
 from azure.core.credentials import TokenCredential
 
-from gates.killswitch import current, settle_pause
 from gates.shell import Delivery, transact
 from shared.core.arm_outcomes import ArmOutcome
 from shared.core.change import Change
 from shared.core.model import Actor, ArmOperation, CredentialSource, Run
-from shared.core.pause import claim_or_pause
 from shared.core.steps import Claim, claim_step, record_accepted, record_outcome
 from shared.services import Services
 
@@ -34,24 +32,20 @@ def claim(services: Services, run_id: str, step: int, source: CredentialSource, 
     """The run with the step claimed by this delivery, or None when this delivery must not act.
 
     Once the claim is written, a failed send must not fail this delivery: its redelivery would find an
-    unfinished claim and end a run that never acted, so what the outbox holds waits for the relay."""
+    unfinished claim and end a run that never acted, so what the outbox holds waits for the relay. The kill
+    switch is not read here but just before each ARM call the claim leads to (`hold_before_arm`): one read
+    per call, and following an operation ARM accepted reads none (it changes nothing in Azure)."""
     decisions: list[Claim] = []
-    # The kill switch, read afresh before anything of this delivery calls ARM: thrown, a claim that would
-    # call ARM pauses the run instead (following an operation ARM accepted goes on: it changes nothing).
-    switch = current(services)
-    if switch.engaged:
-        services.runs.mark_paused(run_id)  # before any pause is written, so lifting finds the run
 
     def decide(run: Run) -> Change | None:
         now = services.clock.now()
-        decisions.append(claim_or_pause(run, claim_step(run, step, source, delivery.message_id,
-                                                        delivery.delivery_count, now, actor(run)), step, switch, now))
+        decisions.append(claim_step(run, step, source, delivery.message_id, delivery.delivery_count, now,
+                                    actor(run)))
         return decisions[-1].change
 
     run = transact(services, run_id, decide, stage, trigger=delivery.message_id, sends_may_wait=True)
     if run is None or not decisions[-1].proceed:
         logger.info("run %s step %s not run: %s", run_id, step, decisions[-1].reason if decisions else "no run")
-        settle_pause(services, run, stage)
         return None
     return Claimed(run, decisions[-1].resume)
 

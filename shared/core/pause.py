@@ -37,7 +37,7 @@ from shared.core.model import (
     StepState,
 )
 from shared.core.requests import Timeouts
-from shared.core.steps import Claim, granted_credential, revoke
+from shared.core.steps import granted_credential, revoke
 from shared.core.transitions import RunEvent
 
 SETTING_NAME = "GATES_KILL_SWITCH"
@@ -155,16 +155,6 @@ def note_setting(stored: KillSwitch, setting: KillSwitch, now: dt.datetime) -> S
 
 
 # ---------------------------------------------------------------------------------------------- runs
-
-
-def claim_or_pause(run: Run, claim: Claim, step_index: int, switch: KillSwitch, now: dt.datetime) -> Claim:
-    """A claim that would start an ARM call becomes a pause while the switch is thrown. A claim that
-    only follows an operation ARM accepted (`resume`), or that calls nothing (a refusal, an unknown
-    outcome), stands."""
-    if not switch.engaged or not claim.proceed or claim.resume is not None:
-        return claim
-    change = pause(run, step_index, switch, now)
-    return Claim(change, False, "paused by the kill switch")
 
 
 def pause(run: Run, step_index: int | None, switch: KillSwitch, now: dt.datetime) -> Change | None:

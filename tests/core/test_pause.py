@@ -4,7 +4,6 @@ stopped before its next ARM call, and a paused run resumed once the switch is li
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from dataclasses import replace
 
 import pytest
@@ -34,7 +33,6 @@ from shared.core.pause import (
     SwitchRefused,
     SwitchSource,
     change_switch,
-    claim_or_pause,
     consent_counts,
     effective,
     note_setting,
@@ -44,7 +42,6 @@ from shared.core.pause import (
 )
 from shared.core.previews import is_reconsent
 from shared.core.requests import Timeouts
-from shared.core.steps import claim_step
 from shared.topology import Queue
 
 NOW = dt.datetime(2026, 12, 2, 9, 0, tzinfo=dt.UTC)
@@ -273,38 +270,6 @@ def test_a_paused_run_survives_its_codec() -> None:
 
 
 # ----------------------------------------------------------------------- the claim, with the switch
-
-
-@pytest.mark.parametrize(("engaged", "kind", "in_flight", "accepted"),
-                         list(itertools.product([True, False], ActionKind, [True, False], [True, False])))
-def test_a_claim_calls_arm_only_when_the_switch_is_off_or_it_follows_an_accepted_operation(
-        engaged: bool, kind: ActionKind, in_flight: bool, accepted: bool) -> None:
-    if accepted and (not in_flight or kind is ActionKind.READ):
-        return  # an accepted operation is a write's, on a claimed step
-    current = step(kind=kind, state=StepState.ATTEMPTING if in_flight else StepState.PENDING,
-                   credential_source=CredentialSource.AGENT if in_flight else None,
-                   claim_message_id="m1" if in_flight else None, claim_delivery=1 if in_flight else 0,
-                   operation=OPERATION if accepted else None)
-    run = run_of(current)
-    plain = claim_step(run, 0, CredentialSource.AGENT, "m1", 2, NOW)
-    decided = claim_or_pause(run, plain, 0, THROWN if engaged else LIFTED, NOW)
-    new_call = plain.proceed and plain.resume is None  # a fresh claim, or a read run again after its host died
-    if not engaged or not new_call:
-        assert decided == plain  # following an accepted operation, or a refusal, stands
-    else:
-        assert not decided.proceed
-        assert decided.change is not None
-        assert decided.change.run.state is RunState.PAUSED
-    assert decided.proceed is (plain.proceed and (not engaged or plain.resume is not None))
-
-
-def test_an_unanswered_write_still_ends_outcome_unknown_with_the_switch_thrown() -> None:
-    run = run_of(step(state=StepState.ATTEMPTING, credential_source=CredentialSource.AGENT, claim_message_id="m1",
-                      claim_delivery=1, client_request_id="c1"))
-    decided = claim_or_pause(run, claim_step(run, 0, CredentialSource.AGENT, "m1", 2, NOW), 0, THROWN, NOW)
-    assert not decided.proceed
-    assert decided.change is not None
-    assert decided.change.run.state is RunState.FAILED
 
 
 # ------------------------------------------------------------------------------------------ resuming

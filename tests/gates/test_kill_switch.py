@@ -176,19 +176,20 @@ def test_two_lifts_at_once_resume_each_run_once() -> None:
 
 def test_the_switch_thrown_between_the_claim_and_the_call_gives_the_step_back_unsent() -> None:
     p = new(steps=["vm.restart"])
-    reads = {"n": 0}
+    commit = p.store.commit
 
-    def thrown_after_the_claims_read() -> None:
-        reads["n"] += 1
-        if reads["n"] == 1:  # the claim read it lifted; before the call, it is thrown
-            stored = p.switches._switch  # the fake's state, as another host changes it
-            p.switches._switch = replace(stored, engaged=True, reason="thrown mid-claim", by=OLGA_ACTOR,
-                                         at=p.clock.now())
+    def thrown_once_the_claim_is_written(change: Any) -> Any:
+        committed = commit(change)
+        if committed.steps[0].state is StepState.ATTEMPTING and not p.switches._switch.engaged:
+            # another host throws it after this one wrote its claim, before it calls ARM
+            p.switches._switch = replace(p.switches._switch, engaged=True, reason="thrown mid-claim",
+                                         by=OLGA_ACTOR, at=p.clock.now())
+        return committed
 
-    p.switches.on_read = thrown_after_the_claims_read
+    p.store.commit = thrown_once_the_claim_is_written  # type: ignore[method-assign]
     p.send_alert(alert())
     p.drain()
-    p.switches.on_read = None
+    p.store.commit = commit  # type: ignore[method-assign]
     run = p.run()
     assert run.state is RunState.PAUSED
     assert run.steps[0].state is StepState.PENDING
