@@ -187,6 +187,7 @@ def run_json(run: Run, audit: list[AuditEvent] | None = None) -> dict[str, Any]:
                    "operation": (s.operation.async_operation or s.operation.location) if s.operation else None}
                   for s in run.steps],
         "outcome_unknown": unknown_outcome(run) is not None,
+        "guardrails": run.guardrails,
         "requests": [{"request_id": r.request_id, "kind": r.kind.value, "state": r.state.value,
                       "deadline": r.deadline.isoformat(), "step": r.step_index,
                       "decided_by": r.decided_by.name if r.decided_by else None,
