@@ -48,6 +48,9 @@ param actionCatalogPath string = 'config/actions.json'
 @description('GATES_AUTONOMY_CEILING: `review` caps every plan at review; `autonomous` lets response plans run alone.')
 param autonomyCeiling string = 'review'
 
+@description('GATES_SHADOW_MODE: `true` runs every plan in shadow mode: decisions are recorded, nothing acts, no one is asked (see README, "Shadow mode").')
+param shadowMode bool = false
+
 @description('GATES_CONSENT_TIMEOUT_MINUTES: how long a consent request stays open.')
 param consentTimeoutMinutes int = 30
 
@@ -316,6 +319,7 @@ module appConfig 'modules/appsettings.bicep' = {
     responsePlansPath: responsePlansPath
     actionCatalogPath: actionCatalogPath
     autonomyCeiling: autonomyCeiling
+    shadowMode: shadowMode
     consentTimeoutMinutes: consentTimeoutMinutes
     credentialTimeoutMinutes: credentialTimeoutMinutes
     correlationCooldownMinutes: correlationCooldownMinutes

@@ -20,6 +20,7 @@ param secretOfficerPrincipalIds = empty(readEnvironmentVariable('GATES_SECRET_OF
 param responsePlansPath = readEnvironmentVariable('GATES_RESPONSE_PLANS', 'config/response-plans.json')
 param actionCatalogPath = readEnvironmentVariable('GATES_ACTION_CATALOG', 'config/actions.json')
 param autonomyCeiling = readEnvironmentVariable('GATES_AUTONOMY_CEILING', 'review')
+param shadowMode = toLower(readEnvironmentVariable('GATES_SHADOW_MODE', 'false')) == 'true'
 param alertWebhookAudience = readEnvironmentVariable('GATES_ALERT_WEBHOOK_AUDIENCE', '')
 
 // Where the agent holds Reader on its own: one resource group from GATES_TARGET_RESOURCE_GROUP (in

@@ -19,6 +19,8 @@ param emailSender string
 param responsePlansPath string
 param actionCatalogPath string
 param autonomyCeiling string
+@description('GATES_SHADOW_MODE: every plan in shadow mode (decisions recorded, nothing acts, no one asked).')
+param shadowMode bool = false
 param consentTimeoutMinutes int
 param credentialTimeoutMinutes int
 param correlationCooldownMinutes int
@@ -67,6 +69,7 @@ var appSettings = {
   GATES_ACTION_CATALOG: actionCatalogPath
   GATES_RESPONSE_PLANS: responsePlansPath
   GATES_AUTONOMY_CEILING: autonomyCeiling
+  GATES_SHADOW_MODE: shadowMode ? 'true' : 'false'
   GATES_CORRELATION_COOLDOWN_MINUTES: string(correlationCooldownMinutes)
   GATES_CONSENT_TIMEOUT_MINUTES: string(consentTimeoutMinutes)
   GATES_CREDENTIAL_TIMEOUT_MINUTES: string(credentialTimeoutMinutes)
