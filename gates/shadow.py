@@ -36,6 +36,7 @@ logger = logging.getLogger("sre_gates")
 PAGE = 500  # index rows read a request
 MAX_REPLAY_ALERTS = 2000  # alerts one replay sends; a busier period is refused, to be replayed in parts
 SEND_BATCH = 100
+RUN_LIFETIME = dt.timedelta(days=1)  # how long after its start a run replayed is looked for in the ended index
 REPLAY_FORM = "shadow-replay"  # what a replay's form token is bound to, beside the person
 
 
@@ -172,9 +173,10 @@ def _replayable(services: Services, since: dt.datetime, until: dt.datetime,
         return (summary.run_id not in seen and not summary.replay and not summary.alert_rule.startswith("agent:")
                 and since <= summary.created_at < until and (not plans or summary.plan_name in plans))
 
-    # A run started in the period ended in it or after it (up to now), or is still open.
-    for summary in _ended(services, None, since, services.clock.now() + dt.timedelta(seconds=1),
-                          MAX_REPLAY_ALERTS * 4):
+    # A run started in the period ended in it or soon after it (its deadlines are minutes, a day is ample),
+    # or is still open.
+    ended_by = min(services.clock.now() + dt.timedelta(seconds=1), until + RUN_LIFETIME)
+    for summary in _ended(services, None, since, ended_by, MAX_REPLAY_ALERTS * 4):
         if wanted(summary):
             seen.add(summary.run_id)
             chosen.append(summary.run_id)

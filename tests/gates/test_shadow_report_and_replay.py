@@ -317,3 +317,20 @@ def test_a_plain_alert_body_is_decided_as_before_even_with_shadow_off() -> None:
     p.send_alert(alert())
     p.drain()
     assert p.run().state is RunState.SUCCEEDED
+
+
+def test_an_agents_plans_shadow_runs_are_reported_under_their_agents_policy() -> None:
+    from gates.shadow_report import shadow_report
+    from shared.ports import RunSummary
+
+    def summary(run_id: str, effect: str) -> RunSummary:
+        return RunSummary(run_id, RunState.SHADOWED, "agent-review", vm(0), "agent:agent-review", "", START, START,
+                          effect=effect, decided_by="agents policy agent-review's review mode", writes=True,
+                          credentials="unknown")
+
+    built = shadow_report([summary("a", "ask"), summary("b", "ask"), summary("a", "ask")], START,
+                          START + dt.timedelta(hours=1)).as_record()
+    [policy] = built["scopes"]
+    assert policy["scope"] == "agents policy agent-review"
+    assert policy["shadow_runs"] == 2  # a run indexed twice counts once
+    assert policy["credentials"] == {"needed": 0, "not_needed": 0, "unknown": 2}
