@@ -20,12 +20,13 @@ from gates import (
     plan,
     proposals,
     relay,
+    shadow,
     status,
 )
 from shared.services import ServicesProvider
 
 STAGES = (intake, plan, proposals, mcp_tools, consent, attempt, elevate, execute, deadlines, notify, approvals, status,
-          actions, relay, evaluate, killswitch)
+          actions, relay, evaluate, killswitch, shadow)
 
 
 def blueprints(services: ServicesProvider) -> list[func.Blueprint]:

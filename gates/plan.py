@@ -1,9 +1,16 @@
-"""Stage 1 — plan: an alert from the `alerts` queue becomes a run (or joins the open one)."""
+"""Stage 1 — plan: an alert from the `alerts` queue becomes a run (or joins the open one).
+
+A replay (`POST /api/shadow/replay`) sends stored alerts down this same path with the application property
+`gates-replay`: each is decided in shadow mode, under a correlation namespace of its own (so it never joins,
+dedupes against or changes a real run, nor a real alert's status row), and correlated by when the alert
+fired, so a replayed storm groups as the real one would have."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
+from dataclasses import replace
 
 import azure.functions as func
 
@@ -11,7 +18,7 @@ from gates.guardrails import agent_missing_permissions, resource_tags, within_li
 from gates.shell import create, transact
 from shared.core.alert_status import TargetOutcome, TargetResult, intake_key, planned, written_by_plan_stage
 from shared.core.alerts import limits_for_queue, parse_alert
-from shared.core.correlation import correlation_key, joins_open_run
+from shared.core.correlation import correlation_key, joins_open_run, replay_key
 from shared.core.errors import ConcurrencyConflict, MalformedAlert
 from shared.core.model import Alert, Run
 from shared.core.runs import alert_key, alert_verdict, join_record, join_run, start_run, took_firing
@@ -20,11 +27,19 @@ from shared.topology import SERVICE_BUS_CONNECTION, Queue
 
 logger = logging.getLogger("sre_gates")
 STAGE = "plan"
+REPLAY_PROPERTY = "gates-replay"  # the application property that marks a replayed alert, naming its replay
+_REPLAY_ID = re.compile(r"[0-9a-f]{16}")
 
 
-def handle_alert(services: Services, body: bytes, message_id: str) -> list[str]:
+def handle_alert(services: Services, body: bytes, message_id: str, replay: str = "") -> list[str]:
     """The ids of the runs the alert started or joined; an unreadable alert is kept with its reason,
-    and what became of a readable one is kept under its key (GET /api/alerts/{key})."""
+    and what became of a readable one is kept under its key (GET /api/alerts/{key}). With `replay`, the
+    alert is one a replay sent again: decided in shadow mode in the replay's own namespace."""
+    if replay and not _REPLAY_ID.fullmatch(replay):
+        # Only this app marks replays; anything else there is set aside rather than guessed at.
+        services.rejected_alerts.add(message_id, f"{REPLAY_PROPERTY} {replay[:40]!r} is not a replay id this app "
+                                     "issued", body.decode("utf-8", "replace"), services.clock.now())
+        return []
     try:
         # The same limits as at the intake: a body put straight on the queue gets no further than one posted.
         alert = parse_alert(body, limits_for_queue(services.policy.max_message_bytes))
@@ -36,7 +51,10 @@ def handle_alert(services: Services, body: bytes, message_id: str) -> list[str]:
         return []
     # A multi-resource alert makes one run per resource: a run acts only on the resource it names. An
     # alert that names no target (a budget alert) is one run that can never act.
-    results = [_handle_target(services, alert, target, message_id) for target in alert.target_resource_ids or ("",)]
+    results = [_handle_target(services, alert, target, message_id, replay)
+               for target in alert.target_resource_ids or ("",)]
+    if replay:
+        return [r.run_id for r in results if r.run_id]  # a real alert's status row is never a replay's
     status = planned(intake_key(alert), alert, results, services.clock.now())
     if written_by_plan_stage(results, message_id, status.key):
         services.alert_status.put(status)  # otherwise the runs hold the outcome: no write (gates/alert_lookup.py)
@@ -47,9 +65,13 @@ def handle_alert(services: Services, body: bytes, message_id: str) -> list[str]:
     return list(status.runs)
 
 
-def _handle_target(services: Services, alert: Alert, resource_id: str, trigger: str) -> TargetResult:
-    key = correlation_key(alert.rule_id, resource_id)
+def _handle_target(services: Services, alert: Alert, resource_id: str, trigger: str,
+                   replay: str = "") -> TargetResult:
+    key = replay_key(replay, alert.rule_id, resource_id) if replay else correlation_key(alert.rule_id, resource_id)
     now = services.clock.now()
+    # A replay correlates by when each alert fired: replayed within seconds, the firings of hours group
+    # into runs as they did (or would have) when they came.
+    at = alert.fired_at if replay else now
     if alert.condition == "Resolved":
         existing = services.correlations.get(key)
         run = services.runs.get_run(existing.run_id) if existing is not None else None
@@ -64,28 +86,28 @@ def _handle_target(services: Services, alert: Alert, resource_id: str, trigger: 
         existing = services.correlations.get(key)
         if existing is None:
             run_id = services.ids()
-            if services.correlations.create(key, run_id, now):
-                return _start(services, run_id, alert, resource_id, key, trigger)
+            if services.correlations.create(key, run_id, at):
+                return _start(services, run_id, alert, resource_id, key, trigger, replay)
             continue  # another delivery created it at the same instant: join that one
         run = services.runs.get_run(existing.run_id)
         if run is None:
             # The correlation was written and the host stopped before the run was: finish that run.
-            return _start(services, existing.run_id, alert, resource_id, key, trigger)
+            return _start(services, existing.run_id, alert, resource_id, key, trigger, replay)
         key_of_alert = alert_key(alert)
         if key_of_alert in run.alert_ids:
             # The firing that started this run, again: a redelivery (which sends the outbox again if
             # the host died before sending it), even after the run ended.
             transact(services, run.run_id, lambda r: join_run(r, alert, now), STAGE, trigger=trigger, run=run)
             return TargetResult(resource_id, TargetOutcome.DUPLICATE, run.run_id)
-        if joins_open_run(run, existing.opened_at, now, services.policy.cooldown, services.policy.plans.version):
+        if joins_open_run(run, existing.opened_at, at, services.policy.cooldown, services.policy.plans.version):
             outcome = TargetOutcome.JOINED if _record_repeat(services, run, alert, now) else TargetOutcome.DUPLICATE
             return TargetResult(resource_id, outcome, run.run_id)
         if services.runs.join_recorded(run.run_id, key_of_alert):
             # a repeat this run took before it ended, delivered again
             return TargetResult(resource_id, TargetOutcome.DUPLICATE, run.run_id)
         run_id = services.ids()
-        if services.correlations.replace(existing, run_id, now):
-            return _start(services, run_id, alert, resource_id, key, trigger)
+        if services.correlations.replace(existing, run_id, at):
+            return _start(services, run_id, alert, resource_id, key, trigger, replay)
     raise ConcurrencyConflict(f"alert {alert.alert_id}: correlation kept changing")
 
 
@@ -101,7 +123,7 @@ def _record_repeat(services: Services, run: Run, alert: Alert, now: dt.datetime)
 
 
 def _start(services: Services, run_id: str, alert: Alert, resource_id: str, key: str,
-           trigger: str) -> TargetResult:
+           trigger: str, replay: str = "") -> TargetResult:
     now = services.clock.now()
     policy = services.policy
     book = policy.plans
@@ -111,6 +133,8 @@ def _start(services: Services, run_id: str, alert: Alert, resource_id: str, key:
         tags = (resource_tags(services, book.catalog, resource_id) if book.guardrails.needs_tags(plan.guardrails)
                 else None)
         verdict = alert_verdict(book, plan, alert, resource_id, policy.ceiling, now, tags, app_shadow=policy.shadow)
+        if replay:
+            verdict = replace(verdict, shadow=True, shadow_by=f"replay {replay}")
         verdict = within_limits(services, verdict, run_id, resource_id, alert.rule_name, now)
         if verdict.shadow:
             missing = agent_missing_permissions(services, resource_id, [s.permissions for s in plan.runbook.steps])
@@ -126,6 +150,7 @@ def blueprint(services: ServicesProvider) -> func.Blueprint:
     @bp.function_name("plan")
     @bp.service_bus_queue_trigger(arg_name="msg", queue_name=Queue.ALERTS.value, connection=SERVICE_BUS_CONNECTION)
     def plan(msg: func.ServiceBusMessage) -> None:
-        handle_alert(services(), msg.get_body(), msg.message_id or "")
+        properties = msg.application_properties or {}
+        handle_alert(services(), msg.get_body(), msg.message_id or "", str(properties.get(REPLAY_PROPERTY) or ""))
 
     return bp

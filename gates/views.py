@@ -513,6 +513,68 @@ class RequestSummary:
     quorum: str
 
 
+# ------------------------------------------------------------------------------------- guardrails
+
+
+@dataclass(frozen=True)
+class GuardrailStepView:
+    number: int
+    action: str
+    effect: str  # allow / ask / deny
+    decided_by: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class GuardrailsView:
+    """What the guardrails decided when the run started, and why, as a run page and e-mail say it first."""
+
+    effect: str  # allow / ask / deny: what was (or, in shadow mode, would have been) done
+    headline: str  # "Denied by rule no-restart (global)"
+    reason: str
+    decided_by: str
+    shadow: bool
+    shadow_note: str  # for a shadow run: that nothing was done, and what would have been
+    behind: tuple[tuple[str, str], ...]  # ("limit", "..."), ("freeze", "..."), ("ceiling", "..."), ("shadow", "...")
+    steps: tuple[GuardrailStepView, ...]
+
+
+EFFECT_WORDS = {"allow": "Allowed", "ask": "Consent asked", "deny": "Denied"}
+WOULD_WORDS = {"allow": "would have been allowed", "ask": "would have asked consent", "deny": "would have been denied"}
+
+
+def guardrails_view(run: Run) -> GuardrailsView | None:
+    """The run's recorded verdict (`Verdict.as_record()`), or None for a run that has none (unmatched)."""
+    record = run.guardrails
+    if not record:
+        return None
+    effect = str(record.get("effect", ""))
+    decided_by = str(record.get("decided_by", ""))
+    shadow = bool(record.get("shadow"))
+    words = WOULD_WORDS.get(effect, effect) if shadow else EFFECT_WORDS.get(effect, effect)
+    headline = f"{words[:1].upper()}{words[1:]} by {decided_by}" if decided_by else words
+    behind: list[tuple[str, str]] = []
+    if record.get("limit"):
+        behind.append(("limit", str(record["limit"])))
+    if record.get("freeze"):
+        behind.append(("freeze", str(record["freeze"])))
+    if decided_by.startswith("the global autonomy ceiling"):
+        behind.append(("ceiling", "the global autonomy ceiling caps this run below autonomous"))
+    if shadow:
+        behind.append(("shadow", str(record.get("shadow_by") or "shadow mode")))
+    steps = tuple(GuardrailStepView(number=int(s.get("step", i)) + 1, action=str(s.get("action", "")),
+                                    effect=str(s.get("effect", "")), decided_by=str(s.get("decided_by", "")),
+                                    reason=str(s.get("reason", "")))
+                  for i, s in enumerate(record.get("steps") or []) if isinstance(s, Mapping))
+    note = ""
+    if shadow:
+        note = ("Shadow run: nothing was done and no one was asked. "
+                + (f"What it would have done: {run.outcome}" if run.outcome else ""))
+    return GuardrailsView(effect=effect, headline=headline, reason=str(record.get("reason", "")),
+                          decided_by=decided_by, shadow=shadow, shadow_note=note.strip(), behind=tuple(behind),
+                          steps=steps)
+
+
 @dataclass(frozen=True)
 class RunPage:
     run_id: str
@@ -532,6 +594,7 @@ class RunPage:
     plan_hash: str
     unknown: tuple[str, str] | None = None  # a write whose outcome is unknown: said first, with its lookup
     paused: tuple[str, str] | None = None  # stopped by the kill switch: who threw it, when, why; what follows
+    guardrails: GuardrailsView | None = None
 
 
 def run_title(run: Run) -> str:
@@ -587,6 +650,7 @@ def run_page(run: Run, audit: list[AuditEvent], now: dt.datetime, catalog: Catal
         created=moment(run.created_at, now), updated=moment(run.updated_at, now),
         plan_hash=consent.plan_hash if consent else "", unknown=unknown_outcome_notice(run),
         paused=paused_notice(run, now),
+        guardrails=guardrails_view(run),
     )
 
 

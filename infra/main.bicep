@@ -54,6 +54,8 @@ param killSwitch string = 'off'
 
 @description('GATES_KILL_SWITCH_REASON: why GATES_KILL_SWITCH is on; shown on every paused run and in the audit.')
 param killSwitchReason string = ''
+@description('GATES_SHADOW_MODE: `true` runs every plan in shadow mode: decisions are recorded, nothing acts, no one is asked (see README, "Shadow mode").')
+param shadowMode bool = false
 
 @description('GATES_CONSENT_TIMEOUT_MINUTES: how long a consent request stays open.')
 param consentTimeoutMinutes int = 30
@@ -327,6 +329,7 @@ module appConfig 'modules/appsettings.bicep' = {
     autonomyCeiling: autonomyCeiling
     killSwitch: killSwitch
     killSwitchReason: killSwitchReason
+    shadowMode: shadowMode
     consentTimeoutMinutes: consentTimeoutMinutes
     credentialTimeoutMinutes: credentialTimeoutMinutes
     correlationCooldownMinutes: correlationCooldownMinutes

@@ -22,6 +22,7 @@ param actionCatalogPath = readEnvironmentVariable('GATES_ACTION_CATALOG', 'confi
 param autonomyCeiling = readEnvironmentVariable('GATES_AUTONOMY_CEILING', 'review')
 param killSwitch = readEnvironmentVariable('GATES_KILL_SWITCH', 'off')
 param killSwitchReason = readEnvironmentVariable('GATES_KILL_SWITCH_REASON', '')
+param shadowMode = toLower(readEnvironmentVariable('GATES_SHADOW_MODE', 'false')) == 'true'
 param alertWebhookAudience = readEnvironmentVariable('GATES_ALERT_WEBHOOK_AUDIENCE', '')
 
 // Where the agent holds Reader on its own: one resource group from GATES_TARGET_RESOURCE_GROUP (in

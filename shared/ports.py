@@ -14,6 +14,7 @@ from shared.core.alert_status import AlertStatus
 from shared.core.arm_outcomes import ArmOutcome
 from shared.core.catalog import ActionSpec
 from shared.core.change import Change
+from shared.core.correlation import replay_of
 from shared.core.limits import LimitClaim, Liveness
 from shared.core.model import ArmOperation, AuditEvent, OutboundMessage, Run, RunState
 from shared.core.pause import KillSwitch, SwitchChange, SwitchEntry
@@ -32,6 +33,12 @@ class RunSummary:
     created_at: dt.datetime
     updated_at: dt.datetime
     outcome: str = ""
+    # What the guardrails decided (`Run.guardrails`), so that the shadow report reads only the index.
+    effect: str = ""  # allow / ask / deny; "" for a run with no verdict (an unmatched alert)
+    decided_by: str = ""
+    writes: bool = False  # the plan writes: an allowed run with writes acts autonomously
+    credentials: str = ""  # a shadow run's: "needed", "not needed" or "unknown"; "" otherwise
+    replay: str = ""  # the replay that made the run (its correlation namespace), "" for a real alert's
 
     @staticmethod
     def of(run: Run) -> RunSummary:
@@ -41,8 +48,15 @@ class RunSummary:
             rule, severity = run.alert.rule_name or "", run.alert.severity or ""
         else:
             rule, severity = (f"agent:{run.proposal.agent_name}" if run.proposal else ""), ""
+        record = run.guardrails or {}
+        credentials = ""
+        if record.get("shadow"):
+            credentials = ("unknown" if not record.get("credentials_known")
+                           else "needed" if record.get("credentials_needed") else "not needed")
         return RunSummary(run.run_id, run.state, run.plan_name, run.resource_id, rule, severity, run.created_at,
-                          run.updated_at, run.outcome)
+                          run.updated_at, run.outcome, effect=str(record.get("effect", "")),
+                          decided_by=str(record.get("decided_by", "")), writes=any(s.is_write for s in run.steps),
+                          credentials=credentials, replay=replay_of(run.correlation_key))
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,11 @@ class RunStore(Protocol):
                   continuation: str | None = None) -> RunPage:
         """Runs newest first, by state: an ended state is one index read a page; open runs are read
         themselves (there are few). `ValueError` for a continuation this store did not issue."""
+
+    def ended_between(self, state: RunState | None, since: dt.datetime, until: dt.datetime, limit: int = 500,
+                      continuation: str | None = None) -> RunPage:
+        """Runs that ended in `state` (None: in any state) with their last change in [since, until), newest
+        first: one index range read a page. `ValueError` for a continuation this store did not issue."""
 
     def list_audit(self, run_id: str) -> list[AuditEvent]:
         """The run's audit lines in the order they happened, the repeats recorded beside it included."""

@@ -19,6 +19,10 @@ EVENT_LOGGER_NAME = "sre_gates.events"
 _SAFE_DETAIL_KEYS = ("step", "action", "identity", "status", "code", "request_id", "deadline", "state", "mode",
                      "plan", "version", "switch_reason", "switch_by", "switch_at", "switch_source", "paused_reason",
                      "paused_for_seconds")
+# What the guardrails decided, as top-level dimensions so that a query can group by them (the workbook's
+# shadow-mode and limits panels): on `guardrails_decided`, `shadow_decided` and `autonomy_capped`.
+_GUARDRAIL_KEYS = ("effect", "decided_by", "limit", "freeze", "shadow", "shadow_by", "credentials_known")
+_REASON_CHARS = 500
 
 
 class AuditSink(Protocol):
@@ -38,6 +42,12 @@ def dimensions(run: Run, event: AuditEvent, stage: str) -> dict[str, Any]:
         value = event.details.get(key)
         if value is not None and isinstance(value, (str, int, float, bool)):
             dims[key] = value
+    for key in _GUARDRAIL_KEYS:
+        value = event.details.get(key)
+        if isinstance(value, (str, int, float, bool)):
+            dims[key] = value
+    if event.event in ("guardrails_decided", "shadow_decided", "autonomy_capped"):
+        dims.update(_guardrail_dimensions(event.details))
     if event.event == "run_ended":
         dims["outcome"] = run.state.value
         dims["duration_ms"] = int((event.at - run.created_at).total_seconds() * 1000)
@@ -49,6 +59,24 @@ def switch_dimensions(entry: SwitchEntry) -> dict[str, Any]:
             "actor_name": entry.actor.name, "switch_reason": entry.reason[:500], "switch_source": entry.source.value,
             "switch_at": entry.at.isoformat(timespec="seconds"),
             "engaged": entry.event == "switch_thrown"}
+
+
+def _guardrail_dimensions(details: dict[str, Any]) -> dict[str, Any]:
+    """The rest of a guardrails decision, flattened: the reason (cut), each step's effect and deciding rule
+    ("1 vm.restart: deny (rule no-restart (global))"), and whether a shadow run would have needed credentials."""
+    dims: dict[str, Any] = {}
+    if isinstance(details.get("reason"), str):
+        dims["reason"] = details["reason"][:_REASON_CHARS]
+    steps = details.get("steps")
+    if isinstance(steps, list):
+        dims["steps"] = "; ".join(
+            f"{int(s.get('step', 0)) + 1} {s.get('action', '')}: {s.get('effect', '')} ({s.get('decided_by', '')})"
+            for s in steps if isinstance(s, dict))[:_REASON_CHARS * 2]
+    needed = details.get("credentials_needed")
+    if isinstance(needed, dict):
+        dims["credentials_needed"] = bool(needed)
+        dims["credentials_steps"] = len(needed)
+    return dims
 
 
 class LoggingAuditSink:

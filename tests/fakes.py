@@ -15,7 +15,7 @@ from typing import Any
 
 from azure.core.credentials import AccessToken
 
-from shared.adapters.table_store import decode_continuation, encode_continuation
+from shared.adapters.table_store import decode_continuation, encode_continuation, ended_range
 from shared.core import codec
 from shared.core.alert_status import AlertStatus
 from shared.core.arm_outcomes import ArmOutcome, OutcomeKind
@@ -142,6 +142,18 @@ class FakeRunStore:
     def drop_open(self, run_id: str) -> None:
         with self._lock:
             self._open.pop(run_id, None)
+
+    def ended_between(self, state: RunState | None, since: dt.datetime, until: dt.datetime, limit: int = 500,
+                      continuation: str | None = None) -> RunPage:
+        """The table store's range read of the ended index, with its keys and continuation, in memory."""
+        prefix = f"ended|{state.value if state else '*'}|"
+        lower, upper = ended_range(prefix, since, until)
+        with self._lock:
+            after = decode_continuation(continuation, prefix) if continuation else ""
+            keys = sorted(k for k in self._ended if lower <= k < upper and k > after)
+            shown = keys[:limit]
+            return RunPage(tuple(self._ended[k][1] for k in shown),
+                           encode_continuation(shown[-1]) if len(keys) > limit and shown else None)
 
     def list_runs(self, state: RunState | None = None, limit: int = 100,
                   continuation: str | None = None) -> RunPage:

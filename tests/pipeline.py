@@ -167,7 +167,7 @@ class Pipeline:
             body=json.dumps(message.body).encode(), message_id=message.message_id,
             correlation_id=message.correlation_id, delivery_count=delivery.delivery_count,
             content_type="application/json", enqueued_time_utc=self.clock.now(),
-            application_properties={"run_id": message.correlation_id}, user_properties={})
+            application_properties={"run_id": message.correlation_id, **message.properties}, user_properties={})
 
     def deliver(self, delivery: Delivery) -> bool:
         """Run the queue's function on one delivery; on an exception the message comes back."""

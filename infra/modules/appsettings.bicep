@@ -21,6 +21,8 @@ param actionCatalogPath string
 param autonomyCeiling string
 param killSwitch string = 'off'
 param killSwitchReason string = ''
+@description('GATES_SHADOW_MODE: every plan in shadow mode (decisions recorded, nothing acts, no one asked).')
+param shadowMode bool = false
 param consentTimeoutMinutes int
 param credentialTimeoutMinutes int
 param correlationCooldownMinutes int
@@ -71,6 +73,7 @@ var appSettings = {
   GATES_AUTONOMY_CEILING: autonomyCeiling
   GATES_KILL_SWITCH: killSwitch
   GATES_KILL_SWITCH_REASON: killSwitchReason
+  GATES_SHADOW_MODE: shadowMode ? 'true' : 'false'
   GATES_CORRELATION_COOLDOWN_MINUTES: string(correlationCooldownMinutes)
   GATES_CONSENT_TIMEOUT_MINUTES: string(consentTimeoutMinutes)
   GATES_CREDENTIAL_TIMEOUT_MINUTES: string(credentialTimeoutMinutes)

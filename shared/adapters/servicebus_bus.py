@@ -7,6 +7,7 @@ detection, and consumers check the run's state anyway.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -19,12 +20,14 @@ from shared.ports import MessageTooLarge
 
 
 def to_servicebus_message(message: OutboundMessage) -> ServiceBusMessage:
+    properties: dict[str | bytes, int | float | bytes | str | uuid.UUID] = {"run_id": message.correlation_id}
+    properties.update(message.properties.items())
     return ServiceBusMessage(
         message_body_text(message.body),
         message_id=message.message_id[:128],
         correlation_id=message.correlation_id,
         content_type="application/json",
-        application_properties={"run_id": message.correlation_id},
+        application_properties=properties,
         scheduled_enqueue_time_utc=message.scheduled_for,
     )
 

@@ -84,14 +84,23 @@ def _summary_entity(row_key: str, run: Run) -> dict[str, Any]:
     return {"PartitionKey": INDEX_PARTITION, "RowKey": row_key, "RunId": run.run_id, "State": run.state.value,
             "PlanName": summary.plan_name, "ResourceId": summary.resource_id, "AlertRule": summary.alert_rule,
             "Severity": summary.severity, "CreatedAt": summary.created_at, "UpdatedAt": summary.updated_at,
-            "Outcome": summary.outcome[:1000]}
+            "Outcome": summary.outcome[:1000], "Effect": summary.effect, "DecidedBy": summary.decided_by[:500],
+            "Writes": summary.writes, "Credentials": summary.credentials, "Replay": summary.replay}
 
 
 def _summary(entity: TableEntity) -> RunSummary:
     return RunSummary(run_id=entity["RunId"], state=RunState(entity["State"]), plan_name=entity["PlanName"],
                       resource_id=entity["ResourceId"], alert_rule=entity["AlertRule"], severity=entity["Severity"],
                       created_at=_aware(entity["CreatedAt"]), updated_at=_aware(entity["UpdatedAt"]),
-                      outcome=entity.get("Outcome", ""))
+                      outcome=entity.get("Outcome", ""), effect=entity.get("Effect", ""),
+                      decided_by=entity.get("DecidedBy", ""), writes=bool(entity.get("Writes", False)),
+                      credentials=entity.get("Credentials", ""), replay=entity.get("Replay", ""))
+
+
+def ended_range(prefix: str, since: dt.datetime, until: dt.datetime) -> tuple[str, str]:
+    """The RowKeys [lower, upper) of the ended runs under `prefix` last changed in [since, until): the
+    index keys by inverted time, so `until` gives the lower key and `since` the upper one."""
+    return f"{prefix}{int(_newest_first(until)) + 1:013d}", f"{prefix}{int(_newest_first(since)) + 1:013d}"
 
 
 def encode_continuation(row_key: str) -> str:
@@ -197,6 +206,20 @@ class TableRunStore:
         shown = entities[:wanted]
         more = len(entities) > wanted
         return RunPage(leading + tuple(_summary(e) for e in shown),
+                       encode_continuation(shown[-1]["RowKey"]) if more and shown else None)
+
+    def ended_between(self, state: RunState | None, since: dt.datetime, until: dt.datetime, limit: int = 500,
+                      continuation: str | None = None) -> RunPage:
+        prefix = f"{ENDED}{state.value if state else ANY_STATE}|"
+        lower, upper = ended_range(prefix, since, until)
+        after = decode_continuation(continuation, prefix) if continuation else None
+        low = f"RowKey gt '{after}'" if after else f"RowKey ge '{lower}'"
+        query = f"PartitionKey eq '{INDEX_PARTITION}' and {low} and RowKey lt '{upper}'"
+        pages = self._index.query_entities(query, results_per_page=limit + 1).by_page()
+        entities: list[TableEntity] = list(next(pages, []))[:limit + 1]
+        shown = entities[:limit]
+        more = len(entities) > limit
+        return RunPage(tuple(_summary(e) for e in shown),
                        encode_continuation(shown[-1]["RowKey"]) if more and shown else None)
 
     def _open_summaries(self, state: RunState | None) -> tuple[RunSummary, ...]:

@@ -191,3 +191,17 @@ def _time(essentials: dict[str, Any], name: str) -> dt.datetime:
     except ValueError:
         raise MalformedAlert(f"data.essentials.{name} {text!r} is not an ISO 8601 time") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def document_of(alert: Alert, target: str) -> dict[str, Any]:
+    """The alert again in the common alert schema, on one of its targets: what a replay sends, and what
+    `parse_alert` reads back as the same alert (on that target)."""
+    essentials: dict[str, Any] = {
+        "alertId": alert.alert_id, "alertRule": alert.rule_name, "alertRuleID": alert.rule_id,
+        "severity": alert.severity, "monitorCondition": alert.condition,
+        "firedDateTime": alert.fired_at.isoformat(), "alertTargetIDs": [target] if target else None,
+        "description": alert.description, "monitoringService": alert.monitoring_service,
+        "essentialsVersion": "1.0", "alertContextVersion": "1.0",
+    }
+    return {"schemaId": COMMON_ALERT_SCHEMA, "data": {"essentials": essentials, "alertContext": {},
+                                                      "customProperties": dict(alert.custom_properties) or None}}

@@ -9,7 +9,7 @@ from shared.core.model import Actor, Request
 
 APPROVER_ROLE = "Gates.Approver"
 READER_ROLE = "Gates.Reader"
-ADMIN_ROLE = "Gates.Admin"  # throws and lifts the kill switch; decides nothing and reads nothing by itself
+ADMIN_ROLE = "Gates.Admin"  # operates the guardrails: the kill switch, shadow replays; decides no request
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,10 @@ class Principal:
 
 def can_read(principal: Principal) -> bool:
     return bool({READER_ROLE, APPROVER_ROLE} & principal.roles)
+
+
+def is_admin(principal: Principal) -> bool:
+    return ADMIN_ROLE in principal.roles
 
 
 def is_authorised(principal: Principal, request: Request) -> bool:

@@ -267,9 +267,11 @@ def message_body_text(body: dict[str, Any]) -> str:
 
 def message_to_dict(message: OutboundMessage) -> dict[str, Any]:
     return {"queue": message.queue, "message_id": message.message_id, "body": message.body,
-            "correlation_id": message.correlation_id, "scheduled_for": _iso(message.scheduled_for)}
+            "correlation_id": message.correlation_id, "scheduled_for": _iso(message.scheduled_for),
+            **({"properties": dict(message.properties)} if message.properties else {})}
 
 
 def message_from_dict(data: dict[str, Any]) -> OutboundMessage:
     return OutboundMessage(queue=data["queue"], message_id=data["message_id"], body=dict(data["body"]),
-                           correlation_id=data["correlation_id"], scheduled_for=_time(data.get("scheduled_for")))
+                           correlation_id=data["correlation_id"], scheduled_for=_time(data.get("scheduled_for")),
+                           properties={str(k): str(v) for k, v in (data.get("properties") or {}).items()})

@@ -12,6 +12,21 @@ def correlation_key(rule_id: str, resource_id: str) -> str:
     return hashlib.sha256(f"{rule_id.lower()}|{resource_id.lower()}".encode()).hexdigest()[:48]
 
 
+REPLAY_PREFIX = "replay-"
+
+
+def replay_key(replay_id: str, rule_id: str, resource_id: str) -> str:
+    """A replay's own correlation namespace: its runs never join, dedupe against or move a real alert's."""
+    return f"{REPLAY_PREFIX}{replay_id}-{correlation_key(rule_id, resource_id)}"
+
+
+def replay_of(key: str) -> str:
+    """The replay a correlation key belongs to; "" for a real alert's."""
+    if not key.startswith(REPLAY_PREFIX):
+        return ""
+    return key[len(REPLAY_PREFIX):].rsplit("-", 1)[0]
+
+
 def joins_open_run(run: Run | None, opened_at: dt.datetime, now: dt.datetime, cooldown: dt.timedelta,
                    plan_version: int | None = None) -> bool:
     """A repeat joins its open run within the cooldown. A shadow run, though ended at once, stands for its

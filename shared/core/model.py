@@ -379,3 +379,4 @@ class OutboundMessage:
     body: dict[str, Any]
     correlation_id: str
     scheduled_for: dt.datetime | None = None
+    properties: dict[str, str] = field(default_factory=dict)  # application properties (a replay's marker)

@@ -115,10 +115,11 @@ def open_run(b: ChangeBuilder, verdict: Verdict, plan_actor: Actor, missing: Map
         b.run = replace(b.run, steps=tuple(replace(s, state=StepState.SKIPPED, outcome="shadow mode: not run")
                                            for s in run.steps))
         outcome = shadow_outcome(verdict, missing, approvers)
-        b.run = replace(b.run, outcome=outcome)
-        b.log("shadow_decided", Actor.system("guardrails"), outcome, **record,
-              credentials_needed={str(k): list(v) for k, v in (missing or {}).items() if v},
-              credentials_known=missing is not None)
+        credentials = {"credentials_needed": {str(k): list(v) for k, v in (missing or {}).items() if v},
+                       "credentials_known": missing is not None}
+        # Kept on the run too, so the run index's summary (and the shadow report) needs no audit read.
+        b.run = replace(b.run, outcome=outcome, guardrails={**record, **credentials})
+        b.log("shadow_decided", Actor.system("guardrails"), outcome, **record, **credentials)
         b.log("run_ended", Actor.system(), f"run shadowed: {outcome}", state=RunState.SHADOWED.value)
         return
     if verdict.effect is Effect.DENY:

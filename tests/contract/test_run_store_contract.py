@@ -13,11 +13,12 @@ from azure.data.tables import TableServiceClient
 
 from shared.adapters.table_store import TableCorrelationStore, TableRunStore
 from shared.core.alerts import parse_alert
+from shared.core.correlation import replay_key
 from shared.core.errors import ConcurrencyConflict
 from shared.core.model import Actor, AuditEvent, Mode, RunState
 from shared.core.plans import parse_plan_book
 from shared.core.requests import Timeouts, open_consent_request
-from shared.core.runs import start_run
+from shared.core.runs import alert_verdict, start_run
 from tests.fakes import FakeCorrelationStore, FakeRunStore
 from tests.pipeline import CATALOG, VM, alert, plan_book
 
@@ -149,6 +150,43 @@ def test_ended_runs_page_newest_first_with_a_continuation(stores) -> None:  # ty
     last = runs.list_runs(RunState.SUCCEEDED, limit=2, continuation=second.continuation)
     assert [r.run_id for r in last.runs] == ["r0"]
     assert last.continuation is None
+
+
+def shadowed(runs, run_id: str, minute: int, replay: str = ""):  # type: ignore[no-untyped-def]
+    book = parse_plan_book(plan_book("autonomous", ["vm.restart"]), "p", CATALOG)
+    parsed = parse_alert(json.dumps(alert()))
+    plan = book.match(parsed, VM.lower())
+    at = NOW + dt.timedelta(minutes=minute)
+    verdict = alert_verdict(book, plan, parsed, VM.lower(), Mode.AUTONOMOUS, at, app_shadow=True)
+    key = replay_key(replay, parsed.rule_id, VM) if replay else "k"
+    change = start_run(run_id, parsed, VM.lower(), plan, 1, Mode.AUTONOMOUS, at, key, verdict, {0: []})
+    runs.create_run(change)
+    runs.mark_ended(change.run)
+    return change.run
+
+
+def test_ended_runs_are_read_by_period_newest_first_with_a_continuation(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    for minute in range(6):
+        shadowed(runs, f"s{minute}", minute)
+    ended(runs, "other-state", 2)
+    since, until = NOW + dt.timedelta(minutes=1), NOW + dt.timedelta(minutes=5)  # minutes 1..4
+    first = runs.ended_between(RunState.SHADOWED, since, until, limit=3)
+    assert [r.run_id for r in first.runs] == ["s4", "s3", "s2"]
+    rest = runs.ended_between(RunState.SHADOWED, since, until, limit=3, continuation=first.continuation)
+    assert [r.run_id for r in rest.runs] == ["s1"]
+    assert rest.continuation is None
+    with pytest.raises(ValueError, match="continuation"):
+        runs.ended_between(RunState.SHADOWED, since, until, continuation=runs.list_runs(limit=1).continuation)
+
+
+def test_the_index_summary_carries_the_guardrails_verdict_and_the_replay(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    shadowed(runs, "s1", 0, replay="rp1")
+    [summary] = runs.ended_between(RunState.SHADOWED, NOW, NOW + dt.timedelta(minutes=1)).runs
+    assert (summary.effect, summary.writes, summary.credentials, summary.replay) == ("allow", True, "not needed",
+                                                                                     "rp1")
+    assert summary.decided_by == "plan plan's autonomous mode"
 
 
 def test_a_repeat_firing_is_recorded_once_beside_its_run_and_read_with_its_audit(stores) -> None:  # type: ignore[no-untyped-def]

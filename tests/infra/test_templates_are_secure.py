@@ -12,7 +12,8 @@ AUDIT_EVENTS = {
     "gates.run_started", "gates.consent_requested", "gates.consent_granted", "gates.consent_denied",
     "gates.consent_expired", "gates.credential_requested", "gates.credential_granted", "gates.credential_denied",
     "gates.credential_expired", "gates.credential_revoked", "gates.action_attempted", "gates.action_executed",
-    "gates.action_failed", "gates.run_ended", "gates.alert_rejected",
+    "gates.action_failed", "gates.run_ended", "gates.alert_rejected", "gates.guardrails_decided",
+    "gates.shadow_decided", "gates.autonomy_capped",
 }
 SECRET_WORDS = re.compile(r"key|secret|password|connectionstring|sas|token", re.IGNORECASE)
 
