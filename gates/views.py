@@ -442,6 +442,18 @@ class RequestPage:
     comment_hint: str
     comment_always: bool
     changes: list[str]  # "step 1 (vmss.set_capacity): instances 2 → 4", one line per write
+    asked_because: str = ""  # for consent: the rule, limit, freeze or ceiling that asks a person first
+
+
+def asked_because(run: Run, request: Request) -> str:
+    """Why the guardrails put this plan to a person rather than act (consent requests only)."""
+    record = run.guardrails or {}
+    if request.kind is not RequestKind.CONSENT or record.get("effect") != "ask":
+        return ""
+    decided_by = str(record.get("decided_by", ""))
+    if record.get("limit"):
+        return f"{record['limit']} is met, so this run asks you instead of acting on its own"
+    return f"{record.get('reason', '')} ({decided_by})" if decided_by else str(record.get("reason", ""))
 
 
 def request_page(run: Run, request: Request, now: dt.datetime, catalog: Catalog, viewer_oid: str = "",
@@ -458,6 +470,7 @@ def request_page(run: Run, request: Request, now: dt.datetime, catalog: Catalog,
         comment=request.comment, quorum=quorum_text(request), comment_hint=comment_hint(request),
         comment_always=request.rule.comment is CommentRule.ALWAYS,
         changes=_short_changes(_previews_for(run, request)) if request.kind is RequestKind.CONSENT else [],
+        asked_because=asked_because(run, request),
     )
 
 

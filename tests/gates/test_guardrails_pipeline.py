@@ -260,3 +260,25 @@ def test_evaluation_needs_a_signed_in_reader_and_a_readable_alert() -> None:
     status, body = evaluate(p, b"{not json")
     assert status == 400
     assert body["message"]
+
+
+def test_the_consent_mail_and_page_say_which_limit_asks_a_person() -> None:
+    p = Pipeline(book(4, guardrails={"limits": {"resourcesPerRulePerHour": 1}}), agent_can={SCALE, READ})
+    fire(p, "w1", alert_id="a1")
+    fire(p, "w2", alert_id="a2")
+    mail = next(m for m in p.notifier.sent if "Consent needed" in m["subject"])
+    assert "Asked because: at most 1 resource per alert rule per hour is met" in mail["text"]
+    asked = next(r for r in p.store.all_runs() if r.state is RunState.AWAITING_CONSENT)
+    request = asked.requests[0]
+    page = p.http("GET", "runs/{run_id}/requests/{request_id}",
+                  f"https://gates.example/api/runs/{asked.run_id}/requests/{request.request_id}",
+                  headers=principal_headers(ALICE),
+                  route_params={"run_id": asked.run_id, "request_id": request.request_id}).get_body().decode()
+    assert "at most 1 resource per alert rule per hour is met" in page
+
+
+def test_the_consent_mail_names_the_rule_that_asks() -> None:
+    p = Pipeline(book(12, guardrails=CAPS), agent_can={SCALE, READ})
+    fire(p)
+    mail = next(m for m in p.notifier.sent if "Consent needed" in m["subject"])
+    assert "Asked because: step 2 (vmss.set_capacity): consent is asked by rule ask-above-8" in mail["text"]
