@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,3 +122,40 @@ def test_concurrent_runs_on_two_instances_act_at_most_the_limit_and_the_rest_ask
     assert len(_restarts(app)) == LIMIT
     asked = [scenario.get_run(alice, app.base_url, r["run_id"]) for r in runs if r["state"] == "awaiting_consent"]
     assert all("at most 3 writes per resource per hour" in json.dumps(r["guardrails"]) for r in asked)
+
+
+def test_an_admin_replays_stored_alerts_through_shadow_mode_and_nothing_acts(
+        journey: Journey, alice: requests.Session) -> None:
+    started = dt.datetime.now(dt.UTC)
+    journey.raise_alert("e2e-gr-scale-4", VMSS)
+    assert journey.run()["state"] == "succeeded"
+    journey.mail("Run succeeded")  # the real run's own e-mail, before counting what the replay sends
+    writes_before = len(journey.app.stack.arm.activity())
+    mail = journey.app.stack.mail
+    assert mail is not None
+    mails_before = len(mail.messages())
+    olga = journey.app.session("olga@contoso.test")
+    page = olga.get(f"{journey.app.base_url}/api/shadow-report", params={"format": "html"}, timeout=30)
+    token = re.search(r'name="form_token" value="([^"]+)"', page.text)
+    assert token is not None, page.text[:500]
+    since = (started - dt.timedelta(seconds=1)).isoformat()
+    until = dt.datetime.now(dt.UTC).isoformat()
+    answer = olga.post(f"{journey.app.base_url}/api/shadow/replay", timeout=60, json={
+        "since": since, "until": until, "plans": ["gr-scale-4"], "form_token": token.group(1)})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["alerts_sent"] == 1
+    replay = answer.json()["replay_id"]
+
+    def replayed() -> dict[str, Any] | None:
+        report = alice.get(f"{journey.app.base_url}/api/shadow-report", params={"replay": replay, "format": "json"},
+                           timeout=30).json()
+        return report if report.get("shadow_runs") == 1 else None
+
+    report = scenario.wait_until(replayed, TIMEOUT, "the replay's shadow run")
+    assert "gr-scale-4" in json.dumps(report["scopes"])
+    assert report["would"]["autonomous"] == 1
+    assert len(journey.app.stack.arm.activity()) == writes_before
+    assert [str(m["Subject"]) for m in mail.messages()[mails_before:]] == []
+    assert alice.post(f"{journey.app.base_url}/api/shadow/replay", json={"since": since, "until": until},
+                      timeout=30).status_code == 403  # an approver is no admin
+
