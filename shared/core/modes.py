@@ -3,9 +3,9 @@ security challenge leads to."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from enum import StrEnum
 
+from shared.core.guardrails import Effect, mode_effect
 from shared.core.model import ActionKind, CredentialSource, Mode, Step
 
 
@@ -18,24 +18,10 @@ class Behaviour(StrEnum):
     CONSENT_THEN_CREDENTIALS = "prompts for consent, then prompts for temporary access on behalf of the user"
 
 
-def effective_mode(requested: Mode, ceiling: Mode) -> Mode:
-    """Autonomy is granted by a response plan and capped by the global ceiling.
-
-    Only `autonomous` in both lets a run proceed without a person's consent.
-    """
-    if requested is Mode.AUTONOMOUS and ceiling is not Mode.AUTONOMOUS:
-        return Mode.REVIEW
-    return requested
-
-
-def consent_required(mode: Mode, kinds: Iterable[ActionKind]) -> bool:
-    """Consent is asked once per plan, in review mode, when the plan holds a write."""
-    return mode is Mode.REVIEW and any(kind is ActionKind.WRITE for kind in kinds)
-
-
 def agent_behaviour(kind: ActionKind, agent_has_permission: bool, mode: Mode) -> Behaviour:
-    """The seed's tables, row by row, as one function."""
-    asks_consent = consent_required(mode, [kind])
+    """The seed's tables, row by row, as one function: consent as the plan's mode says it with no rule to
+    say otherwise (`guardrails.mode_effect`, what every run starts from), credentials as ARM answers."""
+    asks_consent = mode_effect(mode, kind) is Effect.ASK
     if agent_has_permission:
         return Behaviour.CONSENT_THEN_OWN_PERMISSIONS if asks_consent else Behaviour.USE_OWN_PERMISSIONS
     return Behaviour.CONSENT_THEN_CREDENTIALS if asks_consent else Behaviour.PROMPT_FOR_CREDENTIALS
