@@ -22,6 +22,7 @@ from shared.core.correlation import correlation_key, joins_open_run, replay_key
 from shared.core.errors import ConcurrencyConflict, MalformedAlert
 from shared.core.model import Alert, Run
 from shared.core.runs import alert_key, alert_verdict, join_record, join_run, start_run, took_firing
+from shared.ports import Correlation, JoinResult
 from shared.services import Services, ServicesProvider
 from shared.topology import SERVICE_BUS_CONNECTION, Queue
 
@@ -89,10 +90,21 @@ def _handle_target(services: Services, alert: Alert, resource_id: str, trigger: 
             if services.correlations.create(key, run_id, at):
                 return _start(services, run_id, alert, resource_id, key, trigger, replay)
             continue  # another delivery created it at the same instant: join that one
+        known = services.recent_runs.get(existing.run_id)
+        marked = known.marked if known is not None else True
+        if known is not None and known.marked and _takes_repeat(services, known.run, existing, alert, at):
+            recorded = _record_repeat_if_open(services, known.run, alert, now)
+            if recorded is not JoinResult.NOT_OPEN:
+                outcome = TargetOutcome.JOINED if recorded is JoinResult.JOINED else TargetOutcome.DUPLICATE
+                return TargetResult(resource_id, outcome, known.run.run_id)
+            # The run ended since it was remembered (or was written before runs had a marker): decide on
+            # the run as read, exactly as without the memory.
+            marked = False
         run = services.runs.get_run(existing.run_id)
         if run is None:
             # The correlation was written and the host stopped before the run was: finish that run.
             return _start(services, existing.run_id, alert, resource_id, key, trigger, replay)
+        services.recent_runs.remember(run, marked=marked)
         key_of_alert = alert_key(alert)
         if key_of_alert in run.alert_ids:
             # The firing that started this run, again: a redelivery (which sends the outbox again if
@@ -109,6 +121,25 @@ def _handle_target(services: Services, alert: Alert, resource_id: str, trigger: 
         if services.correlations.replace(existing, run_id, at):
             return _start(services, run_id, alert, resource_id, key, trigger, replay)
     raise ConcurrencyConflict(f"alert {alert.alert_id}: correlation kept changing")
+
+
+def _takes_repeat(services: Services, run: Run, correlation: Correlation, alert: Alert, at: dt.datetime) -> bool:
+    """Whether the remembered run takes this firing as a repeat, as far as the memory can tell: a firing
+    the run holds (the one that started it, delivered again) is decided on the run as read, since a
+    redelivery may have to send what the first delivery left unsent."""
+    return alert_key(alert) not in run.alert_ids and joins_open_run(
+        run, correlation.opened_at, at, services.policy.cooldown, services.policy.plans.version)
+
+
+def _record_repeat_if_open(services: Services, run: Run, alert: Alert, now: dt.datetime) -> JoinResult:
+    """A repeat of a remembered run in one request, if the run's marker says it still takes repeats."""
+    event = join_record(run, alert, now)
+    if event is None:  # the run holds this firing: not a repeat (`_takes_repeat` sends it to the read path)
+        return JoinResult.NOT_OPEN
+    joined = services.runs.record_join_if_open(run.run_id, alert_key(alert), event)
+    if joined is JoinResult.JOINED and services.audit_sink is not None:
+        services.audit_sink.emit(run, event, STAGE)  # the run as remembered: its state may have moved on
+    return joined
 
 
 def _record_repeat(services: Services, run: Run, alert: Alert, now: dt.datetime) -> bool:
@@ -139,7 +170,9 @@ def _start(services: Services, run_id: str, alert: Alert, resource_id: str, key:
         if verdict.shadow:
             missing = agent_missing_permissions(services, resource_id, [s.permissions for s in plan.runbook.steps])
     change = start_run(run_id, alert, resource_id, plan, book.version, policy.ceiling, now, key, verdict, missing)
-    if not create(services, change, STAGE, trigger=trigger):
+    if create(services, change, STAGE, trigger=trigger):
+        services.recent_runs.remember(change.run)  # its repeats are recorded without reading it
+    else:
         transact(services, run_id, lambda run: join_run(run, alert, now), STAGE, trigger=trigger)
     return TargetResult(resource_id, TargetOutcome.STARTED, run_id)
 

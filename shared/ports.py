@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Protocol
 
 from azure.core.credentials import TokenCredential
@@ -65,6 +66,14 @@ class RunPage:
     continuation: str | None  # give it back for the next page; None on the last page
 
 
+class JoinResult(Enum):
+    """What became of a repeat firing recorded without reading its run (`RunStore.record_join_if_open`)."""
+
+    JOINED = "joined"  # recorded beside the run, which still takes repeats
+    DUPLICATE = "duplicate"  # recorded already, by an earlier delivery of the same firing
+    NOT_OPEN = "not open"  # nothing written: the run ended (or predates the marker); decide on the run itself
+
+
 @dataclass(frozen=True)
 class OpenRun:
     run_id: str
@@ -108,6 +117,12 @@ class RunStore(Protocol):
 
     def record_join(self, run_id: str, key: str, event: AuditEvent) -> bool:
         """Record a repeat firing beside the run (insert-if-absent on `key`); False for a duplicate."""
+
+    def record_join_if_open(self, run_id: str, key: str, event: AuditEvent) -> JoinResult:
+        """Record a repeat firing beside the run only while the run takes repeats, in one request: the
+        run's marker (written with the run when it opens, or with a shadow run, and removed by the change
+        that ends it, `Change.ends_run`) is touched in the same transaction as the insert-if-absent of
+        the join line. A duplicate of the line wins over an ended run (a repeat the run took, again)."""
 
     def joined_alerts(self, run_id: str) -> frozenset[str]:
         """The alert keys of the repeats recorded beside the run."""

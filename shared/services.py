@@ -28,6 +28,7 @@ from shared.ports import (
     SwitchStore,
     TokenBroker,
 )
+from shared.run_memory import RememberedRuns
 from shared.telemetry import AuditSink
 
 
@@ -80,6 +81,8 @@ class Services:
     ids: Callable[[], str] = new_id
     audit_sink: AuditSink | None = None
     signing_keys: SigningKeys | None = None  # Entra's token signing keys, for agents' bearer tokens
+    # The runs the plan stage created or read in this process: a repeat of one is recorded in one request.
+    recent_runs: RememberedRuns = field(default_factory=RememberedRuns)
 
 
 class ServicesProvider:

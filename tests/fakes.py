@@ -25,7 +25,15 @@ from shared.core.errors import ConcurrencyConflict
 from shared.core.limits import LimitClaim, Liveness, admit, without
 from shared.core.model import ArmOperation, AuditEvent, OutboundMessage, Run, RunState
 from shared.core.pause import LIFTED, KillSwitch, SwitchChange, SwitchEntry
-from shared.ports import Correlation, CredentialUnavailable, InvalidContinuation, OpenRun, RunPage, RunSummary
+from shared.ports import (
+    Correlation,
+    CredentialUnavailable,
+    InvalidContinuation,
+    JoinResult,
+    OpenRun,
+    RunPage,
+    RunSummary,
+)
 
 
 class FakeClock:
@@ -50,6 +58,8 @@ class FakeRunStore:
         self._resend: set[str] = set()
         self._paused: set[str] = set()
         self._joins: dict[str, dict[str, str]] = {}  # run -> alert key -> audit line
+        self._joinable: set[str] = set()  # the runs' markers: those that take repeats (open or shadowed)
+        self.joins_if_open = 0  # calls of record_join_if_open, whatever their answer
         self._etags = itertools.count(1)
         self._lock = threading.RLock()
         self.commits = 0
@@ -92,6 +102,8 @@ class FakeRunStore:
             if change.run.run_id in self._runs:
                 return False
             self._write(change)
+            if not change.run.state.is_terminal or change.run.state is RunState.SHADOWED:
+                self._joinable.add(change.run.run_id)
             return True
 
     def commit(self, change: Change) -> Run:
@@ -105,7 +117,14 @@ class FakeRunStore:
             if stored is None or stored[1] != change.run.etag:
                 self.conflicts += 1
                 raise ConcurrencyConflict(change.run.run_id)
+            if change.ends_run:
+                self._joinable.discard(change.run.run_id)  # absent already for a run from before the marker
             return replace(change.run, etag=self._write(change))
+
+    def forget_marker(self, run_id: str) -> None:
+        """As a run written before runs had a marker: it takes repeats only through a read of it."""
+        with self._lock:
+            self._joinable.discard(run_id)
 
     def list_audit(self, run_id: str) -> list[AuditEvent]:
         with self._lock:
@@ -119,6 +138,17 @@ class FakeRunStore:
                 return False
             joins[key] = json.dumps(codec.audit_to_dict(event))
             return True
+
+    def record_join_if_open(self, run_id: str, key: str, event: AuditEvent) -> JoinResult:
+        with self._lock:
+            self.joins_if_open += 1
+            joins = self._joins.setdefault(run_id, {})
+            if key in joins:
+                return JoinResult.DUPLICATE  # the table store's batch fails on the join line first
+            if run_id not in self._joinable:
+                return JoinResult.NOT_OPEN
+            joins[key] = json.dumps(codec.audit_to_dict(event))
+            return JoinResult.JOINED
 
     def joined_alerts(self, run_id: str) -> frozenset[str]:
         with self._lock:

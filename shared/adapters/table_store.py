@@ -1,8 +1,11 @@
 """Runs, correlations and rejected alerts in Azure Table Storage (`azure-data-tables`).
 
 A run lives in its own partition: the run entity (steps, requests and the outbox of messages that must
-follow its last change ride in it) and one entity per audit line. A state change is one entity-group
-transaction: the run entity replaced on its ETag plus the new audit lines. With the read that precedes
+follow its last change ride in it), one entity per audit line, and, while the run takes repeat firings
+(it is open, or it is a shadow run), a marker row: written in the batch that creates the run, deleted in
+the batch that ends it, so a repeat is recorded in one batch that needs the marker, without reading the
+run. A state change is one entity-group transaction: the run entity replaced on its ETag plus the new
+audit lines. With the read that precedes
 it, that is the floor: one read and one write per transition.
 
 The run index (one partition of its own table) makes listing and sweeping cost what they return:
@@ -38,12 +41,13 @@ from shared.core.change import Change
 from shared.core.errors import ConcurrencyConflict
 from shared.core.model import AuditEvent, Run, RunState
 from shared.core.pause import LIFTED, KillSwitch, SwitchChange, SwitchEntry, SwitchSource
-from shared.ports import Correlation, InvalidContinuation, OpenRun, RunPage, RunSummary
+from shared.ports import Correlation, InvalidContinuation, JoinResult, OpenRun, RunPage, RunSummary
 from shared.topology import Table
 
 RUN_ROW = "run"
 AUDIT_PREFIX = "audit-"
 JOIN_PREFIX = "audit-j-"  # a repeat firing recorded beside its run; sorts after the numbered lines
+JOINABLE_ROW = "joinable"  # present while the run takes repeats: open, or shadowed (see record_join_if_open)
 INDEX_PARTITION = "runs"
 OPEN = "open|"
 ENDED = "ended|"
@@ -69,6 +73,20 @@ def _run_entity(run: Run) -> dict[str, Any]:
 def _audit_entity(run_id: str, event: AuditEvent) -> dict[str, Any]:
     return {"PartitionKey": run_id, "RowKey": f"{AUDIT_PREFIX}{event.seq:06d}", "Event": event.event,
             "At": event.at, "Data": json.dumps(codec.audit_to_dict(event))}
+
+
+def _joinable_entity(run_id: str) -> dict[str, Any]:
+    return {"PartitionKey": run_id, "RowKey": JOINABLE_ROW}
+
+
+def _takes_repeats(run: Run) -> bool:
+    # As `joins_open_run` has it: an open run, or a shadow run (which stands for its incident though ended).
+    return not run.state.is_terminal or run.state is RunState.SHADOWED
+
+
+def _join_entity(run_id: str, key: str, event: AuditEvent) -> dict[str, Any]:
+    return {"PartitionKey": run_id, "RowKey": _join_row(key), "Event": event.event, "At": event.at,
+            "AlertKey": key, "Data": json.dumps(codec.audit_to_dict(event))}
 
 
 def _join_row(key: str) -> str:
@@ -136,6 +154,8 @@ class TableRunStore:
                                        "RunId": run.run_id, "CreatedAt": run.created_at})
         operations: list[Any] = [("create", _run_entity(run)),
                                  *[("create", _audit_entity(run.run_id, e)) for e in change.audit]]
+        if _takes_repeats(run):
+            operations.append(("create", _joinable_entity(run.run_id)))
         try:
             self._table.submit_transaction(operations)
         except TableTransactionError as error:
@@ -153,15 +173,28 @@ class TableRunStore:
                                           "match_condition": MatchConditions.IfNotModified}),
             *[("create", _audit_entity(run.run_id, e)) for e in change.audit],
         ]
+        if change.ends_run:
+            operations.append(("delete", _joinable_entity(run.run_id)))
         try:
-            results = self._table.submit_transaction(operations)
+            results = self._submit_commit(run, operations)
+        except TableTransactionError as error:
+            if error.status_code == 404 and change.ends_run:
+                # A run from before the marker existed has none to delete: end it without (the run entity
+                # itself is there, it was just read; a 404 for it too is raised by the second try).
+                results = self._submit_commit(run, operations[:-1])
+            else:
+                raise
+        return replace(run, etag=str(results[0]["etag"]))
+
+    def _submit_commit(self, run: Run, operations: list[Any]) -> Any:
+        try:
+            return self._table.submit_transaction(operations)
         except TableTransactionError as error:
             if error.status_code in (409, 412):
                 raise ConcurrencyConflict(f"run {run.run_id} changed since it was read") from None
             raise
         except ResourceModifiedError:
             raise ConcurrencyConflict(f"run {run.run_id} changed since it was read") from None
-        return replace(run, etag=str(results[0]["etag"]))
 
     def mark_ended(self, run: Run) -> None:
         newest = _newest_first(run.updated_at)
@@ -242,11 +275,31 @@ class TableRunStore:
 
     def record_join(self, run_id: str, key: str, event: AuditEvent) -> bool:
         try:
-            self._table.create_entity({"PartitionKey": run_id, "RowKey": _join_row(key), "Event": event.event,
-                                       "At": event.at, "AlertKey": key, "Data": json.dumps(codec.audit_to_dict(event))})
+            self._table.create_entity(_join_entity(run_id, key, event))
         except ResourceExistsError:
             return False
         return True
+
+    def record_join_if_open(self, run_id: str, key: str, event: AuditEvent) -> JoinResult:
+        # The join line first: a batch fails on its first failing operation, so a duplicate (409) is
+        # answered as one even when the run has ended since (404 on the marker).
+        operations: list[Any] = [
+            ("create", _join_entity(run_id, key, event)),
+            ("update", _joinable_entity(run_id), {"mode": UpdateMode.MERGE}),  # If-Match "*": it must exist
+        ]
+        try:
+            self._table.submit_transaction(operations)
+        except TableTransactionError as error:
+            if error.status_code == 409:
+                return JoinResult.DUPLICATE
+            if error.status_code == 404:
+                return JoinResult.NOT_OPEN
+            raise
+        except ResourceExistsError:
+            return JoinResult.DUPLICATE
+        except ResourceNotFoundError:
+            return JoinResult.NOT_OPEN
+        return JoinResult.JOINED
 
     def joined_alerts(self, run_id: str) -> frozenset[str]:
         entities = self._table.query_entities(f"PartitionKey eq @pk and {_range(JOIN_PREFIX)}",

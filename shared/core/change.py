@@ -21,6 +21,9 @@ class Change:
     run: Run
     audit: tuple[AuditEvent, ...] = ()
     messages: tuple[OutboundMessage, ...] = ()
+    # The change moves the run from an open state to a terminal one: the store removes what marks the
+    # run as taking repeats (see `RunStore.record_join_if_open`) in the same transaction.
+    ends_run: bool = False
 
 
 class ChangeBuilder:
@@ -29,6 +32,7 @@ class ChangeBuilder:
     def __init__(self, run: Run, now: dt.datetime) -> None:
         self.run = run
         self.now = now
+        self._was_open = not run.state.is_terminal
         self.audit: list[AuditEvent] = []
         self.messages: list[OutboundMessage] = []
 
@@ -79,7 +83,8 @@ class ChangeBuilder:
         run = replace(self.run, updated_at=self.now, audit_seq=self.run.audit_seq + len(self.audit))
         if self.messages:  # they become the outbox; a change that sends nothing keeps the one before
             run = replace(run, outbox=tuple(self.messages), last_trigger=None)
-        return Change(run, tuple(self.audit), tuple(self.messages))
+        return Change(run, tuple(self.audit), tuple(self.messages),
+                      ends_run=self._was_open and run.state.is_terminal)
 
 
 def step_of(run: Run, index: int) -> Step | None:

@@ -11,14 +11,17 @@ from collections.abc import Iterator
 import pytest
 from azure.data.tables import TableServiceClient
 
-from shared.adapters.table_store import TableCorrelationStore, TableRunStore
+from shared.adapters.table_store import JOINABLE_ROW, TableCorrelationStore, TableRunStore
 from shared.core.alerts import parse_alert
+from shared.core.change import ChangeBuilder
 from shared.core.correlation import replay_key
 from shared.core.errors import ConcurrencyConflict
 from shared.core.model import Actor, AuditEvent, Mode, RunState
 from shared.core.plans import parse_plan_book
 from shared.core.requests import Timeouts, open_consent_request
 from shared.core.runs import alert_verdict, start_run
+from shared.core.transitions import RunEvent
+from shared.ports import JoinResult
 from tests.fakes import FakeCorrelationStore, FakeRunStore
 from tests.pipeline import CATALOG, VM, alert, plan_book
 
@@ -199,6 +202,106 @@ def test_a_repeat_firing_is_recorded_once_beside_its_run_and_read_with_its_audit
     assert runs.join_recorded("r1", "a|Fired|t2") is True
     assert runs.join_recorded("r1", "a|Fired|t3") is False
     assert [e.event for e in runs.list_audit("r1")][-1] == "alert_joined"
+
+
+def joined_line(minute: int = 5) -> AuditEvent:
+    return AuditEvent(0, "alert_joined", NOW + dt.timedelta(minutes=minute), Actor.system("azure-monitor"), "again")
+
+
+def end(runs, run_id: str) -> None:  # type: ignore[no-untyped-def]
+    b = ChangeBuilder(runs.get_run(run_id), NOW + dt.timedelta(minutes=1))
+    b.end(RunEvent.ALERT_RESOLVED, Actor.system("azure-monitor"), "resolved")
+    change = b.build()
+    assert change.ends_run
+    runs.commit(change)
+
+
+def forget_marker(runs, run_id: str) -> None:  # type: ignore[no-untyped-def]
+    """As a run written before runs had a marker."""
+    if isinstance(runs, FakeRunStore):
+        runs.forget_marker(run_id)
+    else:
+        runs._table.delete_entity(run_id, JOINABLE_ROW)
+
+
+def test_a_repeat_of_an_open_run_is_recorded_in_one_batch_once(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    runs.create_run(new_run("r1"))
+    assert runs.record_join_if_open("r1", "a|Fired|t2", joined_line()) is JoinResult.JOINED
+    assert runs.record_join_if_open("r1", "a|Fired|t2", joined_line()) is JoinResult.DUPLICATE
+    assert runs.record_join("r1", "a|Fired|t2", joined_line()) is False  # the same line either way
+    assert runs.joined_alerts("r1") == frozenset({"a|Fired|t2"})
+    assert [e.event for e in runs.list_audit("r1")][-1] == "alert_joined"
+
+
+def test_a_commit_that_does_not_end_the_run_leaves_it_taking_repeats(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    runs.create_run(new_run("r1"))
+    runs.commit(open_consent_request(runs.get_run("r1"), "q1", NOW, TIMEOUTS))
+    assert runs.record_join_if_open("r1", "a|Fired|t2", joined_line()) is JoinResult.JOINED
+
+
+def test_a_repeat_of_an_ended_run_is_not_recorded(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    runs.create_run(new_run("r1"))
+    end(runs, "r1")
+    assert runs.record_join_if_open("r1", "a|Fired|t2", joined_line()) is JoinResult.NOT_OPEN
+    assert runs.joined_alerts("r1") == frozenset()
+    assert runs.get_run("r1").state is RunState.CANCELLED
+
+
+def test_a_repeat_the_run_took_before_it_ended_is_still_a_duplicate(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    runs.create_run(new_run("r1"))
+    assert runs.record_join_if_open("r1", "a|Fired|t2", joined_line()) is JoinResult.JOINED
+    end(runs, "r1")
+    assert runs.record_join_if_open("r1", "a|Fired|t2", joined_line()) is JoinResult.DUPLICATE
+
+
+def test_a_run_that_ends_at_once_takes_no_repeat_without_a_read(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    parsed = parse_alert(json.dumps(alert()))
+    runs.create_run(start_run("u1", parsed, VM.lower(), None, 1, Mode.REVIEW, NOW))  # unmatched: ended
+    assert runs.record_join_if_open("u1", "a|Fired|t2", joined_line()) is JoinResult.NOT_OPEN
+
+
+def test_a_shadow_run_takes_repeats_though_it_ended_at_once(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    shadowed(runs, "s1", 0)
+    assert runs.record_join_if_open("s1", "a|Fired|t2", joined_line()) is JoinResult.JOINED
+
+
+def test_a_run_from_before_the_marker_takes_repeats_only_through_a_read_and_still_ends(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    runs.create_run(new_run("r1"))
+    forget_marker(runs, "r1")
+    assert runs.record_join_if_open("r1", "a|Fired|t2", joined_line()) is JoinResult.NOT_OPEN
+    assert runs.joined_alerts("r1") == frozenset()
+    end(runs, "r1")  # no marker to delete: it ends all the same
+    run = runs.get_run("r1")
+    assert run.state is RunState.CANCELLED
+    assert [e.event for e in runs.list_audit("r1")][-1] == "run_ended"
+
+
+def test_concurrent_repeats_are_each_recorded_once(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    runs.create_run(new_run("r1"))
+    keys = [f"a|Fired|t{n % 4}" for n in range(8)]  # four firings, each delivered twice at once
+    results: list[JoinResult] = []
+    lock = threading.Lock()
+
+    def repeat(key: str) -> None:
+        result = runs.record_join_if_open("r1", key, joined_line())
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=repeat, args=(k,)) for k in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.value for r in results) == ["duplicate"] * 4 + ["joined"] * 4
+    assert runs.joined_alerts("r1") == frozenset(keys)
 
 
 def test_a_resend_is_noted_until_cleared(stores) -> None:  # type: ignore[no-untyped-def]
