@@ -18,7 +18,7 @@ from gates.guardrails import agent_missing_permissions, resource_tags, within_li
 from gates.shell import create, transact
 from shared.core.alert_status import TargetOutcome, TargetResult, intake_key, planned, written_by_plan_stage
 from shared.core.alerts import limits_for_queue, parse_alert
-from shared.core.correlation import correlation_key, joins_open_run, replay_key
+from shared.core.correlation import correlation_key, joins_open_run, replay_key, replay_of
 from shared.core.errors import ConcurrencyConflict, MalformedAlert
 from shared.core.model import Alert, Run
 from shared.core.runs import alert_key, alert_verdict, join_record, join_run, start_run, took_firing
@@ -111,7 +111,8 @@ def _handle_target(services: Services, alert: Alert, resource_id: str, trigger: 
             # the host died before sending it), even after the run ended.
             transact(services, run.run_id, lambda r: join_run(r, alert, now), STAGE, trigger=trigger, run=run)
             return TargetResult(resource_id, TargetOutcome.DUPLICATE, run.run_id)
-        if joins_open_run(run, existing.opened_at, at, services.policy.cooldown, services.policy.plans.version):
+        if joins_open_run(run, existing.opened_at, at, services.policy.cooldown, services.policy.plans.version,
+                          _shadows_now(services, run)):
             outcome = TargetOutcome.JOINED if _record_repeat(services, run, alert, now) else TargetOutcome.DUPLICATE
             return TargetResult(resource_id, outcome, run.run_id)
         if services.runs.join_recorded(run.run_id, key_of_alert):
@@ -128,7 +129,16 @@ def _takes_repeat(services: Services, run: Run, correlation: Correlation, alert:
     the run holds (the one that started it, delivered again) is decided on the run as read, since a
     redelivery may have to send what the first delivery left unsent."""
     return alert_key(alert) not in run.alert_ids and joins_open_run(
-        run, correlation.opened_at, at, services.policy.cooldown, services.policy.plans.version)
+        run, correlation.opened_at, at, services.policy.cooldown, services.policy.plans.version,
+        _shadows_now(services, run))
+
+
+def _shadows_now(services: Services, run: Run) -> bool:
+    """Whether shadow mode still holds for the run's plan as the app stands now (a replay's runs always)."""
+    book = services.policy.plans
+    plan = next((p for p in book.plans if p.name == run.plan_name), None)
+    return (services.policy.shadow or book.guardrails.shadow or (plan is not None and plan.guardrails.shadow)
+            or bool(replay_of(run.correlation_key)))
 
 
 def _record_repeat_if_open(services: Services, run: Run, alert: Alert, now: dt.datetime) -> JoinResult:

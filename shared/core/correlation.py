@@ -28,12 +28,21 @@ def replay_of(key: str) -> str:
 
 
 def joins_open_run(run: Run | None, opened_at: dt.datetime, now: dt.datetime, cooldown: dt.timedelta,
-                   plan_version: int | None = None) -> bool:
-    """A repeat joins its open run within the cooldown. A shadow run, though ended at once, stands for its
-    incident the same way (a storm in shadow mode is one run per resource, as it would be for real), but
-    only under the plan file that made it: after the file changes, the next firing is decided afresh."""
+                   plan_version: int | None = None, shadowing: bool = False) -> bool:
+    """A repeat joins its open run within the cooldown. A run that ended as it started stands for its
+    incident the same way, under the plan file that decided it: a shadow run (a storm in shadow mode is one
+    run per resource, as it would be for real), while shadow mode still holds for it (`shadowing`: turned
+    off, the next firing is decided for real); a run the guardrails denied (one denial per incident, not
+    one per firing). After the plan file changes, the next firing is decided afresh."""
     if run is None or now - opened_at >= cooldown:
         return False
-    if run.state is RunState.SHADOWED:
-        return plan_version is not None and run.plan_version == plan_version
+    if stands_for_incident(run):
+        return (plan_version is not None and run.plan_version == plan_version
+                and (run.state is not RunState.SHADOWED or shadowing))
     return not run.state.is_terminal
+
+
+def stands_for_incident(run: Run) -> bool:
+    """A run that ended the moment it started, on the guardrails' word alone: shadowed, or denied by a rule."""
+    return run.state is RunState.SHADOWED or (
+        run.state is RunState.DENIED and (run.guardrails or {}).get("effect") == "deny")

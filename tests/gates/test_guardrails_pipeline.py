@@ -3,6 +3,7 @@ asked one waits for consent, an allowed one runs; limits fall back to consent; f
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import replace
 from typing import Any
@@ -282,3 +283,32 @@ def test_the_consent_mail_names_the_rule_that_asks() -> None:
     fire(p)
     mail = next(m for m in p.notifier.sent if "Consent needed" in m["subject"])
     assert "Asked because: step 2 (vmss.set_capacity): consent is asked by rule ask-above-8" in mail["text"]
+
+
+def test_a_firing_after_shadow_mode_is_turned_off_is_decided_for_real() -> None:
+    p = Pipeline(book(4), agent_can={SCALE, READ})
+    p.services.policy = replace(p.services.policy, shadow=True)
+    fire(p, alert_id="a1")
+    p.services.policy = replace(p.services.policy, shadow=False)
+    p.clock.advance(dt.timedelta(minutes=10))
+    fire(p, alert_id="a2", fired="2026-11-24T03:08:00Z")
+    assert sorted(r.state.value for r in p.store.all_runs()) == ["shadowed", "succeeded"]
+    assert p.arm.resource.executed == [("vmss.set_capacity", "agent")]
+
+
+def test_repeat_firings_of_a_denied_plan_join_its_one_denied_run_and_mail_once() -> None:
+    p = Pipeline(book(30, guardrails=CAPS), agent_can={SCALE, READ})
+    for i in range(5):
+        fire(p, alert_id=f"a{i}", fired=f"2026-11-24T03:0{i}:00Z")
+    assert [r.state for r in p.store.all_runs()] == [RunState.DENIED]
+    assert len([m for m in p.notifier.sent if "oncall@contoso.test" in m["to"]]) == 1
+    assert p.events().count("alert_joined") == 4
+
+
+def test_a_run_a_person_denied_does_not_absorb_the_next_firing() -> None:
+    p = Pipeline(book(12, guardrails=CAPS), agent_can={SCALE, READ})
+    fire(p, alert_id="a1")
+    p.decide(RequestKind.CONSENT, "deny")
+    p.drain()
+    fire(p, alert_id="a2", fired="2026-11-24T03:08:00Z")
+    assert sorted(r.state.value for r in p.store.all_runs()) == ["awaiting_consent", "denied"]
