@@ -36,6 +36,7 @@ from shared.core.pause import (
     SwitchRefused,
     change_switch,
     effective,
+    give_back,
     pause,
     resume,
 )
@@ -77,8 +78,16 @@ def settle_pause(services: Services, run: Run | None, stage: str) -> Run | None:
 
 def hold_before_arm(services: Services, run: Run, step: int, stage: str, trigger: str) -> bool:
     """Just before a claimed step's own ARM call: True when the switch was thrown since the claim (the
-    step is given back unsent and the run paused), False when the call may go."""
-    switch = current(services)
+    step is given back unsent and the run paused), False when the call may go. A switch that cannot be
+    read stops the call too: the step is given back and the delivery fails, to be tried again."""
+    try:
+        switch = current(services)
+    except Exception:
+        now = services.clock.now()
+        transact(services, run.run_id, lambda latest: give_back(latest, step, "the kill switch could not be read; "
+                                                                "the delivery is tried again", now),
+                 stage, trigger=trigger, run=run)
+        raise
     if not switch.engaged:
         return False
     logger.warning("run %s step %s: kill switch thrown since the claim; not calling ARM", run.run_id, step)

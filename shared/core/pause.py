@@ -189,6 +189,25 @@ def pause(run: Run, step_index: int | None, switch: KillSwitch, now: dt.datetime
     return b.build()
 
 
+def give_back(run: Run, step_index: int, why: str, now: dt.datetime) -> Change | None:
+    """A step claimed by this delivery handed back unsent (the switch could not be read, so the call must
+    not go): as it was before the claim, so the redelivery claims it afresh instead of finding an unfinished
+    claim and ending the run "outcome unknown" for a call that was never made."""
+    step = step_of(run, step_index)
+    if step is None or step.operation is not None:
+        return None
+    b = ChangeBuilder(run, now)
+    if step.state is StepState.ATTEMPTING:
+        b.set_step(_unclaimed(step, StepState.PENDING))
+    elif step.state is StepState.EXECUTING:
+        b.set_step(_unclaimed(step, StepState.AWAITING_CREDENTIALS))
+    else:
+        return None
+    b.log("claim_given_back", Actor.system(), f"step {step.index + 1} ({step.action}) was not sent: {why}",
+          step=step.index)
+    return b.build()
+
+
 def _unclaimed(step: Step, state: StepState) -> Step:
     """A claimed step given back before its call was sent: as it was before the claim."""
     return replace(step, state=state, claim_message_id=None, claim_delivery=0, client_request_id=None,

@@ -506,3 +506,21 @@ def test_the_run_page_says_who_paused_it_when_and_why() -> None:
     assert "bad deploy" in page
     assert OLGA.upn in page
 
+
+
+def test_a_switch_that_cannot_be_read_gives_the_claimed_step_back_and_the_redelivery_runs_it_once() -> None:
+    p = new(steps=["vm.restart"])
+    failures = {"left": 1}
+
+    def storage_hiccup() -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("table service unavailable")
+
+    p.switches.on_read = storage_hiccup
+    p.send_alert(alert())
+    p.drain()
+    run = p.run()
+    assert run.state is RunState.SUCCEEDED
+    assert "claim_given_back" in p.events()
+    assert p.arm.resource.executed == [("vm.restart", "agent")]
