@@ -60,6 +60,14 @@ try:  # the engine's split (issue 7) moved these; either place will do
     from shared.core.runs import start_run
 except ImportError:
     from shared.core.workflow import Change, start_run  # type: ignore[no-redef,import-not-found,unused-ignore]
+try:  # the guardrails (issue 10): a matched plan starts from their verdict
+    from shared.core.runs import alert_verdict
+except ImportError:
+    alert_verdict = None  # type: ignore[assignment,unused-ignore]
+
+
+def _verdict(plans: Any, plan: Any, alert: Any, resource_id: str, mode: Mode, at: dt.datetime) -> dict[str, Any]:
+    return {"verdict": alert_verdict(plans, plan, alert, resource_id, mode, at)} if alert_verdict else {}
 
 RULE = "vm-not-responding-autonomous"
 REVIEW_RULE = "vm-not-responding"
@@ -75,9 +83,11 @@ def stalled_change(index: int, prefix: str, now: dt.datetime) -> Any:
     alert = parse_alert(json.dumps(common_alert(REVIEW_RULE, resource_id, f"stalled-{prefix}-{index:05d}")))
     plans = _plans()
     started_at = now - dt.timedelta(hours=1)
-    started = start_run(f"{prefix}stalled{index:05d}{uuid.uuid4().hex[:12]}", alert, resource_id,
-                        plans.match(alert, resource_id), plans.version, Mode.REVIEW, started_at,
-                        correlation_key(alert.rule_id, resource_id))
+    plan = plans.match(alert, resource_id)
+    assert plan is not None
+    started = start_run(f"{prefix}stalled{index:05d}{uuid.uuid4().hex[:12]}", alert, resource_id, plan,
+                        plans.version, Mode.REVIEW, started_at, correlation_key(alert.rule_id, resource_id),
+                        **_verdict(plans, plan, alert, resource_id, Mode.REVIEW, started_at))
     return Change(run=started.run, audit=started.audit)
 
 
@@ -87,9 +97,11 @@ def finished_change(index: int, prefix: str) -> Any:
     alert = parse_alert(json.dumps(common_alert(RULE, resource_id, f"history-{prefix}-{index:07d}")))
     plans = _plans()
     created = EPOCH + dt.timedelta(seconds=index)
-    started = start_run(f"{prefix}{index:07d}{uuid.uuid4().hex[:16]}", alert, resource_id,
-                        plans.match(alert, resource_id), plans.version, Mode.AUTONOMOUS, created,
-                        correlation_key(alert.rule_id, resource_id))
+    plan = plans.match(alert, resource_id)
+    assert plan is not None
+    started = start_run(f"{prefix}{index:07d}{uuid.uuid4().hex[:16]}", alert, resource_id, plan,
+                        plans.version, Mode.AUTONOMOUS, created, correlation_key(alert.rule_id, resource_id),
+                        **_verdict(plans, plan, alert, resource_id, Mode.AUTONOMOUS, created))
     run = started.run
     done = replace(run, state=RunState.SUCCEEDED, outcome="every step succeeded (seeded history)",
                    steps=tuple(replace(step, state=StepState.SUCCEEDED) for step in run.steps),

@@ -97,6 +97,9 @@ class Facts:
     alert_rule: str | None = None
     agent: str | None = None  # the agents-policy entry's name, for a plan an agent brought
     tags: Mapping[str, str] | None = None  # the target's tags; None when they could not be read
+    # An alert's run: its severity and rule, when absent, are unknown. An agent's plan has neither: a rule
+    # on them does not apply to it (as a rule on agents does not apply to an alert's run).
+    from_alert: bool = True
 
 
 @dataclass(frozen=True)
@@ -105,11 +108,14 @@ class StepToDecide:
     kind: ActionKind
     parameters: Mapping[str, Any] = field(default_factory=dict)
     risk: str = ""  # the catalog's: low, medium, high
+    # The parameters the action's schema defines; a rule's test of another parameter does not apply to it.
+    defines: frozenset[str] | None = None  # None: not known, every test applies
 
     @staticmethod
     def of(catalog: Catalog, action: str, parameters: Mapping[str, Any]) -> StepToDecide:
         spec = catalog[action]
-        return StepToDecide(action, spec.kind, parameters, spec.risk)
+        return StepToDecide(action, spec.kind, parameters, spec.risk,
+                            frozenset(spec.parameters.get("properties", {})))
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,10 @@ class Rule:
         return bool(self.tags)
 
     def matches(self, step: StepToDecide, facts: Facts) -> bool:
+        if step.defines is not None and any(p not in step.defines for p in self.parameters):
+            return False  # a test of a parameter the action does not have is about other actions
+        if not facts.from_alert and (self.severities or self.alert_rules):
+            return False
         known = [
             not self.actions or any(fnmatch.fnmatchcase(step.action, pattern) for pattern in self.actions),
             not self.kinds or step.kind in self.kinds,
@@ -142,19 +152,24 @@ class Rule:
             not self.subscriptions or subscription_of(facts.resource_id) in self.subscriptions,
             not self.resource_groups or resource_group_of(facts.resource_id) in self.resource_groups,
             not self.resource_types or resource_type_of(facts.resource_id).lower() in self.resource_types,
-            not self.severities or facts.severity in self.severities,
-            not self.alert_rules or (facts.alert_rule or "").lower() in self.alert_rules,
             not self.agents or (facts.agent or "").lower() in self.agents,
         ]
         if not all(known):
             return False
-        unknowns = [self._tags_hold(facts.tags)] + [b.holds(step.parameters.get(p))
-                                                    for p, b in self.parameters.items()]
+        unknowns = [self._tags_hold(facts.tags), self._one_of(self.severities, facts.severity),
+                    self._one_of(self.alert_rules, facts.alert_rule.lower() if facts.alert_rule else None)]
+        unknowns += [b.holds(step.parameters.get(p)) for p, b in self.parameters.items()]
         if any(u is False for u in unknowns):
             return False
         if any(u is None for u in unknowns):
             return self.effect is not Effect.ALLOW  # an unknown never loosens
         return True
+
+    @staticmethod
+    def _one_of(wanted: frozenset[str], value: str | None) -> bool | None:
+        if not wanted:
+            return True
+        return None if value is None else value in wanted
 
     def _tags_hold(self, tags: Mapping[str, str] | None) -> bool | None:
         if not self.tags:
@@ -407,8 +422,19 @@ def _rule(raw: Any, entry: str, scope: str, source: str, catalog: Catalog, agent
         subscriptions=_lowered(raw, "subscriptions", entry, source),
         resource_groups=_lowered(raw, "resourceGroups", entry, source),
         resource_types=_lowered(raw, "resourceTypes", entry, source), tags=dict(tags),
-        severities=frozenset(_strings(raw.get("severities", []), f"{entry}.severities", source)),
+        severities=_severities(raw, entry, source),
         alert_rules=_lowered(raw, "alertRules", entry, source), agents=agents, reason=reason)
+
+
+SEVERITIES = ("Sev0", "Sev1", "Sev2", "Sev3", "Sev4")
+
+
+def _severities(raw: Mapping[str, Any], entry: str, source: str) -> frozenset[str]:
+    given = _strings(raw.get("severities", []), f"{entry}.severities", source)
+    wrong = [s for s in given if s not in SEVERITIES]
+    if wrong:
+        raise ConfigError(source, f"{entry}.severities", f"{wrong} are not alert severities ({', '.join(SEVERITIES)})")
+    return frozenset(given)
 
 
 def _parameters(raw: Any, entry: str, actions: tuple[str, ...], source: str,

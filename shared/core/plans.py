@@ -152,12 +152,14 @@ def parse_plan_book(text: str, source: str, catalog: Catalog) -> PlanBook:
 def _agents(raw: Any, source: str, catalog: Catalog) -> tuple[AgentPolicy, ...]:
     if not isinstance(raw, list):
         raise ConfigError(source, "agents", "must be a list of agent policies")
+    every_name = frozenset(str(item["name"]).lower() for item in raw if isinstance(item, dict) and item.get("name"))
     agents: list[AgentPolicy] = []
     names: set[str] = set()
     for i, item in enumerate(raw):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
             raise ConfigError(source, f"agents[{i}]", "must be an object with a 'name'")
         entry = f"agents[{item['name']}]"
+        _no_unknown_keys(item, _AGENT_KEYS, entry, source)
         if item["name"] in names:
             raise ConfigError(source, entry, "is named twice")
         names.add(item["name"])
@@ -186,7 +188,7 @@ def _agents(raw: Any, source: str, catalog: Catalog) -> tuple[AgentPolicy, ...]:
             scope=_scope(item.get("scope"), entry, source), mode=mode, approvers=approvers,
             notify=_addresses(item.get("notify", []), f"{entry}.notify", source),
             guardrails=parse_scope_rules(item, entry, f"agents policy {item['name']}", source, catalog,
-                                         frozenset())))
+                                         every_name)))
     return tuple(agents)
 
 
@@ -226,6 +228,7 @@ def _plan(raw: Any, entry: str, runbooks: dict[str, Runbook], source: str, catal
     if not isinstance(name, str) or not name:
         raise ConfigError(source, entry, "needs a 'name'")
     entry = f"plans[{name}]"
+    _no_unknown_keys(raw, _PLAN_KEYS, entry, source)
     try:
         mode = Mode(raw.get("mode", Mode.REVIEW.value))
     except ValueError:
@@ -324,6 +327,17 @@ def _strings(raw: Any, entry: str, source: str) -> list[str]:
 
 
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+# A misspelt key ("rule" for "rules") would drop a guardrail without a word: every key is known or refused.
+_PLAN_KEYS = {"name", "description", "mode", "filters", "scope", "approvers", "notify", "runbook", "approval",
+              "rules", "limits", "shadow"}
+_AGENT_KEYS = {"name", "description", "clientId", "actions", "mode", "scope", "approvers", "notify", "rules",
+               "limits", "shadow"}
+
+
+def _no_unknown_keys(raw: dict[str, Any], known: set[str], entry: str, source: str) -> None:
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(source, entry, f"has unknown settings {unknown}; known: {sorted(known)}")
 
 
 def _approvers(raw: Any, entry: str, source: str) -> tuple[Approver, ...]:

@@ -193,7 +193,7 @@ def assess(plan: ProposedPlan, agent_id: str, book: PlanBook, ceiling: Mode, now
                           field=f"steps[{index}].action")
     to_decide = [StepToDecide.of(book.catalog, s.action, s.parameters) for s in plan.steps
                  if catalog_action(book.catalog, s.action) is not None]
-    facts = Facts(resource_id=plan.resource_id, agent=policy.name, tags=tags)
+    facts = Facts(resource_id=plan.resource_id, agent=policy.name, tags=tags, from_alert=False)
     guard = decide(book.guardrails, policy.guardrails, f"agents policy {policy.name}", policy.mode, to_decide,
                    facts, ceiling, now or dt.datetime.now(dt.UTC), app_shadow=app_shadow)
     return judged(plan, policy, guard)

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from shared.core.alerts import target_scope
 from shared.core.change import Change, ChangeBuilder
-from shared.core.guardrails import Effect, Facts, Guardrails, StepToDecide, Verdict, decide
+from shared.core.guardrails import Effect, Facts, StepToDecide, Verdict, decide
 from shared.core.messages import AttemptStep, OpenConsent, RunEnded
 from shared.core.model import Actor, Alert, Approver, AuditEvent, Mode, Run, RunState, Step, StepState
 from shared.core.plans import PlanBook, ResponsePlan
@@ -25,7 +25,7 @@ def alert_key(alert: Alert) -> str:
 def alert_verdict(book: PlanBook, plan: ResponsePlan, alert: Alert, resource_id: str, ceiling: Mode,
                   now: dt.datetime, tags: Mapping[str, str] | None = None, app_shadow: bool = False) -> Verdict:
     """What the guardrails (the app's and the plan's) decide of this plan's runbook on this resource."""
-    steps = [StepToDecide(s.action, s.kind, s.parameters, s.risk) for s in plan.runbook.steps]
+    steps = [StepToDecide.of(book.catalog, s.action, s.parameters) for s in plan.runbook.steps]
     facts = Facts(resource_id=resource_id, severity=alert.severity, alert_rule=alert.rule_name, tags=tags)
     return decide(book.guardrails, plan.guardrails, f"plan {plan.name}", plan.mode, steps, facts, ceiling, now,
                   app_shadow=app_shadow)
@@ -43,9 +43,9 @@ def start_run(
     verdict: Verdict | None = None,
     missing: Mapping[int, Sequence[str]] | None = None,
 ) -> Change:
-    """The run an alert starts. `verdict` is the guardrails' (`alert_verdict`, after the shell's limits);
-    without one, the plan's own rules and mode decide. `missing`, for a shadow run: the permissions the
-    agent's identity lacks for each step, as read at the resource."""
+    """The run an alert starts. `verdict`, required with a plan, is the guardrails' (`alert_verdict`, after
+    the shell's limits). `missing`, for a shadow run: the permissions the agent's identity lacks for each
+    step, as read at the resource."""
     if plan is None:
         run = Run(
             run_id=run_id, state=RunState.UNMATCHED, mode=Mode.REVIEW, plan_name="", plan_version=plan_version,
@@ -60,10 +60,7 @@ def start_run(
         return b.build()
 
     if verdict is None:
-        steps_to_decide = [StepToDecide(s.action, s.kind, s.parameters, s.risk) for s in plan.runbook.steps]
-        facts = Facts(resource_id=resource_id, severity=alert.severity, alert_rule=alert.rule_name)
-        verdict = decide(Guardrails(), plan.guardrails, f"plan {plan.name}", plan.mode, steps_to_decide, facts,
-                         ceiling, now)
+        raise ValueError("a matched plan starts from the guardrails' verdict (alert_verdict)")
     steps = tuple(
         Step(index=i, action=s.action, kind=s.kind, permission=s.permissions[0], parameters=dict(s.parameters),
              permissions=s.permissions)

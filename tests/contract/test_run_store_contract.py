@@ -48,7 +48,10 @@ def stores(request: pytest.FixtureRequest) -> Iterator[tuple[object, object]]:
 def new_run(run_id: str = "r1"):  # type: ignore[no-untyped-def]
     book = parse_plan_book(plan_book("review", ["vm.restart"]), "p", CATALOG)
     parsed = parse_alert(json.dumps(alert()))
-    return start_run(run_id, parsed, VM.lower(), book.match(parsed, VM.lower()), 1, Mode.REVIEW, NOW)
+    plan = book.match(parsed, VM.lower())
+    assert plan is not None
+    return start_run(run_id, parsed, VM.lower(), plan, 1, Mode.REVIEW, NOW,
+                     verdict=alert_verdict(book, plan, parsed, VM.lower(), Mode.REVIEW, NOW))
 
 
 def test_a_created_run_reads_back_with_its_audit_and_outbox(stores) -> None:  # type: ignore[no-untyped-def]

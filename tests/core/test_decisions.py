@@ -27,7 +27,7 @@ from shared.core.requests import (
     open_consent_request,
     remind,
 )
-from shared.core.runs import start_run
+from shared.core.runs import alert_verdict, start_run
 from shared.topology import Queue
 from tests.pipeline import ALICE, BOB, CATALOG, alert, plan_book
 
@@ -52,7 +52,8 @@ def asking(rule: ApprovalRule = FIRST_ANSWER_WINS) -> Run:
     book = parse_plan_book(plan_book("review", ["vm.restart"]), "plans.json", CATALOG)
     plan = replace(book.plans[0], approval=rule)
     parsed = parse_alert(json.dumps(alert()))
-    started = start_run("run1", parsed, parsed.target_resource_id, plan, 7, plan.mode, NOW).run
+    started = start_run("run1", parsed, parsed.target_resource_id, plan, 7, plan.mode, NOW,
+                        verdict=alert_verdict(book, plan, parsed, parsed.target_resource_id, plan.mode, NOW)).run
     change = open_consent_request(started, "req1", NOW, TIMEOUTS)
     assert change is not None
     return change.run

@@ -21,6 +21,8 @@ from shared.core.guardrails import (
     parse_scope_rules,
 )
 from shared.core.model import ActionKind, Mode
+from shared.core.plans import parse_plan_book
+from tests.agents import agents_book
 from tests.pipeline import CATALOG
 
 NOW = dt.datetime(2026, 12, 2, 3, 0, tzinfo=dt.UTC)
@@ -278,3 +280,53 @@ def test_a_risk_the_catalog_never_uses_is_a_mistake() -> None:
     with pytest.raises(ConfigError) as raised:
         parse_guardrails({"rules": [{"name": "x", "effect": "deny", "risks": ["extreme"]}]}, "p", CATALOG, AGENTS)
     assert raised.value.entry == "guardrails.rules[x].risks"
+
+
+def test_an_alert_without_severity_is_caught_by_a_severity_scoped_deny() -> None:
+    rule = {"name": "no-sev0-writes", "effect": "deny", "severities": ["Sev0"], "kinds": ["write"]}
+    decided = verdict(app(rule), ScopeRules(), Mode.AUTONOMOUS, [scale(4)], facts=Facts(VMSS, severity=None))
+    assert decided.effect is Effect.DENY
+
+
+def test_a_severity_scoped_allow_never_matches_an_alert_without_severity() -> None:
+    rule = {"name": "quiet-ok", "effect": "allow", "severities": ["Sev4"]}
+    decided = verdict(Guardrails(), plan(rule), Mode.REVIEW, [scale(4)], facts=Facts(VMSS, severity=None))
+    assert decided.effect is Effect.ASK
+
+
+def test_a_rule_on_severities_or_alert_rules_does_not_apply_to_an_agents_plan() -> None:
+    rule = {"name": "no-sev0-writes", "effect": "deny", "severities": ["Sev0"], "kinds": ["write"]}
+    decided = verdict(app(rule), ScopeRules(), Mode.AUTONOMOUS, [scale(4)],
+                      facts=Facts(VMSS, agent="sre-agent", from_alert=False))
+    assert decided.effect is Effect.ALLOW
+
+
+def test_a_parameter_test_does_not_apply_to_an_action_without_that_parameter() -> None:
+    rule = {"name": "vmss-cap", "effect": "deny", "actions": ["vmss.*"], "parameters": {"capacity": {"gt": 20}}}
+    read = StepToDecide.of(CATALOG, "vmss.read", {})
+    restart_all = StepToDecide.of(CATALOG, "vmss.restart", {})
+    decided = verdict(app(rule), ScopeRules(), Mode.AUTONOMOUS, [read, restart_all])
+    assert decided.effect is Effect.ALLOW
+
+
+def test_a_severity_the_alert_schema_never_sends_is_a_mistake() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_guardrails({"rules": [{"name": "x", "effect": "deny", "severities": ["sev0"]}]}, "p", CATALOG, AGENTS)
+    assert raised.value.entry == "guardrails.rules[x].severities"
+
+
+@pytest.mark.parametrize(("where", "key"), [("plans", "rule"), ("plans", "shadows"), ("agents", "limit")])
+def test_a_misspelt_key_in_a_plan_or_agents_entry_stops_start_up(where: str, key: str) -> None:
+    document = json.loads(agents_book())
+    document[where][0][key] = []
+    with pytest.raises(ConfigError) as raised:
+        parse_plan_book(json.dumps(document), "plans.json", CATALOG)
+    assert "unknown settings" in raised.value.problem
+    assert key in raised.value.problem
+
+
+def test_an_agents_policy_entry_may_name_agents_in_its_rules() -> None:
+    document = json.loads(agents_book())
+    document["agents"][0]["rules"] = [{"name": "me-only", "effect": "ask", "agents": ["sre-agent"]}]
+    book = parse_plan_book(json.dumps(document), "plans.json", CATALOG)
+    assert book.agents[0].guardrails.rules[0].agents == frozenset({"sre-agent"})

@@ -10,7 +10,7 @@ from shared.core.alerts import parse_alert
 from shared.core.change import ChangeBuilder
 from shared.core.model import Actor, Mode
 from shared.core.plans import parse_plan_book
-from shared.core.runs import start_run
+from shared.core.runs import alert_verdict, start_run
 from shared.core.transitions import RunEvent
 from shared.run_memory import RememberedRuns
 from tests.pipeline import CATALOG, VM, alert, plan_book
@@ -21,7 +21,10 @@ NOW = dt.datetime(2026, 11, 24, 3, 0, tzinfo=dt.UTC)
 def opened(run_id: str = "r1"):  # type: ignore[no-untyped-def]
     book = parse_plan_book(plan_book("review", ["vm.restart"]), "p", CATALOG)
     parsed = parse_alert(json.dumps(alert()))
-    return start_run(run_id, parsed, VM.lower(), book.match(parsed, VM.lower()), 1, Mode.REVIEW, NOW).run
+    plan = book.match(parsed, VM.lower())
+    assert plan is not None
+    return start_run(run_id, parsed, VM.lower(), plan, 1, Mode.REVIEW, NOW,
+                     verdict=alert_verdict(book, plan, parsed, VM.lower(), Mode.REVIEW, NOW)).run
 
 
 def test_the_memory_forgets_the_least_recently_used_run_beyond_its_capacity() -> None:
