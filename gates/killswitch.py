@@ -15,6 +15,7 @@ resumption of the runs it paused.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import urllib.parse
@@ -101,12 +102,20 @@ def resume_paused(services: Services, run_id: str, switch: KillSwitch, stage: st
     if switch.engaged:
         return False
     now = services.clock.now()
-    run = transact(services, run_id, lambda latest: resume(latest, switch, now, services.policy.timeouts), stage,
+    run = transact(services, run_id, lambda latest: resume(latest, switch, now, services.policy.timeouts,
+                                                           _freeze_at(services, latest.resource_id, now)), stage,
                    sends_may_wait=True)
     if run is not None and run.state is RunState.PAUSED:
         return False
     services.runs.drop_paused(run_id)
     return True
+
+
+def _freeze_at(services: Services, resource_id: str, now: dt.datetime) -> str:
+    """The change freeze covering the resource now, if any (a run paused before it began must not act
+    autonomously inside it)."""
+    covering = next((f for f in services.policy.plans.guardrails.freezes if f.covers(resource_id, now)), None)
+    return covering.name if covering is not None else ""
 
 
 def resume_all(services: Services, switch: KillSwitch, stage: str) -> int:

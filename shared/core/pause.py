@@ -222,18 +222,26 @@ def switch_details(switch: KillSwitch) -> dict[str, str]:
 
 def consent_counts(run: Run) -> bool:
     """A consent that has not lapsed: given after the last lapse, if any."""
+    return _standing_consent(run) is not None
+
+
+def _standing_consent(run: Run) -> dt.datetime | None:
+    """When the consent that still counts was given (the latest), or None."""
     lapsed = run.consent_lapsed_at
-    return any(r.kind is RequestKind.CONSENT and r.state is RequestState.GRANTED
-               and (lapsed is None or (r.decided_at is not None and r.decided_at > lapsed)) for r in run.requests)
+    given = [r.decided_at for r in run.requests if r.kind is RequestKind.CONSENT and r.state is RequestState.GRANTED
+             and r.decided_at is not None and (lapsed is None or r.decided_at > lapsed)]
+    return max(given, default=None)
 
 
-def resume(run: Run, switch: KillSwitch, now: dt.datetime, timeouts: Timeouts) -> Change | None:
+def resume(run: Run, switch: KillSwitch, now: dt.datetime, timeouts: Timeouts, freeze: str = "") -> Change | None:
     """A paused run, once the switch is lifted (`switch` is the lifted switch: who lifted it and why).
 
     It goes back where it stopped with a message of its own (a new id per pause, the same for two
     resumes of one pause, so a duplicate is dropped), unless what it would act on lapsed while it
-    waited: a review run's consent older than consent lasts is asked again, as is a grant older than a
-    grant lasts. The preview is read again before any write, on the ordinary path."""
+    waited: a consent given longer ago than consent lasts is asked again, as is a grant given longer ago
+    than a grant lasts (the age of the yes, not the length of the pause: several short pauses add up);
+    an autonomous run with writes left, inside a change freeze that began meanwhile (`freeze`: its name),
+    asks consent too. The preview is read again before any write, on the ordinary path."""
     if switch.engaged or run.state is not RunState.PAUSED or run.pause is None:
         return None
     stopped = run.pause
@@ -256,23 +264,34 @@ def resume(run: Run, switch: KillSwitch, now: dt.datetime, timeouts: Timeouts) -
     i = step.index
     remaining_write = any(s.kind is ActionKind.WRITE and s.state in (StepState.PENDING, StepState.AWAITING_CREDENTIALS)
                           for s in run.steps)
-    if run.mode is Mode.REVIEW and remaining_write and consent_counts(run) and waited > timeouts.consent:
+    consented_at = _standing_consent(run)
+    if run.mode is Mode.AUTONOMOUS and remaining_write and freeze:
+        b.log("run_resumed", SWITCH_ACTOR, f"the kill switch was lifted{lifted} after {paused_for}, inside change "
+              f"freeze {freeze}: nothing runs autonomously now, so consent is asked before anything is done",
+              freeze=freeze, **details)
+        b.run = replace(b.run, consent_lapsed_at=now, mode=Mode.REVIEW)
+        b.move(RunEvent.CONSENT_LAPSED)
+        b.send(OpenConsent(run.run_id), f"open-frozen-{n}")
+        return b.build()
+    if run.mode is Mode.REVIEW and remaining_write and consented_at is not None \
+            and now - consented_at > timeouts.consent:
         for request in run.requests:
             if request.sealed_assertion is not None and request.step_index is not None:
                 revoke(b, request.step_index)
         if step.state is StepState.AWAITING_CREDENTIALS:
             b.set_step(replace(step, state=StepState.PENDING, credential_source=None))
         b.run = replace(b.run, consent_lapsed_at=now)
-        b.log("run_resumed", SWITCH_ACTOR, f"the kill switch was lifted{lifted}, but the run was paused for "
-              f"{paused_for}, longer than consent lasts ({_duration(timeouts.consent)}): the consent given "
-              "before no longer counts, and consent is asked again before anything is done", consent_lapsed=True,
-              **details)
+        b.log("run_resumed", SWITCH_ACTOR, f"the kill switch was lifted{lifted} after {paused_for}; the consent "
+              f"was given {_duration(now - consented_at)} ago, longer than consent lasts "
+              f"({_duration(timeouts.consent)}): it no longer counts, and consent is asked again before anything "
+              "is done", consent_lapsed=True, **details)
         b.move(RunEvent.CONSENT_LAPSED)
         b.send(OpenConsent(run.run_id), f"open-lapsed-{n}")
         return b.build()
     if step.state is StepState.AWAITING_CREDENTIALS:
         granted = granted_credential(run, i)
-        if granted is None or waited > timeouts.credentials:
+        granted_at = granted.decided_at if granted is not None else None
+        if granted is None or granted_at is None or now - granted_at > timeouts.credentials:
             if granted is not None:
                 revoke(b, i)
             why = (f"the credentials granted before it are older than a grant lasts "

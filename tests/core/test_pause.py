@@ -65,9 +65,9 @@ def consent(decided_at: dt.datetime = NOW - dt.timedelta(minutes=2)) -> Request:
                    state=RequestState.GRANTED, decided_by=Actor.person("a", "alice"), decided_at=decided_at)
 
 
-def grant(sealed: str | None = "sealed", index: int = 0) -> Request:
+def grant(sealed: str | None = "sealed", index: int = 0, decided_at: dt.datetime = NOW) -> Request:
     return Request("grant1", RequestKind.CREDENTIALS, NOW + dt.timedelta(minutes=5), (), "h", step_index=index,
-                   state=RequestState.GRANTED, decided_by=Actor.person("a", "alice"), decided_at=NOW,
+                   state=RequestState.GRANTED, decided_by=Actor.person("a", "alice"), decided_at=decided_at,
                    sealed_assertion=sealed)
 
 
@@ -326,7 +326,8 @@ def test_a_step_with_granted_credentials_resumes_with_them() -> None:
 
 
 def test_a_grant_older_than_a_grant_lasts_is_discarded_and_asked_again() -> None:
-    run = paused(run_of(step(state=StepState.AWAITING_CREDENTIALS), requests=(consent(), grant())), minutes=16)
+    run = paused(run_of(step(state=StepState.AWAITING_CREDENTIALS),
+                        requests=(consent(), grant(decided_at=NOW - dt.timedelta(minutes=17)))), minutes=16)
     change = resume(run, LIFT, NOW, TIMEOUTS)
     assert change is not None
     assert change.run.state is RunState.AWAITING_CREDENTIALS
@@ -336,7 +337,7 @@ def test_a_grant_older_than_a_grant_lasts_is_discarded_and_asked_again() -> None
 
 
 def test_a_consent_older_than_consent_lasts_is_asked_again_saying_why() -> None:
-    run = paused(run_of(), minutes=31)
+    run = paused(run_of(requests=(consent(NOW - dt.timedelta(minutes=32)),)), minutes=31)
     change = resume(run, LIFT, NOW, TIMEOUTS)
     assert change is not None
     assert change.run.state is RunState.AWAITING_CONSENT
@@ -349,7 +350,8 @@ def test_a_consent_older_than_consent_lasts_is_asked_again_saying_why() -> None:
 
 
 def test_a_lapsed_consent_takes_the_grant_with_it() -> None:
-    run = paused(run_of(step(state=StepState.AWAITING_CREDENTIALS), requests=(consent(), grant())), minutes=31)
+    run = paused(run_of(step(state=StepState.AWAITING_CREDENTIALS),
+                        requests=(consent(NOW - dt.timedelta(minutes=32)), grant())), minutes=31)
     change = resume(run, LIFT, NOW, TIMEOUTS)
     assert change is not None
     assert change.run.steps[0].state is StepState.PENDING
@@ -357,11 +359,30 @@ def test_a_lapsed_consent_takes_the_grant_with_it() -> None:
 
 
 def test_a_consent_asked_again_after_a_lapse_is_not_a_drift() -> None:
-    change = resume(paused(run_of(), minutes=31), LIFT, NOW, TIMEOUTS)
+    change = resume(paused(run_of(requests=(consent(NOW - dt.timedelta(minutes=32)),)), minutes=31), LIFT, NOW,
+                    TIMEOUTS)
     assert change is not None
     asked = Request("consent2", RequestKind.CONSENT, NOW + dt.timedelta(minutes=30), (), "h")
     # A "no" to it is a plain denial, not "the resource changed after consent".
     assert not is_reconsent(replace(change.run, requests=(*change.run.requests, asked)), asked)
+
+
+def test_a_consent_is_judged_by_its_age_not_by_how_long_one_pause_lasted() -> None:
+    # given 29 minutes ago, then paused for 5: older than consent lasts (30 min) when the run would act
+    run = paused(run_of(requests=(consent(NOW - dt.timedelta(minutes=34)),)), minutes=5)
+    change = resume(run, LIFT, NOW, TIMEOUTS)
+    assert change is not None
+    assert change.run.state is RunState.AWAITING_CONSENT
+
+
+def test_an_autonomous_run_resumed_inside_a_freeze_asks_consent_naming_it() -> None:
+    run = paused(run_of(mode=Mode.AUTONOMOUS, requests=()))
+    change = resume(run, LIFT, NOW, TIMEOUTS, freeze="year-end")
+    assert change is not None
+    assert change.run.state is RunState.AWAITING_CONSENT
+    assert change.run.mode is Mode.REVIEW
+    assert sent(change) == [OpenConsent("run1")]
+    assert "change freeze year-end" in change.audit[-1].summary
 
 
 def test_an_autonomous_run_has_no_consent_to_lapse() -> None:
