@@ -29,6 +29,7 @@ from shared.topology import SERVICE_BUS_CONNECTION, Queue
 logger = logging.getLogger("sre_gates")
 STAGE = "plan"
 REPLAY_PROPERTY = "gates-replay"  # the application property that marks a replayed alert, naming its replay
+REPLAY_MESSAGE_PREFIX = "replay-"  # a replay's message ids (gates/shadow.py)
 _REPLAY_ID = re.compile(r"[0-9a-f]{16}")
 
 
@@ -40,6 +41,12 @@ def handle_alert(services: Services, body: bytes, message_id: str, replay: str =
         # Only this app marks replays; anything else there is set aside rather than guessed at.
         services.rejected_alerts.add(message_id, f"{REPLAY_PROPERTY} {replay[:40]!r} is not a replay id this app "
                                      "issued", body.decode("utf-8", "replace"), services.clock.now())
+        return []
+    if not replay and message_id.startswith(REPLAY_MESSAGE_PREFIX):
+        # A replay's message that lost its marker (resubmitted from the dead-letter queue, say) must not
+        # become a real alert that acts: it is set aside, saying why.
+        services.rejected_alerts.add(message_id, f"a replayed alert without its {REPLAY_PROPERTY} property: not "
+                                     "decided for real", body.decode("utf-8", "replace"), services.clock.now())
         return []
     try:
         # The same limits as at the intake: a body put straight on the queue gets no further than one posted.
@@ -176,7 +183,8 @@ def _start(services: Services, run_id: str, alert: Alert, resource_id: str, key:
         verdict = alert_verdict(book, plan, alert, resource_id, policy.ceiling, now, tags, app_shadow=policy.shadow)
         if replay:
             verdict = replace(verdict, shadow=True, shadow_by=f"replay {replay}")
-        verdict = within_limits(services, verdict, run_id, resource_id, alert.rule_name, now)
+        verdict = within_limits(services, verdict, run_id, resource_id, alert.rule_id if alert.rule_name else None,
+                                now)
         if verdict.shadow:
             missing = agent_missing_permissions(services, resource_id, [s.permissions for s in plan.runbook.steps])
     change = start_run(run_id, alert, resource_id, plan, book.version, policy.ceiling, now, key, verdict, missing)

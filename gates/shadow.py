@@ -19,7 +19,7 @@ import azure.functions as func
 
 from gates import views
 from gates.http_auth import is_api_call, principal_from
-from gates.plan import REPLAY_PROPERTY
+from gates.plan import REPLAY_MESSAGE_PREFIX, REPLAY_PROPERTY
 from gates.rendering import html_response, json_response, wants_html
 from gates.shadow_report import MAX_RUNS, ReportRefused, period, shadow_report
 from gates.status import refusal
@@ -144,9 +144,9 @@ def post_replay(services: Services, req: func.HttpRequest) -> func.HttpResponse:
     except ReportRefused as error:
         return _refuse(400, str(error))
     replay_id = replay_id_for(since, until, plans, services.policy.plans.version)
-    messages = [OutboundMessage(queue=Queue.ALERTS.value, message_id=f"replay-{replay_id}-{run_id}"[:128],
-                                body=document, correlation_id=f"replay-{replay_id}",
-                                properties={REPLAY_PROPERTY: replay_id})
+    messages = [OutboundMessage(queue=Queue.ALERTS.value,
+                                message_id=f"{REPLAY_MESSAGE_PREFIX}{replay_id}-{run_id}"[:128], body=document,
+                                correlation_id=f"replay-{replay_id}", properties={REPLAY_PROPERTY: replay_id})
                 for run_id, document in sources]
     for start in range(0, len(messages), SEND_BATCH):
         services.bus.send(messages[start:start + SEND_BATCH])

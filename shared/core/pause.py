@@ -1,7 +1,7 @@
 """The kill switch: one switch that stops every new ARM call at once, and what it does to runs.
 
 The switch is thrown by an app setting (`GATES_KILL_SWITCH`, read at start-up) or by a `Gates.Admin`
-(`POST /api/admin/kill-switch`); either way it is one point read away from every stage about to call ARM.
+(`POST /api/kill-switch`); either way it is one point read away from every stage about to call ARM.
 
 - A run about to call ARM (a step's call, or the reads a consent request's previews are made of) while
   the switch is thrown does not call it: it moves to `paused`, its step left as it was (pending, or
