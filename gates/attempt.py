@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from gates.killswitch import hold_before_arm
+from gates.killswitch import held_at_retry, hold_before_arm
 from gates.preconditions import reads_preview, still_as_approved
 from gates.shell import Delivery, on_queue
 from gates.steps import act, claim, finish, resume
@@ -33,6 +33,8 @@ def handle_attempt(message: AttemptStep, services: Services, delivery: Delivery)
         if hold_before_arm(services, claimed.run, message.step, STAGE, delivery.message_id):
             return
     outcome, run = act(services, claimed, message.step, services.tokens.agent_credential(), STAGE, delivery)
+    if held_at_retry(services, run, message.step, outcome, STAGE, delivery.message_id):
+        return
     finish(services, run, message.step, outcome, STAGE, delivery)
 
 

@@ -7,7 +7,7 @@ import logging
 
 import azure.functions as func
 
-from gates.killswitch import hold_before_arm
+from gates.killswitch import held_at_retry, hold_before_arm
 from gates.preconditions import reads_preview, still_as_approved
 from gates.shell import Delivery, on_queue, transact
 from gates.steps import act, claim, finish, resume
@@ -64,6 +64,8 @@ def handle_execution(message: ExecuteStep, services: Services, delivery: Deliver
         outcome, run = act(services, claimed, step, credential, STAGE, delivery)
     finally:
         credential.revoke()
+    if held_at_retry(services, run, step, outcome, STAGE, delivery.message_id):
+        return
     finish(services, run, step, outcome, STAGE, delivery)
 
 

@@ -26,6 +26,7 @@ import azure.functions as func
 from gates.http_auth import is_api_call, principal_from
 from gates.rendering import json_response
 from gates.shell import transact
+from shared.core.arm_outcomes import ArmOutcome, OutcomeKind
 from shared.core.authority import ADMIN_ROLE
 from shared.core.errors import ConcurrencyConflict
 from shared.core.links import form_token, form_token_is_valid
@@ -93,6 +94,16 @@ def hold_before_arm(services: Services, run: Run, step: int, stage: str, trigger
         return False
     logger.warning("run %s step %s: kill switch thrown since the claim; not calling ARM", run.run_id, step)
     pause_run(services, run, step, switch, stage, trigger)
+    return True
+
+
+def held_at_retry(services: Services, run: Run, step: int, outcome: ArmOutcome, stage: str, trigger: str) -> bool:
+    """True when ARM throttled the step's write and the switch, thrown since, kept it from being sent again:
+    ARM did nothing, so the step is given back and the run paused, as before any call."""
+    if outcome.kind is not OutcomeKind.NOT_SENT:
+        return False
+    logger.warning("run %s step %s: throttled write not sent again, the kill switch is thrown", run.run_id, step)
+    pause_run(services, run, step, current(services), stage, trigger)
     return True
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from azure.core.credentials import TokenCredential
 
+from gates.killswitch import current
 from gates.shell import Delivery, transact
 from shared.core.arm_outcomes import ArmOutcome
 from shared.core.change import Change
@@ -61,7 +62,8 @@ def act(services: Services, claimed: Claimed, step: int, credential: TokenCreden
     run = claimed.run
     spec = services.policy.plans.catalog[run.steps[step].action]
     outcome = services.arm.perform(spec, run.resource_id, run.steps[step].parameters, credential,
-                                   client_request_id=run.steps[step].client_request_id, on_accepted=accepted)
+                                   client_request_id=run.steps[step].client_request_id, on_accepted=accepted,
+                                   may_retry=lambda: not current(services).engaged)
     return outcome, latest[0]
 
 

@@ -234,8 +234,10 @@ class MessageBus(Protocol):
 class ResourceManager(Protocol):
     def perform(self, action: ActionSpec, resource_id: str, parameters: dict[str, Any],
                 credential: TokenCredential, *, client_request_id: str | None = None,
-                on_accepted: Callable[[ArmOperation], None] | None = None) -> ArmOutcome:
-        """Run the action; an operation ARM accepts goes to `on_accepted` before it is followed."""
+                on_accepted: Callable[[ArmOperation], None] | None = None,
+                may_retry: Callable[[], bool] | None = None) -> ArmOutcome:
+        """Run the action; an operation ARM accepts goes to `on_accepted` before it is followed. A write
+        ARM throttled is sent again only while `may_retry` says so (else: `OutcomeKind.NOT_SENT`)."""
 
     def resume(self, operation: ArmOperation, credential: TokenCredential) -> ArmOutcome:
         """Follow an operation ARM accepted earlier to its end; never sends the action again."""

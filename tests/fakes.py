@@ -471,6 +471,8 @@ class FakeArm:
         self.stop_host: str | None = None
         self.operations: dict[str, ArmOutcome] = {}  # operation URL -> how it ends
         self.client_request_ids: list[str | None] = []
+        self.throttled = 0  # writes answered 429 (nothing done) before one goes through
+        self.throttles: list[str] = []
 
     def resume(self, operation: ArmOperation, credential: Any) -> ArmOutcome:
         credential.get_token("https://management.azure.com/.default")
@@ -484,7 +486,14 @@ class FakeArm:
 
     def perform(self, action: ActionSpec, resource_id: str, parameters: dict[str, Any], credential: Any, *,
                 client_request_id: str | None = None,
-                on_accepted: Callable[[ArmOperation], None] | None = None) -> ArmOutcome:
+                on_accepted: Callable[[ArmOperation], None] | None = None,
+                may_retry: Callable[[], bool] | None = None) -> ArmOutcome:
+        # `throttled` writes are answered 429 first; each retry is a new call, made only if `may_retry` lets it.
+        while action.kind.value == "write" and self.throttled:
+            self.throttled -= 1
+            self.throttles.append(action.name)
+            if may_retry is not None and not may_retry():
+                return ArmOutcome(OutcomeKind.NOT_SENT, 429, "KillSwitchThrown", "not sent again")
         outcome = self._perform(action, credential)
         if action.name.endswith(".preview") or action.path_suffix.endswith("/Microsoft.Authorization/permissions"):
             return outcome  # the reads around a step, not the step's own call

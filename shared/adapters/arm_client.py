@@ -40,10 +40,21 @@ class WriteSafeRetryPolicy(RetryPolicy):  # type: ignore[type-arg]  # generic on
     can run an action twice. A write is retried only when ARM certainly did nothing: 429 (throttled
     before the provider saw it) or a connection that never carried the request."""
 
+    def __init__(self, may_retry: Callable[[], bool] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._may_retry = may_retry
+        self.held = False  # a write's retry refused by `may_retry` (the kill switch thrown since it was sent)
+
     def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
         if response.http_request.method.upper() in SAFE_METHODS:
             return bool(super().is_retry(settings, response))
-        return response.http_response.status_code == 429 and bool(super().is_retry(settings, response))
+        if response.http_response.status_code != 429 or not super().is_retry(settings, response):
+            return False
+        # Sending a write again is a new ARM call: it starts only if the kill switch still lets it.
+        if self._may_retry is not None and not self._may_retry():
+            self.held = True
+            return False
+        return True
 
 
 class ArmResourceManager:
@@ -57,23 +68,26 @@ class ArmResourceManager:
         self._transport = RequestsTransport()
         self._transport.open()
 
-    def _client(self, credential: TokenCredential) -> PipelineClient[Any, Any]:
+    def _client(self, credential: TokenCredential,
+                may_retry: Callable[[], bool] | None = None) -> tuple[PipelineClient[Any, Any], WriteSafeRetryPolicy]:
         # A pipeline per credential: a delegated credential must never be cached in a shared pipeline.
         # Only the transport, which holds no credential, is shared.
+        # retry_read=0: a request sent whose answer was lost may have acted; never send it again.
+        retry = WriteSafeRetryPolicy(may_retry, retry_total=self._retry_total, retry_backoff_factor=0.5, retry_read=0)
         policies = [
             RequestIdPolicy(),
             HeadersPolicy(),
             UserAgentPolicy(base_user_agent=USER_AGENT),
-            # retry_read=0: a request sent whose answer was lost may have acted; never send it again.
-            WriteSafeRetryPolicy(retry_total=self._retry_total, retry_backoff_factor=0.5, retry_read=0),
+            retry,
             BearerTokenCredentialPolicy(credential, ARM_SCOPE),
             HttpLoggingPolicy(),  # redacts Authorization and unknown headers
         ]
-        return PipelineClient(base_url=self._endpoint, policies=policies, transport=self._transport)
+        return PipelineClient(base_url=self._endpoint, policies=policies, transport=self._transport), retry
 
     def perform(self, action: ActionSpec, resource_id: str, parameters: dict[str, Any],
                 credential: TokenCredential, *, client_request_id: str | None = None,
-                on_accepted: Callable[[ArmOperation], None] | None = None) -> ArmOutcome:
+                on_accepted: Callable[[ArmOperation], None] | None = None,
+                may_retry: Callable[[], bool] | None = None) -> ArmOutcome:
         """Send the action; if ARM accepts it as an operation, hand `on_accepted` where to follow it
         (before following it, so a host that dies while following leaves it behind), then follow it.
 
@@ -92,7 +106,7 @@ class ArmResourceManager:
         if client_request_id:
             request.headers["x-ms-correlation-request-id"] = client_request_id
             options["request_id"] = client_request_id
-        client = self._client(credential)
+        client, retry = self._client(credential, may_retry)
         try:
             # The generated Azure SDKs run requests the same way, to get the PipelineResponse LRO polling needs.
             response = client._pipeline.run(request, stream=False, **options)
@@ -100,6 +114,10 @@ class ArmResourceManager:
             return ArmOutcome(OutcomeKind.FAILED, 0, "ServiceUnavailable", f"ARM could not be reached: {error}")
         http = response.http_response
         status = http.status_code
+        if retry.held:
+            return ArmOutcome(OutcomeKind.NOT_SENT, status, "KillSwitchThrown",
+                              "ARM throttled the write (nothing done) and the kill switch was thrown before it "
+                              "could be sent again")
         # ARM answers some updates 200 with an operation still running (a scale-set PATCH: 200,
         # provisioningState Updating, Azure-AsyncOperation): follow the operation whenever one is named.
         if status in (201, 202) or (status == 200 and "Azure-AsyncOperation" in http.headers):
@@ -117,7 +135,7 @@ class ArmResourceManager:
                               headers={"x-ms-client-request-id": operation.client_request_id})
         headers = {name: value for name, value in (("Azure-AsyncOperation", operation.async_operation),
                                                    ("Location", operation.location)) if value}
-        client = self._client(credential)
+        client, _ = self._client(credential)
         initial = PipelineResponse(request, _RecordedAnswer(request, operation.status, headers),
                                    PipelineContext(client._pipeline._transport))
         return self._poll(client, initial)

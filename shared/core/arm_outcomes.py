@@ -13,6 +13,7 @@ class OutcomeKind(StrEnum):
     SUCCEEDED = "succeeded"
     SECURITY_CHALLENGE = "security_challenge"
     FAILED = "failed"
+    NOT_SENT = "not_sent"  # a throttled write not sent again: the kill switch was thrown meanwhile
 
 
 @dataclass(frozen=True)

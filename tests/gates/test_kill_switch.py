@@ -524,3 +524,29 @@ def test_a_switch_that_cannot_be_read_gives_the_claimed_step_back_and_the_redeli
     assert run.state is RunState.SUCCEEDED
     assert "claim_given_back" in p.events()
     assert p.arm.resource.executed == [("vm.restart", "agent")]
+
+
+def test_a_throttled_write_is_not_sent_again_once_the_switch_is_thrown() -> None:
+    p = new(steps=["vm.restart"])
+    p.arm.throttled = 1
+    reads = {"n": 0}
+
+    def thrown_while_throttled() -> None:
+        reads["n"] += 1
+        if reads["n"] == 1:  # after the read before the call: another host throws it while ARM throttles
+            p.switches._switch = replace(p.switches._switch, engaged=True, reason="bad deploy", by=OLGA_ACTOR,
+                                         at=p.clock.now())
+
+    p.switches.on_read = thrown_while_throttled
+    p.send_alert(alert())
+    p.drain()
+    p.switches.on_read = None
+    run = p.run()
+    assert run.state is RunState.PAUSED
+    assert run.steps[0].state is StepState.PENDING
+    assert p.arm.throttles == ["vm.restart"]
+    assert p.arm.resource.executed == []
+    lift(p)
+    p.drain()
+    assert p.run().state is RunState.SUCCEEDED
+    assert p.arm.resource.executed == [("vm.restart", "agent")]

@@ -131,6 +131,21 @@ def test_a_throttled_write_is_retried_because_arm_did_nothing(arm: ArmStandIn, m
     assert arm.resource(VM1)["restartCount"] == 1
 
 
+def test_a_throttled_write_is_not_sent_again_when_the_kill_switch_says_no(
+        arm: ArmStandIn, manager: ArmResourceManager, signer: Signer) -> None:
+    arm.add_fault("throttle", resource=VM1, method="POST", count=1, retry_after=0)
+    asked: list[bool] = []
+
+    def thrown() -> bool:
+        asked.append(True)
+        return False
+
+    outcome = manager.perform(CATALOG["vm.restart"], VM1, {}, Credential(signer, ALICE), may_retry=thrown)
+    assert (outcome.kind, outcome.status) == (OutcomeKind.NOT_SENT, 429)
+    assert asked == [True]
+    assert arm.resource(VM1)["restartCount"] == 0
+
+
 def test_a_read_answered_504_is_retried(arm: ArmStandIn, manager: ArmResourceManager, signer: Signer) -> None:
     arm.add_fault("gateway_timeout", resource=VM1, method="GET", count=1)
     outcome = manager.perform(CATALOG["vm.read"], VM1, {}, Credential(signer, BOB))
