@@ -29,7 +29,7 @@ from gates.shell import transact
 from shared.core.arm_outcomes import ArmOutcome, OutcomeKind
 from shared.core.authority import ADMIN_ROLE
 from shared.core.errors import ConcurrencyConflict
-from shared.core.links import form_token, form_token_is_valid
+from shared.core.links import timed_form_token, timed_form_token_is_valid
 from shared.core.model import Run, RunState
 from shared.core.pause import (
     KillSwitch,
@@ -179,7 +179,8 @@ def show_switch(services: Services, req: func.HttpRequest) -> func.HttpResponse:
                           "paused_runs": f"/api/runs?{urllib.parse.urlencode({'state': RunState.PAUSED.value})}",
                           "history": [_entry_json(e) for e in services.switches.history()],
                           # A browser's POST must carry it (its session rides on a cookie); a bearer call need not.
-                          "form_token": form_token(services.policy.form_key, principal.object_id, FORM_PURPOSE)})
+                          "form_token": timed_form_token(services.policy.form_key, principal.object_id, FORM_PURPOSE,
+                                                        services.clock.now())})
 
 
 def _body(req: func.HttpRequest) -> dict[str, Any]:
@@ -217,8 +218,9 @@ def set_switch(services: Services, req: func.HttpRequest) -> func.HttpResponse:
                               f"\"...\"}}: {error}"}, 400)
     # A browser session rides on a cookie, so its POST must carry the token issued to this person for
     # this form (as decisions do); an API call carries its own bearer token and cannot be forged cross-site.
-    if not is_api_call(req) and not form_token_is_valid(services.policy.form_key, principal.object_id,
-                                                        FORM_PURPOSE, str(body.get("form_token", ""))):
+    if not is_api_call(req) and not timed_form_token_is_valid(services.policy.form_key, principal.object_id,
+                                                              FORM_PURPOSE, str(body.get("form_token", "")),
+                                                              services.clock.now()):
         return json_response({"status": 403, "message": "this form was not issued to you; read the switch "
                               "(GET) again and send its form_token"}, 403)
     setting = services.policy.kill_switch

@@ -26,7 +26,7 @@ from gates.status import refusal
 from shared.core.alerts import document_of
 from shared.core.authority import ADMIN_ROLE, is_admin
 from shared.core.correlation import replay_of
-from shared.core.links import form_token, form_token_is_valid
+from shared.core.links import timed_form_token, timed_form_token_is_valid
 from shared.core.model import OutboundMessage, RunState
 from shared.ports import RunSummary
 from shared.services import Services, ServicesProvider
@@ -74,7 +74,7 @@ def get_report(services: Services, req: func.HttpRequest) -> func.HttpResponse:
         return json_response(document)
     principal = principal_from(req)
     assert principal is not None  # refusal() answered the anonymous
-    form = {"form_token": form_token(services.policy.form_key, principal.object_id, REPLAY_FORM),
+    form = {"form_token": timed_form_token(services.policy.form_key, principal.object_id, REPLAY_FORM, now),
             "since": since.isoformat(), "until": until.isoformat()} if is_admin(principal) else None
     query = {"since": since.isoformat(), "until": until.isoformat(), **({"replay": replay} if replay else {})}
     return html_response("shadow_report.html", report=document, viewer=principal.name, runs_url="/api/runs",
@@ -128,8 +128,9 @@ def post_replay(services: Services, req: func.HttpRequest) -> func.HttpResponse:
         body = _replay_request(req)
     except (ValueError, UnicodeDecodeError):
         return _refuse(400, 'the body must be a JSON object: {"since": ..., "until": ..., "plans": [...]}')
-    if not is_api_call(req) and not form_token_is_valid(services.policy.form_key, principal.object_id, REPLAY_FORM,
-                                                        str(body.get("form_token", ""))):
+    if not is_api_call(req) and not timed_form_token_is_valid(services.policy.form_key, principal.object_id,
+                                                              REPLAY_FORM, str(body.get("form_token", "")),
+                                                              services.clock.now()):
         return _refuse(403, "this form was not issued to you: open the shadow report again")
     plans = body.get("plans") or []
     if not isinstance(plans, list) or not all(isinstance(p, str) and p for p in plans):
@@ -152,7 +153,9 @@ def post_replay(services: Services, req: func.HttpRequest) -> func.HttpResponse:
         services.bus.send(messages[start:start + SEND_BATCH])
     logger.info("replay %s of %d alerts (%s to %s, plans %s) sent by %s", replay_id, len(messages),
                 since.isoformat(), until.isoformat(), plans or "all", principal.object_id)
-    report = {"replay": replay_id, "since": (now - dt.timedelta(minutes=1)).isoformat()}
+    # The replay's runs are made now (its messages may have been sent by an earlier, identical request):
+    # the report's default period, the last day, holds them.
+    report = {"replay": replay_id}
     return json_response({"status": 202, "replay_id": replay_id, "alerts_sent": len(messages),
                           "since": since.isoformat(), "until": until.isoformat(), "plans": plans,
                           "report_url": f"/api/shadow-report?{urllib.parse.urlencode(report)}"}, 202)

@@ -422,6 +422,14 @@ def test_a_forged_form_token_is_refused() -> None:
     assert not p.switches.get().engaged
 
 
+def test_a_form_token_shown_hours_ago_no_longer_throws_the_switch() -> None:
+    p = new()
+    token = json.loads(show(p).get_body())["form_token"]
+    p.clock.advance(dt.timedelta(hours=3))
+    assert post(p, {"engaged": True, "reason": "x"}, bearer=False, form=True, token=token).status_code == 403
+    assert not p.switches.get().engaged
+
+
 def test_a_browser_post_with_the_form_token_the_get_issued_throws_the_switch() -> None:
     p = new()
     token = json.loads(show(p).get_body())["form_token"]

@@ -14,7 +14,7 @@ import pytest
 
 from gates import shadow
 from gates.plan import REPLAY_PROPERTY
-from shared.core.links import form_token
+from shared.core.links import timed_form_token
 from shared.core.model import OutboundMessage, RunState
 from shared.topology import Queue
 from tests.pipeline import ALICE, LINK_KEY, MALLORY, SUB, Pipeline, User, alert, principal_headers
@@ -280,7 +280,7 @@ def test_only_an_admin_may_replay(user: User | None, status: int) -> None:
 def test_a_browser_replay_needs_the_form_token_the_report_page_showed() -> None:
     p = real_incidents()
     assert post_replay(p, period(), api=False).status_code == 403
-    token = form_token(LINK_KEY, ADMIN.object_id, shadow.REPLAY_FORM)
+    token = timed_form_token(LINK_KEY, ADMIN.object_id, shadow.REPLAY_FORM, p.clock.now())
     form = urllib.parse.urlencode({**period(), "form_token": token}).encode()
     response = p.http("POST", "shadow/replay", "https://gates.example/api/shadow/replay",
                       headers={**principal_headers(ADMIN), "Content-Type": "application/x-www-form-urlencoded"},
