@@ -75,7 +75,7 @@ class ChangeBuilder:
                 self.set_request(replace(self.run.request(request.request_id) or request, sealed_assertion=None))
                 self.log("credential_revoked", Actor.system(), "the granted credential was discarded unused",
                          request_id=request.request_id)
-        self.run = replace(self.run, outcome=reason)
+        self.run = replace(self.run, outcome=reason, pause=None)  # an ended run waits for nothing
         self.log("run_ended", actor, f"run {self.run.state.value}: {reason}", state=self.run.state.value)
         self.send(RunEnded(self.run.run_id), f"ended-{self.run.state.value}")
 

@@ -287,11 +287,11 @@ def start_proposed_run(run_id: str, plan: ProposedPlan, agent_id: str, assessmen
 
 
 def cancel_by_agent(run: Run, agent_id: str, reason: str, now: dt.datetime) -> Change | None:
-    """The proposing agent withdraws its plan while a person is still being asked; a run already
-    acting or ended is left as it is (None)."""
+    """The proposing agent withdraws its plan while a person is still being asked (or while the kill switch
+    holds it, nothing in flight); a run already acting or ended is left as it is (None)."""
     if run.proposal is None or run.proposal.agent_id != agent_id.lower():
         return None
-    if run.state not in (RunState.AWAITING_CONSENT, RunState.AWAITING_CREDENTIALS):
+    if run.state not in (RunState.AWAITING_CONSENT, RunState.AWAITING_CREDENTIALS, RunState.PAUSED):
         return None
     b = ChangeBuilder(run, now)
     b.end(RunEvent.AGENT_CANCELLED, Actor("agent", agent_id.lower(), f"agent {run.proposal.agent_name}"),

@@ -200,8 +200,9 @@ def join_run(run: Run, alert: Alert, now: dt.datetime, joined: frozenset[str] = 
         b.log("alert_resolved", Actor.system("azure-monitor"), f"alert {alert.summary} resolved",
               alert_id=alert.alert_id)
         # Cancel only once every firing the run took has resolved: a newer firing still needs the run.
-        if run.state is RunState.AWAITING_CONSENT and fired <= _alert_ids_with((*b.run.alert_ids, *joined),
-                                                                               "Resolved"):
+        before_consent = run.state is RunState.AWAITING_CONSENT or (
+            run.state is RunState.PAUSED and run.pause is not None and run.pause.resume_to is RunState.AWAITING_CONSENT)
+        if before_consent and fired <= _alert_ids_with((*b.run.alert_ids, *joined), "Resolved"):
             b.end(RunEvent.ALERT_RESOLVED, Actor.system("azure-monitor"),
                   "the alert resolved before consent was given; no action taken")
     else:

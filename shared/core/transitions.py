@@ -59,6 +59,10 @@ RUN_TRANSITIONS: dict[tuple[RunState, RunEvent], RunState] = {
     (S.PAUSED, E.SWITCH_LIFTED_BEFORE_CONSENT): S.AWAITING_CONSENT,
     (S.PAUSED, E.CONSENT_LAPSED): S.AWAITING_CONSENT,
     (S.PAUSED, E.GRANT_LAPSED): S.AWAITING_CREDENTIALS,
+    # Nothing is in flight while paused: the proposing agent may withdraw, and a resolved alert cancels a
+    # run that was paused before consent was asked.
+    (S.PAUSED, E.AGENT_CANCELLED): S.CANCELLED,
+    (S.PAUSED, E.ALERT_RESOLVED): S.CANCELLED,
 }
 
 T = StepState

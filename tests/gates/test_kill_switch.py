@@ -558,3 +558,20 @@ def test_a_throttled_write_is_not_sent_again_once_the_switch_is_thrown() -> None
     p.drain()
     assert p.run().state is RunState.SUCCEEDED
     assert p.arm.resource.executed == [("vm.restart", "agent")]
+
+
+def test_a_resolved_alert_cancels_a_run_paused_before_consent_and_lifting_then_does_nothing() -> None:
+    p = new(mode="review", steps=["vm.restart"])
+    throw(p)
+    p.send_alert(alert())
+    p.drain()
+    assert p.run().state is RunState.PAUSED
+    p.send_alert(alert(condition="Resolved"), message_id="resolved-1")
+    p.drain()
+    assert p.run().state is RunState.CANCELLED
+    assert p.run().pause is None
+    lift(p)
+    p.drain()
+    assert p.run().state is RunState.CANCELLED
+    assert p.arm.calls == []
+    assert p.store.paused_runs() == []
