@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from gates.limits import reserve
 from shared.core.access import PERMISSIONS_READ, entries_of, missing_permissions
@@ -56,11 +57,16 @@ def agent_missing_permissions(services: Services, resource_id: str,
 def within_limits(services: Services, verdict: Verdict, run_id: str, resource_id: str, alert_rule: str | None,
                   now: dt.datetime) -> Verdict:
     """`verdict`, or, when acting autonomously would exceed a blast-radius limit, the same plan asking
-    consent and naming the limit. Places are taken per run (a redelivery takes none again); a shadow or
-    asked run takes none."""
-    if verdict.shadow or not verdict.autonomous:
+    consent and naming the limit. Places are taken per run (a redelivery takes none again); an asked run
+    takes none. A shadow run counts in counters of its own (`shadow|...`), never the real ones, so that what
+    shadow mode reports includes the limits it would have met (a shadow run is never in flight, though:
+    runs-in-flight limits are not simulated)."""
+    if not verdict.autonomous:
         return verdict
     claims = claims_for(verdict.limits, run_id, resource_id, alert_rule, verdict.writes)
+    if verdict.shadow:
+        # per source of shadow: a replay's counters are its own (and count by when its alerts fired)
+        claims = [replace(c, key=f"shadow|{verdict.shadow_by}|{c.key}") for c in claims]
     met = reserve(services, claims, now)
     if met is None:
         return verdict

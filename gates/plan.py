@@ -183,8 +183,9 @@ def _start(services: Services, run_id: str, alert: Alert, resource_id: str, key:
         verdict = alert_verdict(book, plan, alert, resource_id, policy.ceiling, now, tags, app_shadow=policy.shadow)
         if replay:
             verdict = replace(verdict, shadow=True, shadow_by=f"replay {replay}")
+        # A replay counts its limits by when each alert fired, as they would have been counted then.
         verdict = within_limits(services, verdict, run_id, resource_id, alert.rule_id if alert.rule_name else None,
-                                now)
+                                alert.fired_at if replay else now)
         if verdict.shadow:
             missing = agent_missing_permissions(services, resource_id, [s.permissions for s in plan.runbook.steps])
     change = start_run(run_id, alert, resource_id, plan, book.version, policy.ceiling, now, key, verdict, missing)

@@ -312,3 +312,16 @@ def test_a_run_a_person_denied_does_not_absorb_the_next_firing() -> None:
     p.drain()
     fire(p, alert_id="a2", fired="2026-11-24T03:08:00Z")
     assert sorted(r.state.value for r in p.store.all_runs()) == ["awaiting_consent", "denied"]
+
+
+def test_shadow_mode_reports_the_limits_real_runs_would_have_met_without_touching_the_real_counters() -> None:
+    p = Pipeline(book(4, guardrails={"shadow": True, "limits": {"resourcesPerRulePerHour": 2}}),
+                 agent_can={SCALE, READ})
+    for i, name in enumerate(["w1", "w2", "w3"]):
+        fire(p, name, alert_id=f"a{i}")
+    effects = sorted((r.resource_id.rsplit("/", 1)[-1], r.guardrails["effect"], r.guardrails["limit"])
+                     for r in p.store.all_runs())
+    assert effects == [("w1", "allow", ""), ("w2", "allow", ""),
+                       ("w3", "ask", "at most 2 resources per alert rule per hour")]
+    assert all(r.state is RunState.SHADOWED for r in p.store.all_runs())
+    assert all(key.startswith("shadow|") for key in p.limits.counters)
