@@ -39,6 +39,7 @@ from shared.core.pause import (
     change_switch,
     effective,
     give_back,
+    note_setting,
     pause,
     resume,
 )
@@ -54,7 +55,32 @@ REFUSAL_STATUS = {SwitchRefusal.REASON_REQUIRED: 400, SwitchRefusal.REASON_TOO_L
 
 def current(services: Services) -> KillSwitch:
     """The switch as it stands now: one point read of the store (never cached), and the setting."""
-    return effective(services.policy.kill_switch, services.switches.get())
+    stored = services.switches.get()
+    if not services.switch_setting_noted:
+        services.switch_setting_noted = True
+        note_setting_change(services, stored)
+    return effective(services.policy.kill_switch, stored)
+
+
+def note_setting_change(services: Services, stored: KillSwitch) -> None:
+    """Audit the app setting GATES_KILL_SWITCH once when it changed since the store last saw it (each host
+    compares it with its first read of the switch; the first to write records it, the others find it
+    recorded). Best effort: the setting holds whether or not its audit line could be written."""
+    for _ in range(3):
+        try:
+            change = note_setting(stored, services.policy.kill_switch, services.clock.now())
+            if change is None:
+                return
+            services.switches.put(change)
+        except ConcurrencyConflict:
+            stored = services.switches.get()  # another host wrote first: compare with what it wrote
+            continue
+        except Exception:
+            logger.exception("the kill switch setting's change could not be audited")
+            return
+        if change.entry is not None and services.audit_sink is not None:
+            services.audit_sink.switch_changed(change.entry)
+        return
 
 
 def pause_run(services: Services, run: Run, step: int | None, switch: KillSwitch, stage: str,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential
 from azure.servicebus import ServiceBusClient
@@ -23,8 +21,7 @@ from shared.adapters.table_store import (
     TableSwitchStore,
     open_tables,
 )
-from shared.core.errors import ConcurrencyConflict
-from shared.core.pause import note_setting, setting_switch
+from shared.core.pause import setting_switch
 from shared.core.plans import PlanBook
 from shared.core.requests import Timeouts
 from shared.ports import Notifier
@@ -89,26 +86,4 @@ def build_services(settings: Settings, plans: PlanBook) -> Services:
         signing_keys=JwksSigningKeys(f"{authority}/discovery/v2.0/keys"),
         audit_sink=configure(settings.appinsights_connection_string, settings.appinsights_authentication),
     )
-    record_setting(services)
     return services
-
-
-def record_setting(services: Services) -> None:
-    """Audit the app setting GATES_KILL_SWITCH once when it changed since the store last saw it (each
-    host reads it at start-up; the first to write records it, the others find it recorded). Best effort:
-    the setting holds whether or not its audit line could be written, and the next start tries again."""
-    for _ in range(3):
-        try:
-            stored = services.switches.get()
-            change = note_setting(stored, services.policy.kill_switch, services.clock.now())
-            if change is None:
-                return
-            services.switches.put(change)
-        except ConcurrencyConflict:
-            continue
-        except Exception:
-            logging.getLogger("sre_gates").exception("the kill switch setting's change could not be audited")
-            return
-        if change.entry is not None and services.audit_sink is not None:
-            services.audit_sink.switch_changed(change.entry)
-        return

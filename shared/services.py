@@ -81,6 +81,9 @@ class Services:
     ids: Callable[[], str] = new_id
     audit_sink: AuditSink | None = None
     signing_keys: SigningKeys | None = None  # Entra's token signing keys, for agents' bearer tokens
+    # Whether this process has compared the GATES_KILL_SWITCH setting with the store (and audited a change):
+    # done with its first read of the switch, so that costs no request of its own.
+    switch_setting_noted: bool = False
     # The runs the plan stage created or read in this process: a repeat of one is recorded in one request.
     recent_runs: RememberedRuns = field(default_factory=RememberedRuns)
 

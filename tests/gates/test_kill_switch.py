@@ -13,9 +13,8 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from gates.killswitch import FORM_PURPOSE, resume_paused
+from gates.killswitch import FORM_PURPOSE, current, resume_paused
 from gates.relay import sweep_stalled
-from shared.bootstrap import record_setting
 from shared.core.links import form_token
 from shared.core.model import Actor, RequestKind, RunState, StepState
 from shared.core.pause import KillSwitch, SwitchChange, SwitchEntry, setting_switch
@@ -366,8 +365,10 @@ def test_the_setting_is_audited_when_a_host_starts_with_it() -> None:
     sink = RecordingSink()
     p.services.audit_sink = sink
     p.services.policy = replace(p.services.policy, kill_switch=setting_switch(True, "region outage", p.clock.now()))
-    record_setting(p.services)
-    record_setting(p.services)  # a second host: recorded already
+    current(p.services)
+    p.services.switch_setting_noted = False  # a second host, starting with the same setting
+    current(p.services)
+    current(p.services)
     assert [(e.event, e.reason, e.source.value) for e in p.switches.history()] == [
         ("switch_thrown", "region outage", "setting")]
     assert len(sink.switch_entries) == 1
