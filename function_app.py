@@ -19,6 +19,11 @@ from shared.core.plans import load_plan_book
 from shared.services import ServicesProvider
 from shared.settings import Settings, action_catalog_path, response_plans_path
 
+# The Azure SDKs log every HTTP request and its response, headers included, at INFO: the worker forwards
+# each record to the host, so each storage call cost a formatted log line or two (a sixth of the host's
+# CPU in an alert storm) that says nothing an operator uses. Their warnings and errors still come through.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+
 CATALOG = load_catalog(action_catalog_path())
 PLANS = load_plan_book(response_plans_path(), CATALOG)
 logging.getLogger("sre_gates").info("action catalog v%s: %d action(s); response plans v%s: %d plan(s)",

@@ -11,6 +11,8 @@ plan: every run waits for consent, and every later alert of the rule joins it).
   HTTP:  they are posted to POST /api/alerts by as many clients as the trigger's maxConcurrentCalls.
 
 Ingest rate = alerts / (first send → the `alerts` queue empty, every message handled and completed).
+CPU per alert is printed by process (the app's host, Azurite, this process: the stand-ins and the
+senders): on a shared machine it moves far less than the rates do.
 Before each path, Azurite's raw conditional-insert rate is measured in the same run: `create_entity`
 with the SDK from as many threads as host.json's maxConcurrentCalls, sharing one client, entities of
 a run's size. Quoted in issue 7: 16-22 alerts/s against 230-239 raw; target ≥ 50 % of raw.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -62,6 +65,19 @@ def raw_insert_rate(connection_string: str, threads: int, count: int) -> float:
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(insert, range(count)))
     return count / (time.perf_counter() - began)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def processes(bench: BenchStack) -> dict[str, int]:
+    assert bench.stack is not None
+    assert bench.stack.azurite is not None
+    named = {"host": bench.process.pid} if bench.process is not None else {}
+    return {**named, "Azurite": bench.stack.azurite.pid, "stand-ins + senders": os.getpid()}
 
 
 def alerts_for(resources: list[str], count: int, tag: str) -> list[dict[str, Any]]:
@@ -123,12 +139,15 @@ def storm(bench: BenchStack, store: TableRunStore, path: str, alerts: int, resou
     mark = bench.wire.mark() if bench.wire is not None else 0
     assert bench.stack is not None
     dead_before = bench.stack.service_bus.dead_letter_depth(Queue.ALERTS.value)
+    watched = processes(bench)
+    cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
     began = time.perf_counter()
     if path == "queue":
         sending = send_to_queue(bench.stack.service_bus.connection_string, documents)
     else:
         sending = post_to_intake(bench, documents, concurrency)
     seconds = wait_until_handled(bench, alerts, began)
+    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in watched.items()}
 
     wanted = {name.lower() for name in names}
     runs = [run for run in runs_in(store) if run.resource_id.lower() in wanted]
@@ -147,6 +166,7 @@ def storm(bench: BenchStack, store: TableRunStore, path: str, alerts: int, resou
     print(f"  ingest rate: {rate:.1f} alerts/s")
     print(f"  Azurite raw conditional inserts, {concurrency} threads, same run: {raw:.1f} /s")
     print(f"  ingest / raw: {rate / raw * 100:.1f} %   (target ≥ 50 %)")
+    print("  CPU per alert: " + ", ".join(f"{name} {used / alerts * 1000:.1f} ms" for name, used in cpu.items()))
     if bench.wire is not None:
         traffic = bench.wire.since(mark)
         print(f"  table requests: {len(traffic)}, {len(traffic) / alerts:.2f} per alert")
