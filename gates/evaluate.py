@@ -30,7 +30,7 @@ def evaluate(services: Services, req: func.HttpRequest) -> func.HttpResponse:
     now = services.clock.now()
     targets: list[dict[str, Any]] = []
     for resource_id in alert.target_resource_ids or ("",):
-        plan = book.match(alert, resource_id) if resource_id else None
+        plan = book.match(alert, resource_id)  # a missing target matches no plan
         if plan is None:
             targets.append({"resource_id": resource_id, "plan": None,
                             "decision": "no response plan matches this alert on this target: no run would act"})

@@ -32,6 +32,7 @@ from enum import IntEnum
 from typing import Any
 
 from shared.core.catalog import Catalog, resource_group_of, resource_type_of, subscription_of
+from shared.core.config_fields import no_unknown_keys, strings
 from shared.core.errors import ConfigError
 from shared.core.limits import BlastRadius, narrowest, parse_blast_radius
 from shared.core.model import ActionKind, Mode
@@ -358,7 +359,7 @@ def parse_guardrails(raw: Any, source: str, catalog: Catalog, agent_names: froze
         return Guardrails()
     if not isinstance(raw, dict):
         raise ConfigError(source, entry, "must be an object with 'rules', 'limits', 'freezes' and 'shadow'")
-    _no_unknown(raw, {"rules", "limits", "freezes", "shadow"}, entry, source)
+    no_unknown_keys(raw, {"rules", "limits", "freezes", "shadow"}, entry, source)
     scope = parse_scope_rules(raw, entry, "global", source, catalog, agent_names)
     return Guardrails(rules=scope.rules, limits=scope.limits, shadow=scope.shadow,
                       freezes=_freezes(raw.get("freezes", []), f"{entry}.freezes", source))
@@ -387,21 +388,21 @@ def _rule(raw: Any, entry: str, scope: str, source: str, catalog: Catalog, agent
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
         raise ConfigError(source, entry, "must be an object with a 'name' and an 'effect'")
     entry = f"{entry.rsplit('[', 1)[0]}[{raw['name']}]"
-    _no_unknown(raw, _RULE_KEYS, entry, source)
+    no_unknown_keys(raw, _RULE_KEYS, entry, source)
     effect = Effect.parse(raw.get("effect"))
     if effect is None:
         raise ConfigError(source, f"{entry}.effect", f"{raw.get('effect')!r} is not allow, ask or deny")
-    actions = tuple(_strings(raw.get("actions", []), f"{entry}.actions", source))
+    actions = tuple(strings(raw.get("actions", []), f"{entry}.actions", source))
     for pattern in actions:
         if not any(fnmatch.fnmatchcase(name, pattern) for name in catalog):
             raise ConfigError(source, f"{entry}.actions",
                               f"{pattern!r} names no action of the catalog ({catalog.source})")
     try:
-        kinds = frozenset(ActionKind(k) for k in _strings(raw.get("kinds", []), f"{entry}.kinds", source))
+        kinds = frozenset(ActionKind(k) for k in strings(raw.get("kinds", []), f"{entry}.kinds", source))
     except ValueError:
         raise ConfigError(source, f"{entry}.kinds", "must list 'read' and/or 'write'") from None
     parameters = _parameters(raw.get("parameters", {}), f"{entry}.parameters", actions, source, catalog)
-    risks = frozenset(_strings(raw.get("risks", []), f"{entry}.risks", source))
+    risks = frozenset(strings(raw.get("risks", []), f"{entry}.risks", source))
     known_risks = {catalog[name].risk for name in catalog}
     if risks - known_risks:
         raise ConfigError(source, f"{entry}.risks", f"{sorted(risks - known_risks)} are not risks the catalog uses "
@@ -409,7 +410,7 @@ def _rule(raw: Any, entry: str, scope: str, source: str, catalog: Catalog, agent
     tags = raw.get("tags", {})
     if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
         raise ConfigError(source, f"{entry}.tags", "must be an object of tag name to value ('*': any value)")
-    agents = frozenset(a.lower() for a in _strings(raw.get("agents", []), f"{entry}.agents", source))
+    agents = frozenset(a.lower() for a in strings(raw.get("agents", []), f"{entry}.agents", source))
     unknown_agents = sorted(agents - agent_names)
     if unknown_agents:
         raise ConfigError(source, f"{entry}.agents", f"{unknown_agents} are not named under 'agents'")
@@ -430,7 +431,7 @@ SEVERITIES = ("Sev0", "Sev1", "Sev2", "Sev3", "Sev4")
 
 
 def _severities(raw: Mapping[str, Any], entry: str, source: str) -> frozenset[str]:
-    given = _strings(raw.get("severities", []), f"{entry}.severities", source)
+    given = strings(raw.get("severities", []), f"{entry}.severities", source)
     wrong = [s for s in given if s not in SEVERITIES]
     if wrong:
         raise ConfigError(source, f"{entry}.severities", f"{wrong} are not alert severities ({', '.join(SEVERITIES)})")
@@ -469,7 +470,7 @@ def _freezes(raw: Any, entry: str, source: str) -> tuple[Freeze, ...]:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
             raise ConfigError(source, f"{entry}[{i}]", "must be an object with a 'name', a 'start' and an 'end'")
         where = f"{entry}[{item['name']}]"
-        _no_unknown(item, {"name", "start", "end", "reason", "resourceGroups"}, where, source)
+        no_unknown_keys(item, {"name", "start", "end", "reason", "resourceGroups"}, where, source)
         start, end = _instant(item.get("start"), f"{where}.start", source), _instant(item.get("end"), f"{where}.end",
                                                                                        source)
         if end <= start:
@@ -491,17 +492,5 @@ def _instant(raw: Any, entry: str, source: str) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
-def _no_unknown(raw: Mapping[str, Any], known: set[str], entry: str, source: str) -> None:
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(source, entry, f"has unknown settings {unknown}; known: {sorted(known)}")
-
-
-def _strings(raw: Any, entry: str, source: str) -> list[str]:
-    if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
-        raise ConfigError(source, entry, "must be a list of non-empty strings")
-    return list(raw)
-
-
 def _lowered(raw: Mapping[str, Any], key: str, entry: str, source: str) -> frozenset[str]:
-    return frozenset(s.lower() for s in _strings(raw.get(key, []), f"{entry}.{key}", source))
+    return frozenset(s.lower() for s in strings(raw.get(key, []), f"{entry}.{key}", source))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.core.catalog import ANY_TYPE, Catalog, resource_group_of, resource_type_of, subscription_of
+from shared.core.config_fields import no_unknown_keys, strings
 from shared.core.errors import ConfigError
 from shared.core.guardrails import Guardrails, ScopeRules, parse_guardrails, parse_scope_rules
 from shared.core.model import ActionKind, Alert, ApprovalRule, Approver, CommentRule, Mode
@@ -24,7 +25,6 @@ class RunbookStep:
     parameters: dict[str, Any] = field(default_factory=dict)
     kind: ActionKind = ActionKind.READ  # from the catalog, resolved when the plans are loaded
     permissions: tuple[str, ...] = ()
-    risk: str = ""
 
 
 @dataclass(frozen=True)
@@ -159,14 +159,14 @@ def _agents(raw: Any, source: str, catalog: Catalog) -> tuple[AgentPolicy, ...]:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
             raise ConfigError(source, f"agents[{i}]", "must be an object with a 'name'")
         entry = f"agents[{item['name']}]"
-        _no_unknown_keys(item, _AGENT_KEYS, entry, source)
+        no_unknown_keys(item, _AGENT_KEYS, entry, source)
         if item["name"] in names:
             raise ConfigError(source, entry, "is named twice")
         names.add(item["name"])
         client_id = item.get("clientId")
         if not isinstance(client_id, str) or not _GUID.match(client_id):
             raise ConfigError(source, f"{entry}.clientId", "must be the agent application's client id (a GUID)")
-        actions = _strings(item.get("actions", []), f"{entry}.actions", source)
+        actions = strings(item.get("actions", []), f"{entry}.actions", source)
         if not actions:
             raise ConfigError(source, f"{entry}.actions", "must name at least one action")
         unknown = [a for a in actions if a not in catalog]
@@ -215,7 +215,7 @@ def _runbooks(raw: Any, source: str, catalog: Catalog) -> dict[str, Runbook]:
             problems = spec.problems(parameters)
             if problems:
                 raise ConfigError(source, f"{step_entry}.parameters", f"action {spec.name}: {'; '.join(problems)}")
-            steps.append(RunbookStep(spec.name, parameters, spec.kind, spec.permissions, spec.risk))
+            steps.append(RunbookStep(spec.name, parameters, spec.kind, spec.permissions))
         books[name] = Runbook(name, str(body.get("description", "")), tuple(steps))
     return books
 
@@ -228,7 +228,7 @@ def _plan(raw: Any, entry: str, runbooks: dict[str, Runbook], source: str, catal
     if not isinstance(name, str) or not name:
         raise ConfigError(source, entry, "needs a 'name'")
     entry = f"plans[{name}]"
-    _no_unknown_keys(raw, _PLAN_KEYS, entry, source)
+    no_unknown_keys(raw, _PLAN_KEYS, entry, source)
     try:
         mode = Mode(raw.get("mode", Mode.REVIEW.value))
     except ValueError:
@@ -298,12 +298,12 @@ def _filters(raw: Any, entry: str, source: str) -> Filters:
     if not isinstance(tags, dict):
         raise ConfigError(source, f"{entry}.filters.tags", "must be an object of tag name to value")
     return Filters(
-        severities=frozenset(_strings(raw.get("severities", []), f"{entry}.filters.severities", source)),
-        alert_rules=frozenset(s.lower() for s in _strings(raw.get("alertRules", []), f"{entry}.filters.alertRules",
+        severities=frozenset(strings(raw.get("severities", []), f"{entry}.filters.severities", source)),
+        alert_rules=frozenset(s.lower() for s in strings(raw.get("alertRules", []), f"{entry}.filters.alertRules",
                                                             source)),
-        resource_types=frozenset(s.lower() for s in _strings(raw.get("resourceTypes", []),
+        resource_types=frozenset(s.lower() for s in strings(raw.get("resourceTypes", []),
                                                                f"{entry}.filters.resourceTypes", source)),
-        resource_groups=frozenset(s.lower() for s in _strings(raw.get("resourceGroups", []),
+        resource_groups=frozenset(s.lower() for s in strings(raw.get("resourceGroups", []),
                                                                 f"{entry}.filters.resourceGroups", source)),
         tags={str(k): str(v) for k, v in tags.items()},
     )
@@ -313,31 +313,18 @@ def _scope(raw: Any, entry: str, source: str) -> Scope:
     if not isinstance(raw, dict):
         raise ConfigError(source, f"{entry}.scope",
                           "is required: the subscriptions (and resource groups) it may act in")
-    subscriptions = _strings(raw.get("subscriptions", []), f"{entry}.scope.subscriptions", source)
+    subscriptions = strings(raw.get("subscriptions", []), f"{entry}.scope.subscriptions", source)
     if not subscriptions:
         raise ConfigError(source, f"{entry}.scope.subscriptions", "must name at least one subscription")
-    groups = _strings(raw.get("resourceGroups", []), f"{entry}.scope.resourceGroups", source)
+    groups = strings(raw.get("resourceGroups", []), f"{entry}.scope.resourceGroups", source)
     return Scope(frozenset(s.lower() for s in subscriptions), frozenset(g.lower() for g in groups))
 
 
-def _strings(raw: Any, entry: str, source: str) -> list[str]:
-    if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
-        raise ConfigError(source, entry, "must be a list of non-empty strings")
-    return list(raw)
-
-
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
-# A misspelt key ("rule" for "rules") would drop a guardrail without a word: every key is known or refused.
 _PLAN_KEYS = {"name", "description", "mode", "filters", "scope", "approvers", "notify", "runbook", "approval",
               "rules", "limits", "shadow"}
 _AGENT_KEYS = {"name", "description", "clientId", "actions", "mode", "scope", "approvers", "notify", "rules",
                "limits", "shadow"}
-
-
-def _no_unknown_keys(raw: dict[str, Any], known: set[str], entry: str, source: str) -> None:
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(source, entry, f"has unknown settings {unknown}; known: {sorted(known)}")
 
 
 def _approvers(raw: Any, entry: str, source: str) -> tuple[Approver, ...]:
@@ -362,7 +349,7 @@ def _approvers(raw: Any, entry: str, source: str) -> tuple[Approver, ...]:
 
 
 def _addresses(raw: Any, entry: str, source: str) -> tuple[str, ...]:
-    values = _strings(raw, entry, source)
+    values = strings(raw, entry, source)
     for value in values:
         if "@" not in value:
             raise ConfigError(source, entry, f"{value!r} is not a user principal name or e-mail address")
