@@ -21,6 +21,7 @@ import azure.functions as func
 from gates.agent_auth import AgentCaller, AgentRefused, authenticate_agent
 from gates.guardrails import agent_missing_permissions, resource_tags, within_limits
 from gates.killswitch import current
+from gates.notify import request_link, run_link
 from gates.preconditions import read_previews
 from gates.shell import create, transact
 from shared.core.errors import ConcurrencyConflict
@@ -60,10 +61,6 @@ class Answer:
 
 def _refused(status: int, message: str, **extra: Any) -> Answer:
     return Answer(status, {"status": status, "message": message, **extra})
-
-
-def run_url(services: Services, run_id: str) -> str:
-    return f"{services.policy.public_base_url}/api/runs/{run_id}"
 
 
 def list_actions(services: Services) -> Answer:
@@ -116,7 +113,7 @@ def propose_plan(services: Services, agent: AgentCaller, document: Any) -> Answe
             created = True
         elif existing.run_id != run_id:
             return _refused(409, "this idempotency key was used with a different plan", field="idempotency_key",
-                            run_id=existing.run_id, status_url=run_url(services, existing.run_id))
+                            run_id=existing.run_id, status_url=run_link(services, existing.run_id))
         else:
             created = False
         # The row names the run before the run is written; whoever finds it unwritten writes it (the same
@@ -132,7 +129,7 @@ def propose_plan(services: Services, agent: AgentCaller, document: Any) -> Answe
                     "" if created else " (repeat)")
         view = agent_view(services, run, []) if run else {}
         return Answer(202 if created else 200, {
-            "run_id": run_id, "status_url": run_url(services, run_id), "state": view.get("state", ""),
+            "run_id": run_id, "status_url": run_link(services, run_id), "state": view.get("state", ""),
             "decision": verdict.verdict.value, "reason": verdict.reason, "repeat": not created,
             "waiting_for": view.get("waiting_for")})
     raise ConcurrencyConflict(f"idempotency row {row} kept changing")
@@ -208,11 +205,11 @@ def agent_view(services: Services, run: Run, audit: list[AuditEvent]) -> dict[st
             "decided_by": r.decided_by.name if r.decided_by else None,
             "decided_at": r.decided_at.isoformat() if r.decided_at else None, "reason": r.reason}
         if r.state is RequestState.PENDING:
-            entry["approval_url"] = f"{run_url(services, run.run_id)}/requests/{r.request_id}"
+            entry["approval_url"] = request_link(services, run.run_id, r.request_id)
         requests.append(entry)
     return {
         "run_id": run.run_id, "state": run.state.value, "outcome": run.outcome, "mode": run.mode.value,
-        "resource_id": run.resource_id, "status_url": run_url(services, run.run_id),
+        "resource_id": run.resource_id, "status_url": run_link(services, run.run_id),
         "policy": run.plan_name, "created_at": run.created_at.isoformat(), "updated_at": run.updated_at.isoformat(),
         "steps": [{"index": s.index, "action": s.action, "kind": s.kind.value, "parameters": s.parameters,
                    "state": s.state.value, "identity": s.credential_source.value if s.credential_source else None,

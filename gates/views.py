@@ -350,7 +350,6 @@ class ApproverView:
     upn: str
     status: str
     is_viewer: bool
-    is_decider: bool
 
 
 def approvers(request: Request, viewer_oid: str = "", viewer_name: str = "") -> list[ApproverView]:
@@ -358,8 +357,6 @@ def approvers(request: Request, viewer_oid: str = "", viewer_name: str = "") -> 
     views = []
     for approver in request.approvers:
         vote = next((v for v in reversed(request.votes) if approver.matches(v.actor.id, v.actor.name)), None)
-        decided = request.decided_by is not None and approver.matches(request.decided_by.id,
-                                                                      request.decided_by.name)
         if vote is not None:
             word = APPROVED_WORDS[request.kind] if vote.decision is Decision.APPROVE else REFUSED_WORDS[request.kind]
             status = f"{word} at {vote.at.strftime('%H:%M UTC')}" + (f': "{vote.comment}"' if vote.comment else "")
@@ -367,8 +364,7 @@ def approvers(request: Request, viewer_oid: str = "", viewer_name: str = "") -> 
             status = "asked, no answer yet"
         else:
             status = "asked; not needed any more"
-        views.append(ApproverView(approver.upn, status, bool(viewer_oid) and approver.matches(viewer_oid, viewer_name),
-                                  decided))
+        views.append(ApproverView(approver.upn, status, bool(viewer_oid) and approver.matches(viewer_oid, viewer_name)))
     return views
 
 
@@ -581,8 +577,7 @@ def guardrails_view(run: Run) -> GuardrailsView | None:
                   for i, s in enumerate(record.get("steps") or []) if isinstance(s, Mapping))
     note = ""
     if shadow:
-        note = ("Shadow run: nothing was done and no one was asked. "
-                + (f"What it would have done: {run.outcome}" if run.outcome else ""))
+        note = "No one was asked. " + (f"What it would have done: {run.outcome}" if run.outcome else "")
     return GuardrailsView(effect=effect, headline=headline, reason=str(record.get("reason", "")),
                           decided_by=decided_by, shadow=shadow, shadow_note=note.strip(), behind=tuple(behind),
                           steps=steps)

@@ -55,6 +55,3 @@ class RememberedRuns:
             while len(self._seen) > self._capacity:
                 self._seen.popitem(last=False)
 
-    def forget(self, run_id: str) -> None:
-        with self._lock:
-            self._seen.pop(run_id, None)

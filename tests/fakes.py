@@ -21,6 +21,7 @@ from shared.core.alert_status import AlertStatus
 from shared.core.arm_outcomes import ArmOutcome, OutcomeKind
 from shared.core.catalog import ActionSpec
 from shared.core.change import Change
+from shared.core.correlation import stands_for_incident
 from shared.core.errors import ConcurrencyConflict
 from shared.core.limits import LimitClaim, Liveness, admit, without
 from shared.core.model import ArmOperation, AuditEvent, OutboundMessage, Run, RunState
@@ -102,7 +103,7 @@ class FakeRunStore:
             if change.run.run_id in self._runs:
                 return False
             self._write(change)
-            if not change.run.state.is_terminal or change.run.state is RunState.SHADOWED:
+            if not change.run.state.is_terminal or stands_for_incident(change.run):
                 self._joinable.add(change.run.run_id)
             return True
 

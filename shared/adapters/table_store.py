@@ -38,6 +38,7 @@ from azure.data.tables import TableClient, TableEntity, TableServiceClient, Tabl
 from shared.core import codec
 from shared.core.alert_status import AlertState, AlertStatus
 from shared.core.change import Change
+from shared.core.correlation import stands_for_incident
 from shared.core.errors import ConcurrencyConflict
 from shared.core.model import AuditEvent, Run, RunState
 from shared.core.pause import LIFTED, KillSwitch, SwitchChange, SwitchEntry, SwitchSource
@@ -80,8 +81,8 @@ def _joinable_entity(run_id: str) -> dict[str, Any]:
 
 
 def _takes_repeats(run: Run) -> bool:
-    # As `joins_open_run` has it: an open run, or a shadow run (which stands for its incident though ended).
-    return not run.state.is_terminal or run.state is RunState.SHADOWED
+    # As `joins_open_run` has it: an open run, or one that stands for its incident though ended.
+    return not run.state.is_terminal or stands_for_incident(run)
 
 
 def _join_entity(run_id: str, key: str, event: AuditEvent) -> dict[str, Any]:

@@ -245,12 +245,14 @@ def credentials_unusable(run: Run, step_index: int, reason: str, now: dt.datetim
 
 
 def _granted_request(run: Run, step_index: int) -> Request | None:
-    """The grant a step ran with, also once its sealed credential was discarded."""
+    """The grant a step ran with (its own, or one carried from an earlier step), also once its sealed
+    credential was discarded."""
     return next((r for r in reversed(run.requests) if r.kind is RequestKind.CREDENTIALS
-                 and r.step_index == step_index and r.state is RequestState.GRANTED), None)
+                 and step_index in r.steps_covered and r.state is RequestState.GRANTED), None)
 
 
 def granted_credential(run: Run, step_index: int) -> Request | None:
+    """The grant a step can still run with: one that covers it and still holds its sealed credential."""
     return next((r for r in run.requests if r.kind is RequestKind.CREDENTIALS and step_index in r.steps_covered
                  and r.state is RequestState.GRANTED and r.sealed_assertion), None)
 

@@ -40,8 +40,6 @@ def test_a_run_remembered_as_unmarked_stays_so_until_remembered_again() -> None:
     memory = RememberedRuns()
     memory.remember(opened(), marked=False)
     assert memory.get("r1").marked is False  # type: ignore[union-attr]
-    memory.forget("r1")
-    assert memory.get("r1") is None
 
 
 def test_a_change_that_ends_an_open_run_says_so() -> None:
