@@ -27,12 +27,13 @@ def handle_consent(message: OpenConsent, services: Services, delivery: Delivery)
         if switch.engaged:
             pause_run(services, run, None, switch, STAGE, delivery.message_id)
             return
-    # Before → after for each write, read now and bound into the request (and its plan hash).
+    # Before → after for each write, read now and bound into the request (and its plan hash). The request
+    # is written on the ETag read above: a change during the preview reads fails it, and it is decided again.
     previews = read_previews(services, run) if run is not None and asking else ()
     now = services.clock.now()
     transact(services, message.run_id,
              lambda latest: open_consent_request(latest, services.ids(), now, services.policy.timeouts, previews),
-             STAGE, trigger=delivery.message_id)
+             STAGE, trigger=delivery.message_id, run=run)
 
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:
