@@ -777,8 +777,9 @@ def paused_notice(run: Run, now: dt.datetime) -> tuple[str, str] | None:
     stopped = run.pause
     if run.state is not RunState.PAUSED or stopped is None:
         return None
+    thrown = moment(stopped.thrown_at, now)
     headline = (f"Paused by the kill switch: {stopped.reason}, thrown by {stopped.thrown_by.name} at "
-                f"{stopped.thrown_at.isoformat(timespec='seconds')}.")
+                f"{thrown.text}.")
     where = f"before step {stopped.step + 1}" if stopped.step is not None else "before consent was asked"
     rest = (f"The run stopped {where} ({moment(stopped.paused_at, now).text}) and sends nothing to Azure Resource "
             "Manager until the switch is lifted; then it goes on, asking again for any consent or credentials "

@@ -516,6 +516,20 @@ def test_the_run_page_says_who_paused_it_when_and_why() -> None:
     assert OLGA.upn in page
 
 
+def test_the_run_page_says_when_the_switch_was_thrown_in_words_not_iso() -> None:
+    p = new(steps=["vm.restart"])
+    throw(p, "bad deploy")
+    p.send_alert(alert())
+    p.drain()
+    run_id = p.run().run_id
+    page = p.http("GET", "runs/{run_id}", f"https://gates.example/api/runs/{run_id}",
+                  headers={**principal_headers(ALICE), "Accept": "text/html"},
+                  route_params={"run_id": run_id}).get_body().decode()
+    headline = page[page.index("Paused by the kill switch"):].split("<", 1)[0]
+    assert " UTC (" in headline
+    assert "+00:00" not in headline
+
+
 
 def test_a_switch_that_cannot_be_read_gives_the_claimed_step_back_and_the_redelivery_runs_it_once() -> None:
     p = new(steps=["vm.restart"])
