@@ -99,6 +99,17 @@ def test_a_deny_with_a_reason_ends_the_run_and_the_reason_reaches_the_audit_the_
         assert reason in str(mail["html"])
 
 
+def test_the_closing_email_gives_the_deciders_reason_once_above_the_votes() -> None:
+    p = two_person()
+    say(p, "approve", ALICE)
+    reason = "checkout sale in progress; restart after 06:00"
+    say(p, "deny", BOB, reason)
+    for mail in closing_mails(p):
+        summary = str(mail["text"]).split("Asked:", 1)[0]  # the votes below quote each voter's own words
+        assert summary.count(reason) == 1
+        assert str(mail["html"]).count(reason) <= 2  # once as the reason, once in Bob's vote
+
+
 def test_every_person_asked_gets_exactly_one_decided_email() -> None:
     p = two_person()
     say(p, "approve", ALICE)
