@@ -223,27 +223,34 @@ def agent_view(services: Services, run: Run, audit: list[AuditEvent]) -> dict[st
     }
 
 
-def get_agent_run(services: Services, agent: AgentCaller, run_id: str) -> Answer:
+def _own_run(services: Services, agent: AgentCaller, run_id: str) -> Run | None:
     run = services.runs.get_run(run_id)
     # Another agent's run, or an alert's, is "not found": an agent learns nothing of runs not its own.
     if run is None or run.proposal is None or run.proposal.agent_id != agent.client_id:
+        return None
+    return run
+
+
+def get_agent_run(services: Services, agent: AgentCaller, run_id: str) -> Answer:
+    run = _own_run(services, agent, run_id)
+    if run is None:
         return _refused(404, "no such run of yours")
     return Answer(200, agent_view(services, run, services.runs.list_audit(run_id)))
 
 
 def cancel_agent_run(services: Services, agent: AgentCaller, run_id: str, reason: str) -> Answer:
-    found = get_agent_run(services, agent, run_id)
-    if found.status != 200:
-        return found
+    own = _own_run(services, agent, run_id)
+    if own is None:
+        return _refused(404, "no such run of yours")
     now = services.clock.now()
     run = transact(services, run_id, lambda r: cancel_by_agent(r, agent.client_id, reason, now), STAGE,
-                   sends_may_wait=True)
+                   sends_may_wait=True, run=own)
     if run is None:
         return _refused(404, "no such run of yours")
     if run.state.value != "cancelled":
         return _refused(409, f"the run is {run.state.value}; only a run waiting for a person can be withdrawn",
                         state=run.state.value)
-    return get_agent_run(services, agent, run_id)
+    return Answer(200, agent_view(services, run, services.runs.list_audit(run_id)))
 
 
 def _json(answer: Answer) -> func.HttpResponse:
