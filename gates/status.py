@@ -84,14 +84,15 @@ def _page_of_runs(services: Services, state: RunState | None, limit: int,
     return services.runs.list_runs(state, limit, continuation)
 
 
+WAITING = (RunState.AWAITING_CONSENT, RunState.AWAITING_CREDENTIALS)
+
+
 def _waiting_runs(services: Services) -> list[Run]:
-    """The open runs that may wait for a person: read whole, for their requests (open runs are few)."""
-    found = []
-    for state in (RunState.AWAITING_CONSENT, RunState.AWAITING_CREDENTIALS):
-        for summary in _page_of_runs(services, state, PENDING_SCAN, None).runs:
-            if (run := services.runs.get_run(summary.run_id)) is not None:
-                found.append(run)
-    return found
+    """The open runs that may wait for a person, newest first: each open run read once, whole, for its
+    requests (the open index says which runs are open, not in which state; open runs are few)."""
+    newest = sorted(services.runs.open_runs(), key=lambda o: o.indexed_at, reverse=True)[:PENDING_SCAN]
+    runs = (services.runs.get_run(o.run_id) for o in newest)
+    return [run for run in runs if run is not None and run.state in WAITING]
 
 
 def list_runs(services: Services, req: func.HttpRequest) -> func.HttpResponse:
