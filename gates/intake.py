@@ -26,7 +26,6 @@ from shared.services import Services, ServicesProvider
 from shared.topology import Queue
 
 logger = logging.getLogger("sre_gates")
-_jwks_clients: dict[str, jwt.PyJWKClient] = {}
 SECURE_WEBHOOK_ROLE = "ActionGroupsSecureWebhook"
 
 
@@ -34,31 +33,33 @@ def _json(document: object, status: int) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(document), status_code=status, mimetype="application/json")
 
 
-def _token_refusal(services: Services, req: func.HttpRequest) -> str | None:
+def _token_refusal(services: Services, req: func.HttpRequest) -> tuple[int, str] | None:
+    """Why a secure webhook's post is refused (401: no valid token; 403: a valid one of another caller),
+    or None. Without GATES_ALERT_WEBHOOK_AUDIENCE the function key alone admits the post."""
     if not services.policy.webhook_audience:
         return None
     header = req.headers.get("Authorization", "")
     if not header.lower().startswith("bearer "):
-        return "a bearer token from the action group's secure webhook is required"
-    if not services.policy.jwks_uri:
-        return "token validation is not configured"
-    client = _jwks_clients.setdefault(services.policy.jwks_uri, jwt.PyJWKClient(services.policy.jwks_uri))
+        return 401, "a bearer token from the action group's secure webhook is required"
+    if services.signing_keys is None or not services.policy.issuer:
+        return 401, "token validation is not configured"
     token = header[7:].strip()
     try:
-        key = client.get_signing_key_from_jwt(token)
-        claims = jwt.decode(token, key.key, algorithms=["RS256"], audience=services.policy.webhook_audience,
+        key = services.signing_keys.key_for(token)
+        claims = jwt.decode(token, key, algorithms=["RS256"], audience=services.policy.webhook_audience,
                             options={"require": ["exp", "aud", "iss"]}, issuer=services.policy.issuer)
-    except jwt.PyJWTError as error:
-        return f"the bearer token is not valid: {error.__class__.__name__}"
+    except (jwt.PyJWTError, ValueError) as error:
+        return 401, f"the bearer token is not valid: {error.__class__.__name__}"
     # Azure Monitor's service principal holds this app role; any other caller of the API does not.
     if SECURE_WEBHOOK_ROLE not in (claims.get("roles") or []):
-        return f"the caller lacks the {SECURE_WEBHOOK_ROLE} app role"
+        return 403, f"the caller lacks the {SECURE_WEBHOOK_ROLE} app role"
     return None
 
 
 def handle_intake(services: Services, req: func.HttpRequest) -> func.HttpResponse:
     if (refusal := _token_refusal(services, req)) is not None:
-        return _json({"status": 401, "message": refusal}, 401)
+        status, message = refusal
+        return _json({"status": status, "message": message}, status)
     body = req.get_body()
     max_bytes = services.policy.max_message_bytes
     try:

@@ -78,7 +78,6 @@ def build_services(settings: Settings, plans: PlanBook) -> Services:
             form_key=settings.form_signing_key,
             max_message_bytes=settings.max_message_bytes,
             webhook_audience=settings.alert_webhook_audience,
-            jwks_uri=f"{authority}/discovery/v2.0/keys",
             issuer=f"{authority}/v2.0",
             api_audiences=(settings.client_id, settings.api_audience or f"api://{settings.client_id}"),
             kill_switch=setting_switch(settings.kill_switch, settings.kill_switch_reason, started),

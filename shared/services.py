@@ -53,7 +53,6 @@ class Policy:
     form_key: bytes = field(repr=False)
     max_message_bytes: int = 256 * 1024  # the Service Bus tier's; no alert larger than its queue takes
     webhook_audience: str | None = None
-    jwks_uri: str | None = None
     issuer: str | None = None
     # The audiences an agent's token for this API may carry: the app's client id and its api:// URI.
     api_audiences: tuple[str, ...] = ()
