@@ -502,29 +502,26 @@ def test_the_run_json_and_the_list_show_the_run_paused() -> None:
     assert [r["run_id"] for r in listed["runs"]] == [run_id]
 
 
-def test_the_run_page_says_who_paused_it_when_and_why() -> None:
+def paused_run_page(reason: str) -> str:
     p = new(steps=["vm.restart"])
-    throw(p, "bad deploy")
+    throw(p, reason)
     p.send_alert(alert())
     p.drain()
     run_id = p.run().run_id
-    page = p.http("GET", "runs/{run_id}", f"https://gates.example/api/runs/{run_id}",
+    return p.http("GET", "runs/{run_id}", f"https://gates.example/api/runs/{run_id}",
                   headers={**principal_headers(ALICE), "Accept": "text/html"},
                   route_params={"run_id": run_id}).get_body().decode()
+
+
+def test_the_run_page_says_who_paused_it_when_and_why() -> None:
+    page = paused_run_page("bad deploy")
     assert "Paused by the kill switch" in page
     assert "bad deploy" in page
     assert OLGA.upn in page
 
 
 def test_the_run_page_says_when_the_switch_was_thrown_in_words_not_iso() -> None:
-    p = new(steps=["vm.restart"])
-    throw(p, "bad deploy")
-    p.send_alert(alert())
-    p.drain()
-    run_id = p.run().run_id
-    page = p.http("GET", "runs/{run_id}", f"https://gates.example/api/runs/{run_id}",
-                  headers={**principal_headers(ALICE), "Accept": "text/html"},
-                  route_params={"run_id": run_id}).get_body().decode()
+    page = paused_run_page("bad deploy")
     headline = page[page.index("Paused by the kill switch"):].split("<", 1)[0]
     assert " UTC (" in headline
     assert "+00:00" not in headline
