@@ -106,7 +106,7 @@ def _newest_first(at: dt.datetime) -> str:
 NEWEST_FIRST = 10**13  # a time in milliseconds, inverted: the keys of later times sort first
 _UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _LAST_DAY = 99999999  # a day as yyyymmdd, inverted
-_ENDED_POSITION = re.compile(r"ended\|([a-z_]+|\*)\|(\d{8})\|(\d{13})\|([^'|]+)\Z")
+_ENDED_POSITION = re.compile(r"ended\|([a-z_]+|\*)\|(\d{8})\|(\d{13})\|([^']+)\Z")
 BATCH_MOST = 100  # operations in one entity-group transaction
 MOVED_A_SWEEP = 500  # ended entries in the layout before days moved a sweep (see move_undated_ended)
 
