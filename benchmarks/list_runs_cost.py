@@ -4,12 +4,18 @@ finished runs.
     .venv/bin/python benchmarks/list_runs_cost.py [--counts 1,10000] [--workers 2] [--threads 8] [--stalled 600]
     .venv/bin/python benchmarks/list_runs_cost.py --counts 1,10000,100000     # the issue's three counts
 
-100,000 is not the default, and on Azurite it is out of reach: every run writes two entries to the run
-index's one partition, and Azurite (3.35, LokiJS) finds an entity by its PartitionKey index and then
-scans that partition for the RowKey, so each write into the index costs in proportion to the entries
-already there. Measured alone (batches of 100 inserts into one partition): 4,100 rows/s at 5,000 rows,
-1,100 at 15,000, 230 at 30,000; seeding here ran at 360 runs/s up to 3,000 runs and 150 runs/s from
-3,000 to 10,000. The Table service indexes (PartitionKey, RowKey), so this is the emulator's cost only.
+100,000 is not the default only because seeding it takes minutes: here ~320 runs/s at every count,
+~7.5 min for the three counts and the stalled sweep (~5 of them seeding), ~2 min by default. The
+finished runs are spread over time as a busy quarter would leave them, one every 86.4 s (1,000 a day)
+back from `HISTORY_ENDS`: 10,000 span 10 days, 100,000 span 100. The run index keeps ended runs in a partition per
+state and day (shared/adapters/table_store.py), so no partition holds more than a day's runs of one state
+(1,000 here) however long the history. That is what makes 100,000 reachable on Azurite (3.35, LokiJS),
+which finds an entity by its PartitionKey and then scans that partition for the RowKey on every write:
+while the index was one partition, seeding slowed with the entries already there (batches of 100 into one
+partition: 4,100 rows/s at 5,000 rows, 1,100 at 15,000, 230 at 30,000), and 100,000 runs (200,000
+entries) were out of reach. Azurite's queries still go over the whole table (it filters every entity of
+the table, then sorts what matched), so its seconds grow with the table where the service's would not;
+the requests are what the service would be sent.
 
 Measured at each count, through the counting proxy (benchmarks/wire.py):
   GET /api/runs?state=succeeded   a page of 100, as a signed-in reader asks for it;
@@ -27,7 +33,9 @@ Finished runs are seeded straight into Azurite (not counted), in the app's own s
 (and, since issue 7, what `mark_ended` writes to the run index), is captured and sent as plain `$batch`
 requests by a lean client (benchmarks/seeding.py), from `--workers` processes x `--threads` threads;
 `--sdk-seeding` writes through the store on the SDK instead (80-140 runs/s here). Quoted in issue 7: 100 requests and
-9.5 s at 10,000; target ≤ 2 requests a page at 10,000 and 100,000.
+9.5 s at 10,000; target ≤ 2 requests a page at 10,000 and 100,000. The page of 100 newest first lies
+within the newest day here (1 query); a page that crosses from one day's partition to the next is one
+query too, which the service may answer in two pages (it may end a page at a partition boundary).
 """
 
 from __future__ import annotations
@@ -72,8 +80,10 @@ def _verdict(plans: Any, plan: Any, alert: Any, resource_id: str, mode: Mode, at
 RULE = "vm-not-responding-autonomous"
 REVIEW_RULE = "vm-not-responding"
 READER = "alice@contoso.test"
-EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-CHUNK = 50  # runs per seeding task: their index entries (2 operations a run) fill one batch of 100
+HISTORY_ENDS = dt.datetime(2026, 11, 30, 23, 59, tzinfo=dt.UTC)  # the newest finished run; older ones before it
+SPACING = dt.timedelta(seconds=86.4)  # between finished runs: 1,000 a day
+CHUNK = 100  # runs per seeding task: their index entries (one per run in each of two partitions of their day)
+# fill a batch of 100 in each
 
 
 def stalled_change(index: int, prefix: str, now: dt.datetime) -> Any:
@@ -96,7 +106,7 @@ def finished_change(index: int, prefix: str) -> Any:
     resource_id = f"{WEB_VMS}/vm-history-{index % 1000:03d}"
     alert = parse_alert(json.dumps(common_alert(RULE, resource_id, f"history-{prefix}-{index:07d}")))
     plans = _plans()
-    created = EPOCH + dt.timedelta(seconds=index)
+    created = HISTORY_ENDS - index * SPACING - dt.timedelta(seconds=20)
     plan = plans.match(alert, resource_id)
     assert plan is not None
     started = start_run(f"{prefix}{index:07d}{uuid.uuid4().hex[:16]}", alert, resource_id, plan,
@@ -133,8 +143,9 @@ def seed_range(connection_string: str, port: int, start: int, end: int, threads:
         client = BatchClient(port)
 
         def create_chunk(first: int) -> int:
-            # A chunk's index entries (one partition for every run) go as batches of 100 operations;
-            # each run's own partition (the run and its audit lines) stays one batch of its own.
+            # A chunk's index entries (a partition for its state's day, one for every state's) go as
+            # batches of up to 100 operations; each run's own partition (the run and its audit lines)
+            # stays one batch of its own.
             recorders: dict[str, Recorder] = {}
             last = min(first + CHUNK, end)
             for index in range(first, last):

@@ -49,6 +49,11 @@ class Recorder:
         self.transactions.append([("upsert", entity)])
         return {"etag": 'W/"seeded"'}
 
+    def delete_entity(self, *args: Any, **kwargs: Any) -> None:
+        # By keys or by entity, as the SDK takes it; seeding starts from nothing, so it deletes nothing.
+        keys = args[0] if args and isinstance(args[0], dict) else {"PartitionKey": args[0], "RowKey": args[1]}
+        self.transactions.append([("delete", keys)])
+
     def __getattr__(self, name: str) -> Any:
         raise NotCapturable(f"the store called {name}(): only submitted transactions can be captured")
 
@@ -128,7 +133,8 @@ MAX_BATCH = 100  # operations in one entity-group transaction
 
 def coalesced(transactions: Sequence[tuple[str, Sequence[Operation]]]) -> list[tuple[str, list[Operation]]]:
     """The same writes in fewer requests: transactions on the same table and partition (the run index's
-    one partition, written by every run) merged into entity-group batches of up to 100 operations. Only
+    partition of a state's day, written by each run that ended on it) merged into entity-group batches of
+    up to 100 operations. Only
     for seeding: the rows are new and distinct, so the order of transactions within a partition and their
     grouping change nothing the store would read back. For the same reason an upsert goes as an insert:
     Azurite looks an entity up by scanning its partition, and an upsert (merge) looks twice."""

@@ -1,6 +1,7 @@
 """Timers that keep runs moving. The resend relay sends the outbox of a run whose send failed where no
 queue would redeliver (an HTTP decision); the stall sweeper ends or nudges a run whose next message was
-lost or dead-lettered, and finishes indexing a run that ended while its host died.
+lost or dead-lettered, finishes indexing a run that ended while its host died, and moves what an earlier
+layout of the ended index left (a sweep's share at a time; one empty query once none is left).
 
 Both read only what they need: the relay its few `resend` entries, the sweeper the open runs (the index
 holds every open run, however long the history of ended ones)."""
@@ -57,6 +58,11 @@ def sweep_stalled(services: Services, limits: StallLimits = STALL_LIMITS) -> int
         except Exception:
             # One run's failure must not stop the sweep of the others; the next round tries it again.
             logger.exception("stall sweeper could not move run %s; next round retries", entry.run_id)
+    try:
+        if moved := services.runs.move_undated_ended():
+            logger.info("stall sweeper moved %d ended-index entries to their day", moved)
+    except Exception:
+        logger.exception("stall sweeper could not move ended-index entries; next round retries")
     if touched:
         logger.warning("stall sweeper moved %d run(s)", touched)
     return touched

@@ -102,10 +102,15 @@ class RunStore(Protocol):
     def drop_open(self, run_id: str) -> None:
         """Forget an open-index entry whose run was never written."""
 
+    def move_undated_ended(self) -> int:
+        """Move a sweep's share of ended-index entries left in an earlier layout of the index (one that
+        grew with history) to where lists read them; the number moved, 0 once none is left."""
+
     def list_runs(self, state: RunState | None = None, limit: int = 100,
                   continuation: str | None = None) -> RunPage:
-        """Runs newest first, by state: an ended state is one index read a page; open runs are read
-        themselves (there are few). `ValueError` for a continuation this store did not issue."""
+        """Runs newest first, by state: an ended state is one index read a page (two where a page
+        crosses from one day's partition to the next), however many runs history holds; open runs are
+        read themselves (there are few). `ValueError` for a continuation this store did not issue."""
 
     def ended_between(self, state: RunState | None, since: dt.datetime, until: dt.datetime, limit: int = 500,
                       continuation: str | None = None) -> RunPage:

@@ -15,7 +15,16 @@ from typing import Any
 
 from azure.core.credentials import AccessToken
 
-from shared.adapters.table_store import decode_continuation, encode_continuation, ended_range
+from shared.adapters.table_store import (
+    ANY_STATE,
+    decode_continuation,
+    decode_ended_after,
+    encode_continuation,
+    encode_ended_after,
+    ended_keys,
+    ended_partitions,
+    ended_window,
+)
 from shared.core import codec
 from shared.core.alert_status import AlertStatus
 from shared.core.arm_outcomes import ArmOutcome, OutcomeKind
@@ -55,7 +64,7 @@ class FakeRunStore:
         self._runs: dict[str, tuple[str, str]] = {}  # run_id -> (json, etag)
         self._audit: dict[str, list[str]] = {}
         self._open: dict[str, dt.datetime] = {}  # the run index: open runs, with when they were indexed
-        self._ended: dict[str, tuple[str, RunSummary]] = {}  # ended runs by index key (newest first)
+        self._ended: dict[tuple[str, str], RunSummary] = {}  # ended runs by index keys (newest first)
         self._resend: set[str] = set()
         self._paused: set[str] = set()
         self._joins: dict[str, dict[str, str]] = {}  # run -> alert key -> audit line
@@ -162,9 +171,8 @@ class FakeRunStore:
     def mark_ended(self, run: Run) -> None:
         with self._lock:
             self._open.pop(run.run_id, None)
-            newest = f"{10**13 - int(run.updated_at.timestamp() * 1000):013d}"
-            for state in (run.state.value, "*"):
-                self._ended[f"ended|{state}|{newest}|{run.run_id}"] = (state, RunSummary.of(run))
+            for label in (run.state.value, ANY_STATE):
+                self._ended[ended_keys(label, run.updated_at, run.run_id)] = RunSummary.of(run)
 
     def open_runs(self) -> list[OpenRun]:
         with self._lock:
@@ -174,17 +182,21 @@ class FakeRunStore:
         with self._lock:
             self._open.pop(run_id, None)
 
+    def move_undated_ended(self) -> int:
+        return 0  # this store has only ever kept the index's current layout
+
     def ended_between(self, state: RunState | None, since: dt.datetime, until: dt.datetime, limit: int = 500,
                       continuation: str | None = None) -> RunPage:
         """The table store's range read of the ended index, with its keys and continuation, in memory."""
-        prefix = f"ended|{state.value if state else '*'}|"
-        lower, upper = ended_range(prefix, since, until)
+        label = state.value if state else ANY_STATE
+        (newest_day, oldest_day), (lower, upper) = ended_window(label, since, until)
+        after = (decode_ended_after(continuation, label) if continuation else None) or ("", "")
         with self._lock:
-            after = decode_continuation(continuation, prefix) if continuation else ""
-            keys = sorted(k for k in self._ended if lower <= k < upper and k > after)
+            keys = sorted(k for k in self._ended if newest_day <= k[0] <= oldest_day and lower <= k[1] < upper
+                          and k > after)
             shown = keys[:limit]
-            return RunPage(tuple(self._ended[k][1] for k in shown),
-                           encode_continuation(shown[-1]) if len(keys) > limit and shown else None)
+            return RunPage(tuple(self._ended[k] for k in shown),
+                           encode_ended_after(shown[-1]) if len(keys) > limit and shown else None)
 
     def list_runs(self, state: RunState | None = None, limit: int = 100,
                   continuation: str | None = None) -> RunPage:
@@ -198,14 +210,17 @@ class FakeRunStore:
                 more = len(open_runs) > offset + limit
                 return RunPage(tuple(RunSummary.of(r) for r in open_runs[offset:offset + limit]),
                                encode_continuation(f"open|{offset + limit}") if more else None)
-            prefix = f"ended|{state.value if state else '*'}|"
-            after = decode_continuation(continuation, prefix) if continuation else ""
+            label = state.value if state else ANY_STATE
+            after = (decode_ended_after(continuation, label) if continuation else None) or ("", "")
             leading = () if state is not None or continuation else tuple(RunSummary.of(r) for r in open_runs)[:limit]
-            keys = sorted(k for k in self._ended if k.startswith(prefix) and k > after)
+            lower, upper = ended_partitions(label)
+            keys = sorted(k for k in self._ended if lower <= k[0] < upper and k > after)
+            if len(leading) >= limit:
+                return RunPage(leading[:limit], encode_continuation(lower))
             shown = keys[:limit - len(leading)]
             more = len(keys) > len(shown)
-            return RunPage(leading + tuple(self._ended[k][1] for k in shown),
-                           encode_continuation(shown[-1]) if more and shown else None)
+            return RunPage(leading + tuple(self._ended[k] for k in shown),
+                           encode_ended_after(shown[-1]) if more and shown else None)
 
     def all_runs(self) -> list[Run]:
         """Every run, newest first: for tests to look at what the store holds."""

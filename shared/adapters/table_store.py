@@ -8,11 +8,15 @@ run. A state change is one entity-group transaction: the run entity replaced on 
 audit lines. With the read that precedes
 it, that is the floor: one read and one write per transition.
 
-The run index (one partition of its own table) makes listing and sweeping cost what they return:
-`open|<run>` for every open run (written before the run, so no open run is missing from it),
-`ended|<state>|<newest first>|<run>` and `ended|*|...` with a summary for lists, `resend|<run>` for a
-run whose messages could not be sent where nothing would redeliver them, and `paused|<run>` for a run the
-kill switch paused (written before the pause, so lifting the switch finds every paused run in one query).
+The run index (a table of its own) makes listing and sweeping cost what they return. In its partition
+`runs`: `open|<run>` for every open run (written before the run, so no open run is missing from it; they
+are few, and the sweeper reads them all in one query), `resend|<run>` for a run whose messages could not be
+sent where nothing would redeliver them, and `paused|<run>` for a run the kill switch paused (written
+before the pause, so lifting the switch finds every paused run in one query). Ended runs, with a summary
+for lists, in partitions by state and UTC day, `ended|<state>|<day, newest first>` and `ended|*|<day>`
+for every state, each row `<newest first>|<run>`: the table's own order (PartitionKey, then RowKey) is
+then newest first across days, so a page is one range query over the state's partitions that resumes
+after the row it ended on, and no partition grows with history (a day's runs of one state).
 
 The kill switch is one entity in a table of its own, beside one entity per throw or lift (its audit),
 written together in one transaction.
@@ -25,6 +29,7 @@ import binascii
 import contextlib
 import datetime as dt
 import hashlib
+import itertools
 import json
 import re
 import uuid
@@ -49,7 +54,7 @@ RUN_ROW = "run"
 AUDIT_PREFIX = "audit-"
 JOIN_PREFIX = "audit-j-"  # a repeat firing recorded beside its run; sorts after the numbered lines
 JOINABLE_ROW = "joinable"  # present while the run takes repeats: open, or shadowed (see record_join_if_open)
-INDEX_PARTITION = "runs"
+INDEX_PARTITION = "runs"  # the open, resend and paused entries; ended runs have partitions by state and day
 OPEN = "open|"
 ENDED = "ended|"
 ANY_STATE = "*"
@@ -95,12 +100,38 @@ def _join_row(key: str) -> str:
 
 
 def _newest_first(at: dt.datetime) -> str:
-    return f"{10**13 - int(at.timestamp() * 1000):013d}"
+    return f"{NEWEST_FIRST - _millis(at):013d}"
 
 
-def _summary_entity(row_key: str, run: Run) -> dict[str, Any]:
+NEWEST_FIRST = 10**13  # a time in milliseconds, inverted: the keys of later times sort first
+_UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_LAST_DAY = 99999999  # a day as yyyymmdd, inverted
+_ENDED_POSITION = re.compile(r"ended\|([a-z_]+|\*)\|(\d{8})\|(\d{13})\|([^']+)\Z")
+BATCH_MOST = 100  # operations in one entity-group transaction
+MOVED_A_SWEEP = 500  # ended entries in the layout before days moved a sweep (see move_undated_ended)
+
+
+def _millis(at: dt.datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def _ended_partition(label: str, millis: int) -> str:
+    # The UTC day of the time the row key holds (integer arithmetic: the same day for the same key, always).
+    day = int((_UNIX_EPOCH + dt.timedelta(milliseconds=millis)).strftime("%Y%m%d"))
+    return f"{ENDED}{label}|{_LAST_DAY - day:08d}"
+
+
+def ended_keys(label: str, at: dt.datetime, run_id: str) -> tuple[str, str]:
+    """Where a run that ended (its last change at `at`) is indexed under `label`, its state or `*`: the
+    partition of its state and day, the row of its time and id, both newest first. As the day follows
+    from the time, the order of (PartitionKey, RowKey) is the order of the time alone."""
+    millis = _millis(at)
+    return _ended_partition(label, millis), f"{NEWEST_FIRST - millis:013d}|{run_id}"
+
+
+def _summary_entity(keys: tuple[str, str], run: Run) -> dict[str, Any]:
     summary = RunSummary.of(run)
-    return {"PartitionKey": INDEX_PARTITION, "RowKey": row_key, "RunId": run.run_id, "State": run.state.value,
+    return {"PartitionKey": keys[0], "RowKey": keys[1], "RunId": run.run_id, "State": run.state.value,
             "PlanName": summary.plan_name, "ResourceId": summary.resource_id, "AlertRule": summary.alert_rule,
             "Severity": summary.severity, "CreatedAt": summary.created_at, "UpdatedAt": summary.updated_at,
             "Outcome": summary.outcome[:1000], "Effect": summary.effect, "DecidedBy": summary.decided_by[:500],
@@ -116,10 +147,20 @@ def _summary(entity: TableEntity) -> RunSummary:
                       credentials=entity.get("Credentials", ""), replay=entity.get("Replay", ""))
 
 
-def ended_range(prefix: str, since: dt.datetime, until: dt.datetime) -> tuple[str, str]:
-    """The RowKeys [lower, upper) of the ended runs under `prefix` last changed in [since, until): the
-    index keys by inverted time, so `until` gives the lower key and `since` the upper one."""
-    return f"{prefix}{int(_newest_first(until)) + 1:013d}", f"{prefix}{int(_newest_first(since)) + 1:013d}"
+def ended_partitions(label: str) -> tuple[str, str]:
+    """The PartitionKeys [lower, upper) of every day of `label` (a state, or `*`)."""
+    prefix = f"{ENDED}{label}|"
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def ended_window(label: str, since: dt.datetime, until: dt.datetime) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The ended runs under `label` last changed in [since, until): their PartitionKeys [newest day,
+    oldest day], both included, and their RowKeys [lower, upper). The index keys by inverted time, so
+    `until` gives the lower keys and `since` the upper ones; the rows alone bound the period, the days
+    only keep the query to the partitions that can hold it."""
+    until_ms, since_ms = _millis(until) - 1, _millis(since)
+    return ((_ended_partition(label, until_ms), _ended_partition(label, since_ms)),
+            (f"{NEWEST_FIRST - until_ms:013d}", f"{NEWEST_FIRST - since_ms + 1:013d}"))
 
 
 def encode_continuation(row_key: str) -> str:
@@ -134,6 +175,25 @@ def decode_continuation(token: str, prefix: str) -> str:
     if not row_key.startswith(prefix) or "'" in row_key:
         raise ValueError("continuation is not one this service issued for this list")
     return row_key
+
+
+def encode_ended_after(keys: tuple[str, str]) -> str:
+    """A continuation after the ended entry at `keys` (PartitionKey, RowKey)."""
+    return encode_continuation(f"{keys[0]}|{keys[1]}")
+
+
+def decode_ended_after(token: str, label: str) -> tuple[str, str] | None:
+    """The keys of the ended entry a list of `label` resumes after, or None to start at its newest (the
+    first page was all open runs). `InvalidContinuation` unless the token is one such list handed out:
+    its state, and a day that is the day of its time."""
+    position = decode_continuation(token, f"{ENDED}{label}|")
+    if position == f"{ENDED}{label}|":
+        return None
+    found = _ENDED_POSITION.match(position)
+    partition = f"{ENDED}{label}|{found[2]}" if found else ""
+    if found is None or found[1] != label or _ended_partition(label, NEWEST_FIRST - int(found[3])) != partition:
+        raise InvalidContinuation("continuation is not one this service issued for this list")
+    return partition, f"{found[3]}|{found[4]}"
 
 
 class TableRunStore:
@@ -198,18 +258,12 @@ class TableRunStore:
             raise ConcurrencyConflict(f"run {run.run_id} changed since it was read") from None
 
     def mark_ended(self, run: Run) -> None:
-        newest = _newest_first(run.updated_at)
-        ended: list[Any] = [
-            ("upsert", _summary_entity(f"{ENDED}{run.state.value}|{newest}|{run.run_id}", run)),
-            ("upsert", _summary_entity(f"{ENDED}{ANY_STATE}|{newest}|{run.run_id}", run)),
-        ]
-        try:
-            self._index.submit_transaction([*ended, ("delete", {"PartitionKey": INDEX_PARTITION,
-                                                                "RowKey": f"{OPEN}{run.run_id}"})])
-        except TableTransactionError as error:
-            if error.status_code != 404:
-                raise
-            self._index.submit_transaction(ended)  # moved before, or never open (an unmatched alert)
+        # Three partitions, so three writes, the open entry last: a host that dies in between leaves the
+        # run indexed as open, and the sweeper finds it ended and marks it again (each write is idempotent).
+        for label in (run.state.value, ANY_STATE):
+            self._index.upsert_entity(_summary_entity(ended_keys(label, run.updated_at, run.run_id), run))
+        with contextlib.suppress(ResourceNotFoundError):  # moved before, or never open (an unmatched alert)
+            self._index.delete_entity(INDEX_PARTITION, f"{OPEN}{run.run_id}")
 
     def open_runs(self) -> list[OpenRun]:
         entities = self._index.query_entities(f"PartitionKey eq '{INDEX_PARTITION}' and {_range(OPEN)}",
@@ -226,35 +280,60 @@ class TableRunStore:
             return self._list_open(state, limit, continuation)
         # Every state: the open runs lead the first page, then the ended ones newest first.
         leading = () if state is not None or continuation else self._open_summaries(None)[:limit]
-        prefix = f"{ENDED}{state.value if state else ANY_STATE}|"
-        after = decode_continuation(continuation, prefix) if continuation else None
+        label = state.value if state else ANY_STATE
+        after = decode_ended_after(continuation, label) if continuation else None
         wanted = limit - len(leading)
         if wanted <= 0:
-            return RunPage(leading, encode_continuation(prefix))
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        lower = f"RowKey gt '{after}'" if after else f"RowKey ge '{prefix}'"
-        query = f"PartitionKey eq '{INDEX_PARTITION}' and {lower} and RowKey lt '{upper}'"
-        # One page, one request: ask for one more than shown to know whether another page follows.
-        pages = self._index.query_entities(query, results_per_page=wanted + 1).by_page()
-        entities: list[TableEntity] = list(next(pages, []))[:wanted + 1]
-        shown = entities[:wanted]
-        more = len(entities) > wanted
-        return RunPage(leading + tuple(_summary(e) for e in shown),
-                       encode_continuation(shown[-1]["RowKey"]) if more and shown else None)
+            return RunPage(leading, encode_continuation(f"{ENDED}{label}|"))
+        lower, upper = ended_partitions(label)
+        # Past the entry the last page ended on: its day and the days before it, and in them the rows
+        # after it (every row of an older day is after it too: the row key leads with the time).
+        query = f"PartitionKey ge '{after[0] if after else lower}' and PartitionKey lt '{upper}'"
+        if after:
+            query += f" and RowKey gt '{after[1]}'"
+        return self._page(query, wanted, leading)
 
     def ended_between(self, state: RunState | None, since: dt.datetime, until: dt.datetime, limit: int = 500,
                       continuation: str | None = None) -> RunPage:
-        prefix = f"{ENDED}{state.value if state else ANY_STATE}|"
-        lower, upper = ended_range(prefix, since, until)
-        after = decode_continuation(continuation, prefix) if continuation else None
-        low = f"RowKey gt '{after}'" if after else f"RowKey ge '{lower}'"
-        query = f"PartitionKey eq '{INDEX_PARTITION}' and {low} and RowKey lt '{upper}'"
-        pages = self._index.query_entities(query, results_per_page=limit + 1).by_page()
-        entities: list[TableEntity] = list(next(pages, []))[:limit + 1]
-        shown = entities[:limit]
-        more = len(entities) > limit
-        return RunPage(tuple(_summary(e) for e in shown),
-                       encode_continuation(shown[-1]["RowKey"]) if more and shown else None)
+        label = state.value if state else ANY_STATE
+        (newest_day, oldest_day), (lower, upper) = ended_window(label, since, until)
+        after = decode_ended_after(continuation, label) if continuation else None
+        query = (f"PartitionKey ge '{max(after[0], newest_day) if after else newest_day}' and "
+                 f"PartitionKey le '{oldest_day}' and RowKey ge '{lower}' and RowKey lt '{upper}'")
+        if after:
+            query += f" and RowKey gt '{after[1]}'"
+        return self._page(query, limit, ())
+
+    def _page(self, query: str, wanted: int, leading: tuple[RunSummary, ...]) -> RunPage:
+        # One more than shown, to know whether another page follows. One request when the service's first
+        # page holds them; it may end a page early (at a partition boundary, after 5 s of work), even
+        # empty, with a continuation of its own, and the SDK's pages are followed until they are in hand.
+        found = self._index.query_entities(query, results_per_page=wanted + 1)
+        entities: list[TableEntity] = list(itertools.islice(found, wanted + 1))
+        shown = entities[:wanted]
+        more = len(entities) > wanted
+        return RunPage(leading + tuple(_summary(e) for e in shown),
+                       encode_ended_after((shown[-1]["PartitionKey"], shown[-1]["RowKey"])) if more and shown
+                       else None)
+
+    def move_undated_ended(self, most: int = MOVED_A_SWEEP) -> int:
+        """Move up to `most` ended entries from the layout before the index had a partition per state and
+        day (`ended|<state>|<newest first>|<run>` rows in the partition `runs`) to their day; the number
+        moved. Written first, deleted after: a host that dies in between leaves both, and the next call
+        writes the same entry again and deletes the old one."""
+        query = f"PartitionKey eq '{INDEX_PARTITION}' and {_range(ENDED)}"
+        undated = list(itertools.islice(self._index.query_entities(query, results_per_page=most), most))
+        moved: dict[str, list[Any]] = {}
+        for entity in undated:
+            _, label, inverted, run_id = entity["RowKey"].split("|", 3)
+            at = _UNIX_EPOCH + dt.timedelta(milliseconds=NEWEST_FIRST - int(inverted))
+            partition, row = ended_keys(label, at, run_id)
+            moved.setdefault(partition, []).append(("upsert", {**entity, "PartitionKey": partition, "RowKey": row}))
+        deleted = [("delete", {"PartitionKey": INDEX_PARTITION, "RowKey": e["RowKey"]}) for e in undated]
+        for operations in [*moved.values(), deleted]:
+            for first in range(0, len(operations), BATCH_MOST):
+                self._index.submit_transaction(operations[first:first + BATCH_MOST])
+        return len(undated)
 
     def _open_summaries(self, state: RunState | None) -> tuple[RunSummary, ...]:
         # Open runs are few (what is in flight) and change state often: read the runs themselves.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import json
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from azure.data.tables import TableServiceClient
 
-from shared.adapters.table_store import JOINABLE_ROW, TableCorrelationStore, TableRunStore
+from shared.adapters.table_store import JOINABLE_ROW, TableCorrelationStore, TableRunStore, encode_continuation
 from shared.core.alerts import parse_alert
 from shared.core.change import ChangeBuilder
 from shared.core.correlation import replay_key
@@ -156,6 +157,94 @@ def test_ended_runs_page_newest_first_with_a_continuation(stores) -> None:  # ty
     last = runs.list_runs(RunState.SUCCEEDED, limit=2, continuation=second.continuation)
     assert [r.run_id for r in last.runs] == ["r0"]
     assert last.continuation is None
+
+
+def ended_at(runs, run_id: str, at: dt.datetime, state: RunState = RunState.SUCCEEDED):  # type: ignore[no-untyped-def]
+    runs.create_run(new_run(run_id))
+    finished = dataclasses.replace(runs.get_run(run_id), state=state, updated_at=at)
+    runs.mark_ended(finished)
+    return finished
+
+
+def every_page(runs, state: RunState | None, limit: int) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    pages = [runs.list_runs(state, limit=limit)]
+    while pages[-1].continuation:
+        pages.append(runs.list_runs(state, limit=limit, continuation=pages[-1].continuation))
+    return [[r.run_id for r in page.runs] for page in pages]
+
+
+DAY = dt.timedelta(days=1)
+MIDNIGHT = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
+
+
+def test_ended_runs_page_newest_first_across_days_with_empty_days_between(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    for n, days_ago in enumerate((0, 0, 1, 9, 9, 9, 40)):  # days 2-8 and 10-39 hold no run
+        ended_at(runs, f"r{n}", MIDNIGHT + dt.timedelta(hours=12 - n) - days_ago * DAY)
+    assert every_page(runs, RunState.SUCCEEDED, 2) == [["r0", "r1"], ["r2", "r3"], ["r4", "r5"], ["r6"]]
+    assert every_page(runs, RunState.SUCCEEDED, 100) == [[f"r{n}" for n in range(7)]]
+
+
+def test_a_page_that_ends_on_a_days_last_run_goes_on_with_the_day_before(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    ended_at(runs, "after-midnight", MIDNIGHT)
+    ended_at(runs, "before-midnight", MIDNIGHT - dt.timedelta(milliseconds=1))
+    ended_at(runs, "day-before", MIDNIGHT - DAY)
+    assert every_page(runs, RunState.SUCCEEDED, 1) == [["after-midnight"], ["before-midnight"], ["day-before"]]
+
+
+def test_runs_of_another_state_on_the_same_days_are_not_on_a_states_pages(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    ended_at(runs, "ok-today", MIDNIGHT + dt.timedelta(hours=2))
+    ended_at(runs, "failed-today", MIDNIGHT + dt.timedelta(hours=1), RunState.FAILED)
+    ended_at(runs, "failed-long-ago", MIDNIGHT - 30 * DAY, RunState.FAILED)
+    assert every_page(runs, RunState.FAILED, 1) == [["failed-today"], ["failed-long-ago"]]
+    assert every_page(runs, None, 2) == [["ok-today", "failed-today"], ["failed-long-ago"]]
+
+
+def test_open_runs_lead_the_list_of_every_state_and_its_next_page_starts_at_the_newest_ended(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    runs.create_run(new_run("open"))
+    ended_at(runs, "done", MIDNIGHT - 3 * DAY)
+    assert every_page(runs, None, 1) == [["open"], ["done"]]
+
+
+@pytest.mark.parametrize("forged", ["' or 1 eq 1", "%%%", "ZW5kZWR8", "b3BlbnwxMDA"])  # and "ended|", "open|100"
+def test_a_continuation_this_store_did_not_issue_is_refused(stores, forged: str) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    ended_at(runs, "r1", MIDNIGHT)
+    with pytest.raises(ValueError, match="continuation"):
+        runs.list_runs(RunState.SUCCEEDED, continuation=forged)
+
+
+def test_a_continuation_of_another_state_or_with_a_day_that_is_not_its_times_is_refused(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    for n in range(3):
+        ended_at(runs, f"r{n}", MIDNIGHT - n * DAY)
+    token = runs.list_runs(RunState.SUCCEEDED, limit=1).continuation
+    position = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    _, _, day, rest = position.split("|", 3)
+    another_day = position.replace(f"|{day}|", f"|{int(day) - 5:08d}|")
+    for forged in (encode_continuation(position.replace("succeeded", "failed")), encode_continuation(another_day),
+                   encode_continuation(f"ended|succeeded|{day}|{rest}'")):
+        with pytest.raises(ValueError, match="continuation"):
+            runs.list_runs(RunState.SUCCEEDED, continuation=forged)
+    with pytest.raises(ValueError, match="continuation"):
+        runs.list_runs(RunState.FAILED, continuation=token)
+    assert [r.run_id for r in runs.list_runs(RunState.SUCCEEDED, continuation=token).runs] == ["r1", "r2"]
+
+
+def test_ended_runs_are_read_by_a_period_across_days_with_a_continuation(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    for n in range(6):  # one a day at noon, newest first: r0 today .. r5 five days ago
+        ended_at(runs, f"r{n}", MIDNIGHT + dt.timedelta(hours=12) - n * DAY)
+    since, until = MIDNIGHT + dt.timedelta(hours=12) - 4 * DAY, MIDNIGHT + dt.timedelta(hours=12)  # r1..r4
+    first = runs.ended_between(RunState.SUCCEEDED, since, until, limit=3)
+    assert [r.run_id for r in first.runs] == ["r1", "r2", "r3"]
+    rest = runs.ended_between(RunState.SUCCEEDED, since, until, limit=3, continuation=first.continuation)
+    assert [r.run_id for r in rest.runs] == ["r4"]
+    assert rest.continuation is None
+    assert runs.ended_between(RunState.SUCCEEDED, since - 30 * DAY, since - 20 * DAY).runs == ()
 
 
 def shadowed(runs, run_id: str, minute: int, replay: str = ""):  # type: ignore[no-untyped-def]
