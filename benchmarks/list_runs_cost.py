@@ -8,8 +8,8 @@ finished runs.
 ~7.5 min for the three counts and the stalled sweep (~5 of them seeding), ~2 min by default. The
 finished runs are spread over time as a busy quarter would leave them, one every 86.4 s (1,000 a day)
 back from `HISTORY_ENDS`: 10,000 span 10 days, 100,000 span 100. The run index keeps ended runs in a partition per
-state and day (shared/adapters/table_store.py), so no partition holds more than a day's runs of one state
-(1,000 here) however long the history. That is what makes 100,000 reachable on Azurite (3.35, LokiJS),
+day (shared/adapters/table_store.py), so no partition holds more than a day's runs, each twice (2,000
+rows here), however long the history. That is what makes 100,000 reachable on Azurite (3.35, LokiJS),
 which finds an entity by its PartitionKey and then scans that partition for the RowKey on every write:
 while the index was one partition, seeding slowed with the entries already there (batches of 100 into one
 partition: 4,100 rows/s at 5,000 rows, 1,100 at 15,000, 230 at 30,000), and 100,000 runs (200,000

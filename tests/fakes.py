@@ -17,12 +17,13 @@ from azure.core.credentials import AccessToken
 
 from shared.adapters.table_store import (
     ANY_STATE,
+    ENDED_DAYS,
     decode_continuation,
     decode_ended_after,
     encode_continuation,
     encode_ended_after,
     ended_keys,
-    ended_partitions,
+    ended_rows,
     ended_window,
 )
 from shared.core import codec
@@ -213,10 +214,11 @@ class FakeRunStore:
             label = state.value if state else ANY_STATE
             after = (decode_ended_after(continuation, label) if continuation else None) or ("", "")
             leading = () if state is not None or continuation else tuple(RunSummary.of(r) for r in open_runs)[:limit]
-            lower, upper = ended_partitions(label)
-            keys = sorted(k for k in self._ended if lower <= k[0] < upper and k > after)
+            lower, upper = ended_rows(label)
+            keys = sorted(k for k in self._ended if ENDED_DAYS[0] <= k[0] < ENDED_DAYS[1] and lower <= k[1] < upper
+                          and k > after)
             if len(leading) >= limit:
-                return RunPage(leading[:limit], encode_continuation(lower))
+                return RunPage(leading[:limit], encode_continuation(f"ended|{label}|"))
             shown = keys[:limit - len(leading)]
             more = len(keys) > len(shown)
             return RunPage(leading + tuple(self._ended[k] for k in shown),

@@ -13,10 +13,12 @@ The run index (a table of its own) makes listing and sweeping cost what they ret
 are few, and the sweeper reads them all in one query), `resend|<run>` for a run whose messages could not be
 sent where nothing would redeliver them, and `paused|<run>` for a run the kill switch paused (written
 before the pause, so lifting the switch finds every paused run in one query). Ended runs, with a summary
-for lists, in partitions by state and UTC day, `ended|<state>|<day, newest first>` and `ended|*|<day>`
-for every state, each row `<newest first>|<run>`: the table's own order (PartitionKey, then RowKey) is
-then newest first across days, so a page is one range query over the state's partitions that resumes
-after the row it ended on, and no partition grows with history (a day's runs of one state).
+for lists, in a partition per UTC day, `ended|<day, newest first>`, each run twice: `<state>|<newest
+first>|<run>` and `*|<newest first>|<run>` (every state), written in one batch. Among one label's rows
+the table's own order (PartitionKey, then RowKey) is newest first across days, so a page is one range
+query over the days that resumes after the row it ended on, and no partition grows with history (a
+day's runs). A state rarely reached costs more to list on the real service: a day without it may end
+a page empty, with a continuation (followed).
 
 The kill switch is one entity in a table of its own, beside one entity per throw or lift (its audit),
 written together in one transaction.
@@ -54,7 +56,7 @@ RUN_ROW = "run"
 AUDIT_PREFIX = "audit-"
 JOIN_PREFIX = "audit-j-"  # a repeat firing recorded beside its run; sorts after the numbered lines
 JOINABLE_ROW = "joinable"  # present while the run takes repeats: open, or shadowed (see record_join_if_open)
-INDEX_PARTITION = "runs"  # the open, resend and paused entries; ended runs have partitions by state and day
+INDEX_PARTITION = "runs"  # the open, resend and paused entries; ended runs have a partition per day
 OPEN = "open|"
 ENDED = "ended|"
 ANY_STATE = "*"
@@ -115,18 +117,19 @@ def _millis(at: dt.datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-def _ended_partition(label: str, millis: int) -> str:
+def _ended_partition(millis: int) -> str:
     # The UTC day of the time the row key holds (integer arithmetic: the same day for the same key, always).
     day = int((_UNIX_EPOCH + dt.timedelta(milliseconds=millis)).strftime("%Y%m%d"))
-    return f"{ENDED}{label}|{_LAST_DAY - day:08d}"
+    return f"{ENDED}{_LAST_DAY - day:08d}"
 
 
 def ended_keys(label: str, at: dt.datetime, run_id: str) -> tuple[str, str]:
     """Where a run that ended (its last change at `at`) is indexed under `label`, its state or `*`: the
-    partition of its state and day, the row of its time and id, both newest first. As the day follows
-    from the time, the order of (PartitionKey, RowKey) is the order of the time alone."""
+    partition of its day, newest first, and in it the row of its label, time (newest first) and id. As
+    the day follows from the time, the order of (PartitionKey, RowKey) among one label's rows is the
+    order of the time alone; a run's two rows share a partition, so they are written in one batch."""
     millis = _millis(at)
-    return _ended_partition(label, millis), f"{NEWEST_FIRST - millis:013d}|{run_id}"
+    return _ended_partition(millis), f"{label}|{NEWEST_FIRST - millis:013d}|{run_id}"
 
 
 def _summary_entity(keys: tuple[str, str], run: Run) -> dict[str, Any]:
@@ -147,10 +150,12 @@ def _summary(entity: TableEntity) -> RunSummary:
                       credentials=entity.get("Credentials", ""), replay=entity.get("Replay", ""))
 
 
-def ended_partitions(label: str) -> tuple[str, str]:
-    """The PartitionKeys [lower, upper) of every day of `label` (a state, or `*`)."""
-    prefix = f"{ENDED}{label}|"
-    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+ENDED_DAYS = (ENDED, ENDED[:-1] + "}")  # the PartitionKeys [lower, upper) of every day
+
+
+def ended_rows(label: str) -> tuple[str, str]:
+    """The RowKeys [lower, upper) of `label`'s rows (a state, or `*`) in any day."""
+    return f"{label}|", f"{label}}}"
 
 
 def ended_window(label: str, since: dt.datetime, until: dt.datetime) -> tuple[tuple[str, str], tuple[str, str]]:
@@ -159,8 +164,8 @@ def ended_window(label: str, since: dt.datetime, until: dt.datetime) -> tuple[tu
     `until` gives the lower keys and `since` the upper ones; the rows alone bound the period, the days
     only keep the query to the partitions that can hold it."""
     until_ms, since_ms = _millis(until) - 1, _millis(since)
-    return ((_ended_partition(label, until_ms), _ended_partition(label, since_ms)),
-            (f"{NEWEST_FIRST - until_ms:013d}", f"{NEWEST_FIRST - since_ms + 1:013d}"))
+    return ((_ended_partition(until_ms), _ended_partition(since_ms)),
+            (f"{label}|{NEWEST_FIRST - until_ms:013d}", f"{label}|{NEWEST_FIRST - since_ms + 1:013d}"))
 
 
 def encode_continuation(row_key: str) -> str:
@@ -178,8 +183,9 @@ def decode_continuation(token: str, prefix: str) -> str:
 
 
 def encode_ended_after(keys: tuple[str, str]) -> str:
-    """A continuation after the ended entry at `keys` (PartitionKey, RowKey)."""
-    return encode_continuation(f"{keys[0]}|{keys[1]}")
+    """A continuation after the ended entry at `keys` (PartitionKey, RowKey): `ended|<label>|<day>|<time>|<run>`."""
+    label, rest = keys[1].split("|", 1)
+    return encode_continuation(f"{ENDED}{label}|{keys[0].removeprefix(ENDED)}|{rest}")
 
 
 def decode_ended_after(token: str, label: str) -> tuple[str, str] | None:
@@ -190,10 +196,10 @@ def decode_ended_after(token: str, label: str) -> tuple[str, str] | None:
     if position == f"{ENDED}{label}|":
         return None
     found = _ENDED_POSITION.match(position)
-    partition = f"{ENDED}{label}|{found[2]}" if found else ""
-    if found is None or found[1] != label or _ended_partition(label, NEWEST_FIRST - int(found[3])) != partition:
+    partition = f"{ENDED}{found[2]}" if found else ""
+    if found is None or found[1] != label or _ended_partition(NEWEST_FIRST - int(found[3])) != partition:
         raise InvalidContinuation("continuation is not one this service issued for this list")
-    return partition, f"{found[3]}|{found[4]}"
+    return partition, f"{label}|{found[3]}|{found[4]}"
 
 
 class TableRunStore:
@@ -258,10 +264,10 @@ class TableRunStore:
             raise ConcurrencyConflict(f"run {run.run_id} changed since it was read") from None
 
     def mark_ended(self, run: Run) -> None:
-        # Three partitions, so three writes, the open entry last: a host that dies in between leaves the
-        # run indexed as open, and the sweeper finds it ended and marks it again (each write is idempotent).
-        for label in (run.state.value, ANY_STATE):
-            self._index.upsert_entity(_summary_entity(ended_keys(label, run.updated_at, run.run_id), run))
+        # The day's two rows in one batch, then the open entry (another partition): a host that dies in
+        # between leaves the run indexed as open, and the sweeper finds it ended and marks it again.
+        self._index.submit_transaction([("upsert", _summary_entity(ended_keys(label, run.updated_at, run.run_id), run))
+                                        for label in (run.state.value, ANY_STATE)])
         with contextlib.suppress(ResourceNotFoundError):  # moved before, or never open (an unmatched alert)
             self._index.delete_entity(INDEX_PARTITION, f"{OPEN}{run.run_id}")
 
@@ -285,12 +291,11 @@ class TableRunStore:
         wanted = limit - len(leading)
         if wanted <= 0:
             return RunPage(leading, encode_continuation(f"{ENDED}{label}|"))
-        lower, upper = ended_partitions(label)
-        # Past the entry the last page ended on: its day and the days before it, and in them the rows
-        # after it (every row of an older day is after it too: the row key leads with the time).
-        query = f"PartitionKey ge '{after[0] if after else lower}' and PartitionKey lt '{upper}'"
-        if after:
-            query += f" and RowKey gt '{after[1]}'"
+        lower, upper = ended_rows(label)
+        # Past the entry the last page ended on: its day and the days before it, and in them the label's
+        # rows after it (each of an older day is after it too: past the label, the row key is the time).
+        query = (f"PartitionKey ge '{after[0] if after else ENDED_DAYS[0]}' and PartitionKey lt '{ENDED_DAYS[1]}' "
+                 f"and RowKey {'gt' if after else 'ge'} '{after[1] if after else lower}' and RowKey lt '{upper}'")
         return self._page(query, wanted, leading)
 
     def ended_between(self, state: RunState | None, since: dt.datetime, until: dt.datetime, limit: int = 500,
@@ -317,7 +322,7 @@ class TableRunStore:
                        else None)
 
     def move_undated_ended(self, most: int = MOVED_A_SWEEP) -> int:
-        """Move up to `most` ended entries from the layout before the index had a partition per state and
+        """Move up to `most` ended entries from the layout before the index had a partition per
         day (`ended|<state>|<newest first>|<run>` rows in the partition `runs`) to their day; the number
         moved. Written first, deleted after: a host that dies in between leaves both, and the next call
         writes the same entry again and deletes the old one."""

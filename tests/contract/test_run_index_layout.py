@@ -1,4 +1,4 @@
-"""The run index's layout on Table Storage (Azurite): ended runs in partitions by state and day, so no
+"""The run index's layout on Table Storage (Azurite): ended runs in a partition per day, so no
 partition grows with history; a page is one range query, which follows the service's own continuations
 when it ends a page early; and what the one-partition layout before it left is moved to its day."""
 
@@ -69,18 +69,36 @@ def index(azurite: AzuriteTables, table_prefix: str) -> Iterator[Index]:
             service.delete_table(name)
 
 
-def test_each_ended_partition_holds_one_states_runs_of_one_day(index: Index) -> None:
+def test_each_ended_partition_holds_the_runs_of_one_day_every_state_and_all(index: Index) -> None:
     for n in range(6):
         index.end(f"r{n}", NOON - (n // 2) * DAY + dt.timedelta(hours=n % 2 * 11),
                   RunState.FAILED if n == 5 else RunState.SUCCEEDED)
-    partitions: dict[str, set[tuple[str, dt.date]]] = {}
+    days: dict[str, set[dt.date]] = {}
+    rows: dict[str, set[str]] = {}
     for entity in index.table.list_entities():
         if entity["PartitionKey"] != INDEX_PARTITION:
-            label = entity["PartitionKey"].split("|")[1]
-            partitions.setdefault(entity["PartitionKey"], set()).add(
-                (label if label == "*" else entity["State"], entity["UpdatedAt"].date()))
-    assert all(len(days) == 1 for days in partitions.values())
-    assert len(partitions) == 3 + 3 + 1  # every state's three days, the day of the failure
+            days.setdefault(entity["PartitionKey"], set()).add(entity["UpdatedAt"].date())
+            rows.setdefault(entity["RowKey"].split("|")[0], set()).add(entity["RunId"])
+    assert len(days) == 3
+    assert all(len(held) == 1 for held in days.values())
+    assert rows == {"*": {f"r{n}" for n in range(6)}, "succeeded": {f"r{n}" for n in range(5)}, "failed": {"r5"}}
+
+
+def test_a_run_that_ends_is_indexed_in_one_batch_and_leaves_the_open_entries_in_one_delete(index: Index) -> None:
+    index.store.create_run(new_run("ending"))
+    mark = index.counter.mark()
+    index.end("ending", NOON)
+    assert [r.kind for r in index.counter.since(mark)] == [wire.BATCH, wire.DELETE]
+
+
+def test_a_rare_state_is_listed_across_days_without_the_others(index: Index) -> None:
+    for n in range(9):
+        index.end(f"r{n}", NOON - n * DAY, RunState.FAILED if n % 4 == 0 else RunState.SUCCEEDED)
+    first = index.store.list_runs(RunState.FAILED, limit=2)
+    assert [r.run_id for r in first.runs] == ["r0", "r4"]
+    rest = index.store.list_runs(RunState.FAILED, limit=2, continuation=first.continuation)
+    assert [r.run_id for r in rest.runs] == ["r8"]
+    assert rest.continuation is None
 
 
 def test_a_page_of_100_that_spans_days_is_one_query(index: Index) -> None:
@@ -115,7 +133,7 @@ def test_the_period_read_is_filled_from_the_services_continuation_too(index: Ind
 
 
 def undated(index: Index, run_id: str, at: dt.datetime, state: RunState = RunState.SUCCEEDED) -> None:
-    """An ended run as the index kept it before it had a partition per state and day."""
+    """An ended run as the index kept it before it had a partition per day."""
     run = dataclasses.replace(index.template, run_id=run_id, state=state, updated_at=at)
     for label in (state.value, "*"):
         index.table.upsert_entity(_summary_entity((INDEX_PARTITION, f"ended|{label}|{_newest_first(at)}|{run_id}"),
