@@ -61,6 +61,16 @@ def flaky(msg: func.ServiceBusMessage) -> None:
         raise RuntimeError(f"failing delivery {msg.delivery_count} on purpose")
 
 
+@app.service_bus_queue_trigger(arg_name="msgs", queue_name="batched", connection="SAMPLE_SERVICEBUS",
+                               cardinality=func.Cardinality.MANY)
+def batched(msgs: list[func.ServiceBusMessage]) -> None:
+    """Reports each batch it is given (the bodies, the delivery counts); fails a batch holding "fail"."""
+    _send(os.environ["SAMPLE_OUTPUT_QUEUE"], {"bodies": sorted(m.get_body().decode() for m in msgs),
+                                              "delivery_counts": sorted(m.delivery_count for m in msgs)})
+    if any(m.get_body() == b"fail" for m in msgs):
+        raise RuntimeError("failing the batch on purpose")
+
+
 # Two invocations must be inside the function at once to pass: proof of maxConcurrentCalls.
 PAIRED = threading.Barrier(2, timeout=10)
 
