@@ -66,6 +66,9 @@ class RunPage:
     continuation: str | None  # give it back for the next page; None on the last page
 
 
+MAX_JOINS_AT_ONCE = 99  # an entity-group transaction holds 100 operations: the joins and the run's marker
+
+
 class JoinResult(Enum):
     """What became of a repeat firing recorded without reading its run (`RunStore.record_join_if_open`)."""
 
@@ -123,6 +126,11 @@ class RunStore(Protocol):
         run's marker (written with the run when it opens, or with a shadow run, and removed by the change
         that ends it, `Change.ends_run`) is touched in the same transaction as the insert-if-absent of
         the join line. A duplicate of the line wins over an ended run (a repeat the run took, again)."""
+
+    def record_joins_if_open(self, run_id: str, joins: Sequence[tuple[str, AuditEvent]]) -> JoinResult:
+        """Several repeats of one run (distinct keys, at most `MAX_JOINS_AT_ONCE`) as one transaction, all
+        or none: JOINED when every line was written, DUPLICATE when any of them was there already and
+        NOT_OPEN when the run no longer takes repeats (then nothing was written; record them one by one)."""
 
     def joined_alerts(self, run_id: str) -> frozenset[str]:
         """The alert keys of the repeats recorded beside the run."""

@@ -27,6 +27,7 @@ from shared.core.limits import LimitClaim, Liveness, admit, without
 from shared.core.model import ArmOperation, AuditEvent, OutboundMessage, Run, RunState
 from shared.core.pause import LIFTED, KillSwitch, SwitchChange, SwitchEntry
 from shared.ports import (
+    MAX_JOINS_AT_ONCE,
     Correlation,
     CredentialUnavailable,
     InvalidContinuation,
@@ -149,6 +150,19 @@ class FakeRunStore:
             if run_id not in self._joinable:
                 return JoinResult.NOT_OPEN
             joins[key] = json.dumps(codec.audit_to_dict(event))
+            return JoinResult.JOINED
+
+    def record_joins_if_open(self, run_id: str, joins: Sequence[tuple[str, AuditEvent]]) -> JoinResult:
+        if not 0 < len(joins) <= MAX_JOINS_AT_ONCE or len({key for key, _ in joins}) != len(joins):
+            raise ValueError(f"1 to {MAX_JOINS_AT_ONCE} repeats of distinct alerts at once, not {len(joins)}")
+        with self._lock:
+            self.joins_if_open += 1
+            recorded = self._joins.setdefault(run_id, {})
+            if any(key in recorded for key, _ in joins):
+                return JoinResult.DUPLICATE
+            if run_id not in self._joinable:
+                return JoinResult.NOT_OPEN
+            recorded.update({key: json.dumps(codec.audit_to_dict(event)) for key, event in joins})
             return JoinResult.JOINED
 
     def joined_alerts(self, run_id: str) -> frozenset[str]:

@@ -28,6 +28,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -42,7 +43,15 @@ from shared.core.correlation import stands_for_incident
 from shared.core.errors import ConcurrencyConflict
 from shared.core.model import AuditEvent, Run, RunState
 from shared.core.pause import LIFTED, KillSwitch, SwitchChange, SwitchEntry, SwitchSource
-from shared.ports import Correlation, InvalidContinuation, JoinResult, OpenRun, RunPage, RunSummary
+from shared.ports import (
+    MAX_JOINS_AT_ONCE,
+    Correlation,
+    InvalidContinuation,
+    JoinResult,
+    OpenRun,
+    RunPage,
+    RunSummary,
+)
 from shared.topology import Table
 
 RUN_ROW = "run"
@@ -288,6 +297,26 @@ class TableRunStore:
             ("create", _join_entity(run_id, key, event)),
             ("update", _joinable_entity(run_id), {"mode": UpdateMode.MERGE}),  # If-Match "*": it must exist
         ]
+        try:
+            self._table.submit_transaction(operations)
+        except TableTransactionError as error:
+            if error.status_code == 409:
+                return JoinResult.DUPLICATE
+            if error.status_code == 404:
+                return JoinResult.NOT_OPEN
+            raise
+        except ResourceExistsError:
+            return JoinResult.DUPLICATE
+        except ResourceNotFoundError:
+            return JoinResult.NOT_OPEN
+        return JoinResult.JOINED
+
+    def record_joins_if_open(self, run_id: str, joins: Sequence[tuple[str, AuditEvent]]) -> JoinResult:
+        if not 0 < len(joins) <= MAX_JOINS_AT_ONCE or len({key for key, _ in joins}) != len(joins):
+            raise ValueError(f"1 to {MAX_JOINS_AT_ONCE} repeats of distinct alerts at once, not {len(joins)}")
+        # As one repeat: the lines first, so any of them there already answers DUPLICATE before the marker.
+        operations: list[Any] = [*[("create", _join_entity(run_id, key, event)) for key, event in joins],
+                                 ("update", _joinable_entity(run_id), {"mode": UpdateMode.MERGE})]
         try:
             self._table.submit_transaction(operations)
         except TableTransactionError as error:
