@@ -316,7 +316,7 @@ def test_more_repeats_than_one_transaction_holds_are_refused_unwritten(stores) -
     runs, _ = stores
     runs.create_run(new_run("r1"))
     too_many = [(f"a|Fired|t{n}", joined_line()) for n in range(MAX_JOINS_AT_ONCE + 1)]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="repeats of distinct alerts at once"):
         runs.record_joins_if_open("r1", too_many)
     assert runs.joined_alerts("r1") == frozenset()
 
