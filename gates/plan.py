@@ -168,11 +168,8 @@ def _join_together(services: Services, batch: Sequence[Delivered],
         if alert is None or batch[index].replay or alert.condition == "Resolved" \
                 or len(alert.target_resource_ids) != 1:
             continue
-        try:
-            existing = services.correlations.get(correlation_key(alert.rule_id, alert.target_resource_ids[0]))
-        except Exception:  # decided one by one, where an error is the message's own
-            logger.debug("correlation of %s not read for a join together", alert.alert_id, exc_info=True)
-            continue
+        # Only what this host remembers: a correlation it would have to read is read one by one.
+        existing = services.correlations.get_known(correlation_key(alert.rule_id, alert.target_resource_ids[0]))
         known = services.recent_runs.get(existing.run_id) if existing is not None else None
         if existing is None or known is None or not known.marked \
                 or not _takes_repeat(services, known.run, existing, alert, now):

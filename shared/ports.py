@@ -185,6 +185,9 @@ class CorrelationStore(Protocol):
     def get_fresh(self, key: str) -> Correlation | None:
         """As `get`, read from the table itself, never from a memory in front of it."""
 
+    def get_known(self, key: str) -> Correlation | None:
+        """As `get`, where that takes no request (a memory in front of the table); None otherwise."""
+
     def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
         """Insert-if-absent: False when another alert of the same rule and resource got there first."""
 

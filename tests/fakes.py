@@ -304,6 +304,9 @@ class FakeCorrelationStore:
     def get_fresh(self, key: str) -> Correlation | None:
         return self.get(key)
 
+    def get_known(self, key: str) -> Correlation | None:
+        return self.get(key)  # in memory: no request either way
+
     def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
         with self._lock:
             if key in self._rows:

@@ -33,35 +33,41 @@ def to_servicebus_message(message: OutboundMessage) -> ServiceBusMessage:
 
 
 class ServiceBusMessageBus:
+    """Sends on idle senders of the queue, opening another when every one is busy: a sender is not
+    thread-safe, and one lock around all sends made every caller wait for every other's acknowledgement
+    (the HTTP intake, whose requests each send one alert, ran one send at a time)."""
+
     def __init__(self, client: ServiceBusClient) -> None:
         self._client = client
-        self._senders: dict[str, ServiceBusSender] = {}
+        self._idle: dict[str, list[ServiceBusSender]] = defaultdict(list)
         self._lock = threading.Lock()
 
     def send(self, messages: Sequence[OutboundMessage]) -> None:
         by_queue: dict[str, list[OutboundMessage]] = defaultdict(list)
         for message in messages:
             by_queue[message.queue].append(message)
-        # One lock for all senders: the SDK's senders are not thread-safe and sends are short.
+        for queue, batch in by_queue.items():
+            with self._lock:  # the client's own bookkeeping of its senders is not thread-safe either
+                idle = self._idle[queue]
+                sender = idle.pop() if idle else self._client.get_queue_sender(queue)
+            try:
+                sender.send_messages([to_servicebus_message(m) for m in batch])
+            except MessageSizeExceededError as error:
+                self._release(queue, sender)  # the link is fine; the message is not: the caller decides (413)
+                raise MessageTooLarge(str(error)) from None
+            except Exception:
+                sender.close()  # a broken link is rebuilt on a later send rather than reused
+                raise
+            self._release(queue, sender)
+
+    def _release(self, queue: str, sender: ServiceBusSender) -> None:
         with self._lock:
-            for queue, batch in by_queue.items():
-                sender = self._senders.get(queue)
-                if sender is None:
-                    sender = self._senders[queue] = self._client.get_queue_sender(queue)
-                try:
-                    sender.send_messages([to_servicebus_message(m) for m in batch])
-                except MessageSizeExceededError as error:
-                    # The link is fine; the message is not: the caller decides (the intake answers 413).
-                    raise MessageTooLarge(str(error)) from None
-                except Exception:
-                    # A broken link is rebuilt on the next send rather than reused.
-                    self._senders.pop(queue, None)
-                    sender.close()
-                    raise
+            self._idle[queue].append(sender)
 
     def close(self) -> None:
         with self._lock:
-            for sender in self._senders.values():
-                sender.close()
-            self._senders.clear()
+            for senders in self._idle.values():
+                for sender in senders:
+                    sender.close()
+            self._idle.clear()
             self._client.close()
