@@ -368,3 +368,16 @@ def test_a_replaced_correlation_names_the_runs_it_named_before_newest_first(stor
     correlations.replace(correlations.get("k"), "r2", NOW)
     correlations.replace(correlations.get("k"), "r3", NOW)
     assert correlations.get_fresh("k").earlier == ("r2", "r1")
+
+
+def test_a_repeat_line_keeps_typed_properties_on_the_table(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    if isinstance(runs, FakeRunStore):
+        pytest.skip("the table's own property types")
+    runs.create_run(new_run("r1"))
+    line = joined_line()
+    assert runs.record_joins_if_open("r1", [("a|Fired|t1", line), ("a|Fired|'t2'", line)]) is JoinResult.JOINED
+    [first, second] = sorted(runs._table.query_entities("PartitionKey eq 'r1' and AlertKey ne ''"),
+                             key=lambda e: e["AlertKey"])
+    assert first["At"] == second["At"] == line.at
+    assert (first["AlertKey"], second["AlertKey"], first["Event"]) == ("a|Fired|'t2'", "a|Fired|t1", line.event)
