@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import List  # noqa: UP035  the worker's batch annotation check (see blueprint)
 
 import azure.functions as func
 
@@ -359,7 +360,8 @@ def blueprint(services: ServicesProvider) -> func.Blueprint:
     @bp.function_name("plan")
     @bp.service_bus_queue_trigger(arg_name="msgs", queue_name=Queue.ALERTS.value, connection=SERVICE_BUS_CONNECTION,
                                   cardinality=func.Cardinality.MANY)
-    def plan(msgs: list[func.ServiceBusMessage]) -> None:
+    # typing.List: the Python worker's check of a batch trigger's annotation does not know list[...].
+    def plan(msgs: List[func.ServiceBusMessage]) -> None:  # noqa: UP006
         handle_alerts(services(), [Delivered(m.get_body(), m.message_id or "",
                                              {str(k): str(v) for k, v in (m.application_properties or {}).items()})
                                    for m in msgs])
