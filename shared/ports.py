@@ -66,6 +66,9 @@ class RunPage:
     continuation: str | None  # give it back for the next page; None on the last page
 
 
+MAX_JOINS_AT_ONCE = 99  # an entity-group transaction holds 100 operations: the joins and the run's marker
+
+
 class JoinResult(Enum):
     """What became of a repeat firing recorded without reading its run (`RunStore.record_join_if_open`)."""
 
@@ -129,6 +132,11 @@ class RunStore(Protocol):
         that ends it, `Change.ends_run`) is touched in the same transaction as the insert-if-absent of
         the join line. A duplicate of the line wins over an ended run (a repeat the run took, again)."""
 
+    def record_joins_if_open(self, run_id: str, joins: Sequence[tuple[str, AuditEvent]]) -> JoinResult:
+        """Several repeats of one run (distinct keys, at most `MAX_JOINS_AT_ONCE`) as one transaction, all
+        or none: JOINED when every line was written, DUPLICATE when any of them was there already and
+        NOT_OPEN when the run no longer takes repeats (then nothing was written; record them one by one)."""
+
     def joined_alerts(self, run_id: str) -> frozenset[str]:
         """The alert keys of the repeats recorded beside the run."""
 
@@ -181,6 +189,9 @@ class CorrelationStore(Protocol):
 
     def get_fresh(self, key: str) -> Correlation | None:
         """As `get`, read from the table itself, never from a memory in front of it."""
+
+    def get_known(self, key: str) -> Correlation | None:
+        """As `get`, where that takes no request (a memory in front of the table); None otherwise."""
 
     def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
         """Insert-if-absent: False when another alert of the same rule and resource got there first."""

@@ -37,6 +37,7 @@ from shared.core.limits import LimitClaim, Liveness, admit, without
 from shared.core.model import ArmOperation, AuditEvent, OutboundMessage, Run, RunState
 from shared.core.pause import LIFTED, KillSwitch, SwitchChange, SwitchEntry
 from shared.ports import (
+    MAX_JOINS_AT_ONCE,
     Correlation,
     CredentialUnavailable,
     InvalidContinuation,
@@ -159,6 +160,19 @@ class FakeRunStore:
             if run_id not in self._joinable:
                 return JoinResult.NOT_OPEN
             joins[key] = json.dumps(codec.audit_to_dict(event))
+            return JoinResult.JOINED
+
+    def record_joins_if_open(self, run_id: str, joins: Sequence[tuple[str, AuditEvent]]) -> JoinResult:
+        if not 0 < len(joins) <= MAX_JOINS_AT_ONCE or len({key for key, _ in joins}) != len(joins):
+            raise ValueError(f"1 to {MAX_JOINS_AT_ONCE} repeats of distinct alerts at once, not {len(joins)}")
+        with self._lock:
+            self.joins_if_open += 1
+            recorded = self._joins.setdefault(run_id, {})
+            if any(key in recorded for key, _ in joins):
+                return JoinResult.DUPLICATE
+            if run_id not in self._joinable:
+                return JoinResult.NOT_OPEN
+            recorded.update({key: json.dumps(codec.audit_to_dict(event)) for key, event in joins})
             return JoinResult.JOINED
 
     def joined_alerts(self, run_id: str) -> frozenset[str]:
@@ -306,6 +320,9 @@ class FakeCorrelationStore:
 
     def get_fresh(self, key: str) -> Correlation | None:
         return self.get(key)
+
+    def get_known(self, key: str) -> Correlation | None:
+        return self.get(key)  # in memory: no request either way
 
     def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
         with self._lock:

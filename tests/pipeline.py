@@ -138,14 +138,17 @@ class Pipeline:
         for bp in blueprints(provider):
             app.register_blueprint(bp)
         self.functions: dict[str, Callable[..., Any]] = {}
-        self.queue_functions: dict[str, Callable[..., Any]] = {}
+        self.queue_functions: dict[str, Callable[..., Any]] = {}  # one message a call, whatever the cardinality
+        self.batch_functions: dict[str, Callable[..., Any]] = {}  # as the runtime calls them
         self.routes: dict[tuple[str, str], Callable[..., Any]] = {}
         for function in app.get_functions():
             trigger = function.get_trigger().get_dict_repr()
             user_function = function.get_user_function()
             self.functions[function.get_function_name()] = user_function
             if trigger["type"] == "serviceBusTrigger":
-                self.queue_functions[trigger["queueName"]] = user_function
+                self.queue_functions[trigger["queueName"]] = (
+                    _one_at_a_time(user_function) if _batched(trigger) else user_function)
+                self.batch_functions[trigger["queueName"]] = user_function
             elif trigger["type"] == "httpTrigger":
                 for method in trigger["methods"]:
                     self.routes[(str(getattr(method, "value", method)), trigger["route"])] = user_function
@@ -168,6 +171,20 @@ class Pipeline:
             correlation_id=message.correlation_id, delivery_count=delivery.delivery_count,
             content_type="application/json", enqueued_time_utc=self.clock.now(),
             application_properties={"run_id": message.correlation_id, **message.properties}, user_properties={})
+
+    def deliver_batch(self, deliveries: list[Delivery]) -> bool:
+        """Run a batch trigger's function on several deliveries at once; on an exception all come back."""
+        function = self.batch_functions[deliveries[0].message.queue]
+        try:
+            function([self.sb_message(delivery) for delivery in deliveries])
+        except Exception:
+            for delivery in deliveries:
+                if delivery.delivery_count >= MAX_DELIVERIES:
+                    self.dead_letters.append(delivery)
+                else:
+                    self.bus.put_back(delivery)
+            return False
+        return True
 
     def deliver(self, delivery: Delivery) -> bool:
         """Run the queue's function on one delivery; on an exception the message comes back."""
@@ -258,3 +275,12 @@ class Pipeline:
 
     def events(self) -> list[str]:
         return [e.event for e in self.store.list_audit(self.run().run_id)]
+
+
+def _batched(trigger: dict[str, Any]) -> bool:
+    return str(getattr(trigger.get("cardinality"), "value", trigger.get("cardinality")) or "one") == "many"
+
+
+def _one_at_a_time(batch_function: Callable[..., Any]) -> Callable[..., Any]:
+    """A batch trigger's function given one message, as a batch of one."""
+    return lambda message: batch_function([message])

@@ -12,10 +12,13 @@ import json
 import re
 import sys
 import threading
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from azure.functions.servicebus import ServiceBusMessageInConverter
 
 SUPPORTED_TRIGGERS = ("serviceBusTrigger", "httpTrigger", "timerTrigger", "mcpToolTrigger")
 # Output bindings the host honours besides the trigger: the HTTP response and Service Bus output.
@@ -125,6 +128,18 @@ def _indexed(app: Any) -> list[Any]:
         return entry[1]
 
 
+def _check_batch_annotation(function_name: str, parameter: str, user_function: Callable[..., Any]) -> None:
+    """The worker refuses to load a batch trigger whose parameter its converter does not take (it knows
+    `typing.List[func.ServiceBusMessage]`, not `list[...]`): refused here too, rather than run locally only."""
+    try:
+        annotation = typing.get_type_hints(user_function).get(parameter)
+    except Exception:  # an annotation the host cannot resolve: the worker's problem to report
+        return
+    if annotation is not None and not ServiceBusMessageInConverter.check_input_type_annotation(annotation):
+        raise DiscoveryError(f"function {function_name!r}: the type of {parameter!r} ({annotation}) is not one the "
+                             "Python worker takes for a Service Bus batch (typing.List[func.ServiceBusMessage])")
+
+
 def discover(app: Any, lookup: Callable[[str], str | None] = lambda name: None) -> list[FunctionSpec]:
     specs: list[FunctionSpec] = []
     for function in _indexed(app):
@@ -149,6 +164,8 @@ def discover(app: Any, lookup: Callable[[str], str | None] = lambda name: None) 
                 f"(supported: {', '.join(SUPPORTED_TRIGGERS)})")
         if trigger.type == "serviceBusTrigger" and trigger.properties.get("isSessionsEnabled"):
             raise DiscoveryError(f"function {name!r}: session-enabled Service Bus triggers are not supported locally")
+        if trigger.type == "serviceBusTrigger" and str(trigger.properties.get("cardinality", "")).lower() == "many":
+            _check_batch_annotation(name, trigger.name, function.get_user_function())
         others = [binding for binding in bindings if binding is not trigger]
         unsupported = [binding for binding in others
                        if binding.direction != "OUT" or binding.type not in SUPPORTED_OUTPUTS]

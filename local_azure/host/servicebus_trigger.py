@@ -5,6 +5,10 @@ function on that function's one receiver, `prefetchCount`, `autoCompleteMessages
 success) and `maxAutoLockRenewalDuration` (locks of running invocations are renewed). A failed
 invocation abandons the message, so the broker redelivers it with a higher delivery count and
 dead-letters it after the queue's max delivery count.
+
+A trigger with `cardinality` many is passed a list of what is there, up to `maxMessageBatchSize`
+messages, one batch at a time per function (`maxConcurrentCalls` applies to single dispatch only), and
+settled as one: every message completed when the invocation succeeds, every one abandoned when it fails.
 """
 
 from __future__ import annotations
@@ -117,9 +121,9 @@ def to_functions_message(message: ServiceBusReceivedMessage) -> FunctionsService
 
 @dataclass
 class _InFlight:
-    """A message handed to a handler thread; only the receiving thread settles or renews it."""
+    """Messages handed to a handler thread (one, or a batch); only the receiving thread settles or renews them."""
 
-    message: ServiceBusReceivedMessage
+    messages: list[ServiceBusReceivedMessage]
     received_at: float
     lock_span: float
     outcome: Future[bool]
@@ -141,7 +145,11 @@ class ServiceBusListener:
         self._options = options
         self._stopping = stopping
         self._finished = threading.Event()  # wakes the receiving thread when an invocation returns
-        self._handlers = ThreadPoolExecutor(max_workers=options.max_concurrent_calls,
+        self._batched = str(invoker.spec.trigger.properties.get("cardinality") or "one").lower() == "many"
+        # A batch trigger runs one batch at a time, each of up to maxMessageBatchSize messages.
+        self._slots = 1 if self._batched else options.max_concurrent_calls
+        self._receive_count = options.max_message_batch_size if self._batched else 1
+        self._handlers = ThreadPoolExecutor(max_workers=self._slots,
                                             thread_name_prefix=f"sb-{invoker.spec.name}")
         self._thread = threading.Thread(target=self._run, name=f"sb-{invoker.spec.name}-receiver", daemon=True)
 
@@ -182,56 +190,65 @@ class ServiceBusListener:
         while not self._stopping.is_set():
             in_flight = [item for item in in_flight if not self._settle_if_done(receiver, item)]
             self._renew_locks(receiver, in_flight)
-            if len(in_flight) >= self._options.max_concurrent_calls:
+            if len(in_flight) >= self._slots:
                 self._finished.wait(BUSY_WAIT_SECONDS)
                 self._finished.clear()
                 continue
             # While invocations run, come back soon to settle them; when idle, wait longer.
             wait = BUSY_WAIT_SECONDS if in_flight else RECEIVE_WAIT_SECONDS
-            for message in receiver.receive_messages(max_message_count=1, max_wait_time=wait):
-                in_flight.append(self._dispatch(message))
+            received = receiver.receive_messages(max_message_count=self._receive_count, max_wait_time=wait)
+            if received and self._batched:
+                in_flight.append(self._dispatch(list(received)))
+            else:
+                in_flight.extend(self._dispatch([message]) for message in received)
 
-    def _dispatch(self, message: ServiceBusReceivedMessage) -> _InFlight:
+    def _dispatch(self, messages: list[ServiceBusReceivedMessage]) -> _InFlight:
         now = time.time()
-        locked_until = message.locked_until_utc
-        span = locked_until.timestamp() - now if locked_until else LOCK_RENEWAL_MARGIN_SECONDS
-        outcome = self._handlers.submit(self._invoke, message)
+        locks = [m.locked_until_utc.timestamp() - now for m in messages if m.locked_until_utc]
+        span = min(locks) if locks else LOCK_RENEWAL_MARGIN_SECONDS
+        outcome = self._handlers.submit(self._invoke, messages)
         outcome.add_done_callback(lambda _: self._finished.set())
-        return _InFlight(message, now, max(span, 0.0), outcome)
+        return _InFlight(messages, now, max(span, 0.0), outcome)
 
-    def _invoke(self, message: ServiceBusReceivedMessage) -> bool:
+    def _invoke(self, messages: list[ServiceBusReceivedMessage]) -> bool:
         try:
-            self._invoker.invoke(to_functions_message(message))
+            if self._batched:
+                self._invoker.invoke([to_functions_message(message) for message in messages])
+            else:
+                self._invoker.invoke(to_functions_message(messages[0]))
         except Exception:
-            LOG.exception("function %s failed on message %s (delivery %s); abandoning",
-                          self._invoker.spec.name, message.message_id, message.delivery_count)
+            LOG.exception("function %s failed on message(s) %s (delivery %s); abandoning", self._invoker.spec.name,
+                          ", ".join(str(m.message_id) for m in messages[:5]) + (" ..." if len(messages) > 5 else ""),
+                          messages[0].delivery_count)
             return False
         return True
 
     def _settle_if_done(self, receiver: ServiceBusReceiver, item: _InFlight) -> bool:
         if not item.outcome.done():
             return False
-        if item.outcome.cancelled() or not item.outcome.result():
-            receiver.abandon_message(item.message)
-        elif self._options.auto_complete_messages:
-            receiver.complete_message(item.message)
+        failed = item.outcome.cancelled() or not item.outcome.result()
+        for message in item.messages:
+            if failed:
+                receiver.abandon_message(message)
+            elif self._options.auto_complete_messages:
+                receiver.complete_message(message)
         return True
 
     def _renew_locks(self, receiver: ServiceBusReceiver, in_flight: list[_InFlight]) -> None:
         """`maxAutoLockRenewalDuration`: renew a running invocation's lock before it lapses."""
         now = time.time()
         for item in in_flight:
-            locked_until = item.message.locked_until_utc
-            if item.outcome.done() or locked_until is None:
-                continue
-            if now - item.received_at >= self._options.max_auto_lock_renewal_seconds:
+            if item.outcome.done() or now - item.received_at >= self._options.max_auto_lock_renewal_seconds:
                 continue
             margin = min(LOCK_RENEWAL_MARGIN_SECONDS, item.lock_span / 2)
-            if locked_until.timestamp() - now <= margin:
+            for message in item.messages:
+                locked_until = message.locked_until_utc
+                if locked_until is None or locked_until.timestamp() - now > margin:
+                    continue
                 try:
-                    receiver.renew_message_lock(item.message)
+                    receiver.renew_message_lock(message)
                 except ServiceBusError as error:  # the lock is already gone; the broker will redeliver
-                    LOG.warning("could not renew the lock on message %s for %s: %s", item.message.message_id,
+                    LOG.warning("could not renew the lock on message %s for %s: %s", message.message_id,
                                 self._invoker.spec.name, error)
 
 

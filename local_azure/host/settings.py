@@ -37,6 +37,7 @@ class ServiceBusOptions:
     auto_complete_messages: bool = True
     prefetch_count: int = 0
     max_auto_lock_renewal_seconds: float = 300.0
+    max_message_batch_size: int = 1000  # a batch trigger's (cardinality many) largest batch
 
     @classmethod
     def from_host_json(cls, section: Mapping[str, Any]) -> ServiceBusOptions:
@@ -47,6 +48,7 @@ class ServiceBusOptions:
             auto_complete_messages=bool(section.get("autoCompleteMessages", True)),
             prefetch_count=max(0, int(section.get("prefetchCount", 0))),
             max_auto_lock_renewal_seconds=parse_timespan(renewal) if renewal else 300.0,
+            max_message_batch_size=max(1, int(section.get("maxMessageBatchSize", 1000))),
         )
 
 

@@ -44,6 +44,12 @@ class RememberedCorrelations:
                     self._seen.popitem(last=False)
         return found
 
+    def get_known(self, key: str) -> Correlation | None:
+        now = self._clock.now()
+        with self._lock:
+            remembered = self._seen.get(key)
+            return remembered[1] if remembered is not None and now - remembered[0] < self._ttl else None
+
     def get_fresh(self, key: str) -> Correlation | None:
         return self._store.get_fresh(key)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSender
 from azure.servicebus.exceptions import MessageSizeExceededError
@@ -33,35 +34,109 @@ def to_servicebus_message(message: OutboundMessage) -> ServiceBusMessage:
 
 
 class ServiceBusMessageBus:
+    """Sends what concurrent callers send to one queue together: while one send is on the wire, what the
+    others send waits and goes in the next, as one batch, sent by one of them (group commit); each caller
+    returns once the queue has taken its messages, or raises what the send of them raised. One sender per
+    queue, used by one thread at a time (a sender is not thread-safe): a lock around each send instead made
+    every caller wait for every other's acknowledgement in turn (the HTTP intake sends an alert a request)."""
+
     def __init__(self, client: ServiceBusClient) -> None:
         self._client = client
-        self._senders: dict[str, ServiceBusSender] = {}
+        self._lanes: dict[str, _Lane] = {}
         self._lock = threading.Lock()
 
     def send(self, messages: Sequence[OutboundMessage]) -> None:
         by_queue: dict[str, list[OutboundMessage]] = defaultdict(list)
         for message in messages:
             by_queue[message.queue].append(message)
-        # One lock for all senders: the SDK's senders are not thread-safe and sends are short.
-        with self._lock:
-            for queue, batch in by_queue.items():
-                sender = self._senders.get(queue)
-                if sender is None:
-                    sender = self._senders[queue] = self._client.get_queue_sender(queue)
-                try:
-                    sender.send_messages([to_servicebus_message(m) for m in batch])
-                except MessageSizeExceededError as error:
-                    # The link is fine; the message is not: the caller decides (the intake answers 413).
-                    raise MessageTooLarge(str(error)) from None
-                except Exception:
-                    # A broken link is rebuilt on the next send rather than reused.
-                    self._senders.pop(queue, None)
-                    sender.close()
-                    raise
+        for queue, batch in by_queue.items():
+            with self._lock:
+                lane = self._lanes.get(queue)
+                if lane is None:
+                    lane = self._lanes[queue] = _Lane(queue, self._open_sender)
+            lane.send(batch)
+
+    def _open_sender(self, queue: str) -> ServiceBusSender:
+        with self._lock:  # the client's bookkeeping of its senders is not thread-safe either
+            return self._client.get_queue_sender(queue)
 
     def close(self) -> None:
         with self._lock:
-            for sender in self._senders.values():
-                sender.close()
-            self._senders.clear()
+            for lane in self._lanes.values():
+                lane.close()
+            self._lanes.clear()
             self._client.close()
+
+
+class _Lane:
+    """One queue's sender and what callers wait to send on it."""
+
+    def __init__(self, queue: str, open_sender: Callable[[str], ServiceBusSender]) -> None:
+        self._open_sender = open_sender
+        self._queue = queue
+        self._sender: ServiceBusSender | None = None
+        self._turn = threading.Condition()
+        self._waiting: list[tuple[list[OutboundMessage], Future[None]]] = []
+        self._sending = False  # a send is on the wire; what is sent meanwhile waits for the next
+
+    def send(self, messages: list[OutboundMessage]) -> None:
+        sent: Future[None] = Future()
+        with self._turn:
+            self._waiting.append((messages, sent))
+            while self._sending and not sent.done():
+                self._turn.wait()
+            if sent.done():
+                sent.result()
+                return
+            # No send on the wire: this caller sends what waits, its own messages among them.
+            self._sending = True
+            taken, self._waiting = self._waiting, []
+        try:
+            self._send_together(taken)
+        finally:
+            with self._turn:
+                self._sending = False
+                self._turn.notify_all()
+        sent.result()
+
+    def _send_together(self, taken: list[tuple[list[OutboundMessage], Future[None]]]) -> None:
+        try:
+            self._send([m for messages, _ in taken for m in messages])
+        except MessageTooLarge as too_large:
+            if len(taken) == 1:
+                taken[0][1].set_exception(too_large)
+                return
+            for messages, sent in taken:  # too large together for one batch: each caller's on its own
+                try:
+                    self._send(messages)
+                except BaseException as error:  # handed to the caller whose messages these are
+                    sent.set_exception(error)
+                else:
+                    sent.set_result(None)
+            return
+        except BaseException as error:  # handed to every caller whose messages were in it
+            for _, sent in taken:
+                sent.set_exception(error)
+            return
+        for _, sent in taken:
+            sent.set_result(None)
+
+    def _send(self, messages: list[OutboundMessage]) -> None:
+        if self._sender is None:
+            self._sender = self._open_sender(self._queue)
+        try:
+            self._sender.send_messages([to_servicebus_message(m) for m in messages])
+        except MessageSizeExceededError as error:
+            # The link is fine; the message is not: the caller decides (the intake answers 413).
+            raise MessageTooLarge(str(error)) from None
+        except Exception:
+            # A broken link is rebuilt on the next send rather than reused.
+            sender, self._sender = self._sender, None
+            sender.close()
+            raise
+
+    def close(self) -> None:
+        with self._turn:
+            if self._sender is not None:
+                self._sender.close()
+                self._sender = None

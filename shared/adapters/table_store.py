@@ -35,13 +35,20 @@ import itertools
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
+from shared.adapters import table_batch
 from shared.core import codec
 from shared.core.alert_status import AlertState, AlertStatus
 from shared.core.change import Change
@@ -49,7 +56,15 @@ from shared.core.correlation import stands_for_incident
 from shared.core.errors import ConcurrencyConflict
 from shared.core.model import AuditEvent, Run, RunState
 from shared.core.pause import LIFTED, KillSwitch, SwitchChange, SwitchEntry, SwitchSource
-from shared.ports import Correlation, InvalidContinuation, JoinResult, OpenRun, RunPage, RunSummary
+from shared.ports import (
+    MAX_JOINS_AT_ONCE,
+    Correlation,
+    InvalidContinuation,
+    JoinResult,
+    OpenRun,
+    RunPage,
+    RunSummary,
+)
 from shared.topology import Table
 
 RUN_ROW = "run"
@@ -366,25 +381,27 @@ class TableRunStore:
         return True
 
     def record_join_if_open(self, run_id: str, key: str, event: AuditEvent) -> JoinResult:
-        # The join line first: a batch fails on its first failing operation, so a duplicate (409) is
-        # answered as one even when the run has ended since (404 on the marker).
-        operations: list[Any] = [
-            ("create", _join_entity(run_id, key, event)),
-            ("update", _joinable_entity(run_id), {"mode": UpdateMode.MERGE}),  # If-Match "*": it must exist
-        ]
-        try:
-            self._table.submit_transaction(operations)
-        except TableTransactionError as error:
-            if error.status_code == 409:
-                return JoinResult.DUPLICATE
-            if error.status_code == 404:
-                return JoinResult.NOT_OPEN
-            raise
-        except ResourceExistsError:
+        return self._joins_if_open(run_id, [(key, event)])
+
+    def record_joins_if_open(self, run_id: str, joins: Sequence[tuple[str, AuditEvent]]) -> JoinResult:
+        if not 0 < len(joins) <= MAX_JOINS_AT_ONCE or len({key for key, _ in joins}) != len(joins):
+            raise ValueError(f"1 to {MAX_JOINS_AT_ONCE} repeats of distinct alerts at once, not {len(joins)}")
+        return self._joins_if_open(run_id, joins)
+
+    def _joins_if_open(self, run_id: str, joins: Sequence[tuple[str, AuditEvent]]) -> JoinResult:
+        # The join lines first: a transaction fails on its first failing operation, so a duplicate (409)
+        # is answered as one even when the run has ended since (404 on the marker, which must exist).
+        operations: list[table_batch.Operation] = [
+            *[("create", _join_entity(run_id, key, event)) for key, event in joins],
+            ("merge", _joinable_entity(run_id))]
+        failed = table_batch.submit(self._table, operations)
+        if failed is None:
+            return JoinResult.JOINED
+        if failed == 409:
             return JoinResult.DUPLICATE
-        except ResourceNotFoundError:
+        if failed == 404:
             return JoinResult.NOT_OPEN
-        return JoinResult.JOINED
+        raise HttpResponseError(f"run {run_id}: recording {len(joins)} repeat(s) failed with {failed}")
 
     def joined_alerts(self, run_id: str) -> frozenset[str]:
         entities = self._table.query_entities(f"PartitionKey eq @pk and {_range(JOIN_PREFIX)}",
@@ -498,6 +515,9 @@ class TableCorrelationStore:
 
     def get_fresh(self, key: str) -> Correlation | None:
         return self.get(key)
+
+    def get_known(self, key: str) -> Correlation | None:
+        return None  # every answer is a read
 
     def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
         try:

@@ -22,7 +22,7 @@ from shared.core.plans import parse_plan_book
 from shared.core.requests import Timeouts, open_consent_request
 from shared.core.runs import alert_verdict, start_run
 from shared.core.transitions import RunEvent
-from shared.ports import JoinResult
+from shared.ports import MAX_JOINS_AT_ONCE, JoinResult
 from tests.fakes import FakeCorrelationStore, FakeRunStore
 from tests.pipeline import CATALOG, VM, alert, plan_book
 
@@ -375,6 +375,41 @@ def test_a_run_from_before_the_marker_takes_repeats_only_through_a_read_and_stil
     assert [e.event for e in runs.list_audit("r1")][-1] == "run_ended"
 
 
+def test_repeats_of_one_run_are_recorded_together_in_one_transaction(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    runs.create_run(new_run("r1"))
+    keys = [f"a|Fired|t{n}" for n in range(MAX_JOINS_AT_ONCE)]
+    assert runs.record_joins_if_open("r1", [(key, joined_line()) for key in keys]) is JoinResult.JOINED
+    assert runs.joined_alerts("r1") == frozenset(keys)
+
+
+def test_repeats_recorded_together_are_all_or_none_when_one_is_a_duplicate(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    runs.create_run(new_run("r1"))
+    assert runs.record_join_if_open("r1", "a|Fired|t2", joined_line()) is JoinResult.JOINED
+    together = [("a|Fired|t1", joined_line()), ("a|Fired|t2", joined_line()), ("a|Fired|t3", joined_line())]
+    assert runs.record_joins_if_open("r1", together) is JoinResult.DUPLICATE
+    assert runs.joined_alerts("r1") == frozenset({"a|Fired|t2"})
+
+
+def test_repeats_recorded_together_after_the_run_ended_are_not_recorded(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    runs.create_run(new_run("r1"))
+    end(runs, "r1")
+    assert runs.record_joins_if_open("r1", [("a|Fired|t1", joined_line()), ("a|Fired|t2", joined_line())]) \
+        is JoinResult.NOT_OPEN
+    assert runs.joined_alerts("r1") == frozenset()
+
+
+def test_more_repeats_than_one_transaction_holds_are_refused_unwritten(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    runs.create_run(new_run("r1"))
+    too_many = [(f"a|Fired|t{n}", joined_line()) for n in range(MAX_JOINS_AT_ONCE + 1)]
+    with pytest.raises(ValueError, match="repeats of distinct alerts at once"):
+        runs.record_joins_if_open("r1", too_many)
+    assert runs.joined_alerts("r1") == frozenset()
+
+
 def test_concurrent_repeats_are_each_recorded_once(stores) -> None:  # type: ignore[no-untyped-def]
     runs, _ = stores
     runs.create_run(new_run("r1"))
@@ -422,3 +457,16 @@ def test_a_replaced_correlation_names_the_runs_it_named_before_newest_first(stor
     correlations.replace(correlations.get("k"), "r2", NOW)
     correlations.replace(correlations.get("k"), "r3", NOW)
     assert correlations.get_fresh("k").earlier == ("r2", "r1")
+
+
+def test_a_repeat_line_keeps_typed_properties_on_the_table(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    if isinstance(runs, FakeRunStore):
+        pytest.skip("the table's own property types")
+    runs.create_run(new_run("r1"))
+    line = joined_line()
+    assert runs.record_joins_if_open("r1", [("a|Fired|t1", line), ("a|Fired|'t2'", line)]) is JoinResult.JOINED
+    [first, second] = sorted(runs._table.query_entities("PartitionKey eq 'r1' and AlertKey ne ''"),
+                             key=lambda e: e["AlertKey"])
+    assert first["At"] == second["At"] == line.at
+    assert (first["AlertKey"], second["AlertKey"], first["Event"]) == ("a|Fired|'t2'", "a|Fired|t1", line.event)

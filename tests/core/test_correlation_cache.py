@@ -87,3 +87,17 @@ def test_a_correlation_this_process_created_is_remembered_but_cannot_be_replaced
     assert store.gets == 0
     assert remembered.replace(created, "r2", NOW) is False
     assert remembered.replace(remembered.get("k"), "r2", NOW) is True
+
+
+def test_a_known_correlation_is_only_what_is_remembered_and_takes_no_read() -> None:
+    store, clock = CountingStore(), FakeClock(NOW)
+    remembered = RememberedCorrelations(store, clock, ttl=dt.timedelta(seconds=60))
+    store.create("k", "r1", NOW)
+    assert remembered.get_known("k") is None  # there, but not remembered: finding it would take a read
+    remembered.get("k")
+    known = remembered.get_known("k")
+    assert known is not None
+    assert known.run_id == "r1"
+    clock.advance(dt.timedelta(seconds=61))
+    assert remembered.get_known("k") is None  # too old to be trusted without a read
+    assert store.gets == 1

@@ -51,6 +51,13 @@ def test_an_input_binding_the_host_does_not_provide_is_refused() -> None:
         host.start()
 
 
+def test_a_batch_trigger_whose_annotation_the_worker_refuses_is_refused() -> None:
+    host = FunctionsHost(UNSUPPORTED, app="batch_list_app:app", settings={"SAMPLE_SERVICEBUS": NO_BROKER})
+
+    with pytest.raises(DiscoveryError, match=r"'batch'.*typing.List\[func.ServiceBusMessage\]"):
+        host.start()
+
+
 def test_a_missing_connection_setting_is_refused_by_name() -> None:
     host = FunctionsHost(SAMPLE_APP, app=APP_REFERENCE, local_settings=SAMPLE_LOCAL_SETTINGS)
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from local_azure.host import FunctionsHost
 from local_azure.servicebus import QueueSettings, ServiceBusStandIn
@@ -115,6 +116,34 @@ def test_max_concurrent_calls_lets_invocations_of_one_function_overlap(broker: S
 
     assert sorted(message["body"] for message in seen) == ["one", "two"]
     assert [message["delivery_count"] for message in seen] == [1, 1]
+
+
+def _send_many(connection_string: str, queue: str, bodies: list[str]) -> None:
+    with ServiceBusClient.from_connection_string(connection_string) as client, client.get_queue_sender(queue) as sender:
+        sender.send_messages([ServiceBusMessage(body) for body in bodies])
+
+
+def test_a_batch_trigger_is_given_the_messages_waiting_as_one_list(broker: ServiceBusStandIn,
+                                                                  host: FunctionsHost) -> None:
+    _send_many(broker.connection_string, "batched", ["a", "b", "c"])
+
+    [batch] = receive_json(broker.connection_string, "outbox")
+
+    assert batch == {"bodies": ["a", "b", "c"], "delivery_counts": [1, 1, 1]}
+    assert receive_json(broker.connection_string, "outbox", wait_seconds=1) == []  # completed: not given again
+
+
+def test_a_failed_batch_is_abandoned_whole_and_redelivered_whole(broker: ServiceBusStandIn,
+                                                                 host: FunctionsHost) -> None:
+    # The runtime settles a batch as one: a failed invocation abandons every message it was given.
+    _send_many(broker.connection_string, "batched", ["fail", "good"])
+
+    batches = receive_json(broker.connection_string, "outbox", count=2)
+    dead = receive_json(broker.connection_string, "batched", count=2, dead_letter=True)
+
+    assert batches == [{"bodies": ["fail", "good"], "delivery_counts": [1, 1]},
+                       {"bodies": ["fail", "good"], "delivery_counts": [2, 2]}]
+    assert sorted(message["body"] for message in dead) == ["fail", "good"]
 
 
 def test_lock_renewal_keeps_a_long_invocation_from_being_redelivered(broker: ServiceBusStandIn,

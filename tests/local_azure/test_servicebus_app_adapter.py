@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -63,3 +64,33 @@ def test_a_message_the_queue_refuses_as_too_large_is_message_too_large(
     with pytest.raises(MessageTooLarge):
         bus.send([message(alert_of_size(STANDARD_MAX_MESSAGE_BYTES + 2048))])
     assert stand_in.queue_depth("alerts") == 0
+
+
+def test_messages_sent_at_once_from_many_threads_each_arrive_once(
+        stand_in: ServiceBusStandIn, bus: ServiceBusMessageBus) -> None:
+    def send(index: int) -> None:
+        bus.send([OutboundMessage(queue="alerts", message_id=f"m-{index}", body=alert(), correlation_id="c")])
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(send, range(64)))
+
+    assert stand_in.queue_depth("alerts") == 64
+
+
+def test_a_message_too_large_fails_only_its_own_sender_among_concurrent_ones(
+        stand_in: ServiceBusStandIn, bus: ServiceBusMessageBus) -> None:
+    too_large = alert_of_size(STANDARD_MAX_MESSAGE_BYTES + 1024)
+
+    def send(index: int) -> str:
+        document = too_large if index == 5 else alert()
+        try:
+            bus.send([OutboundMessage(queue="alerts", message_id=f"m-{index}", body=document, correlation_id="c")])
+        except MessageTooLarge:
+            return "too large"
+        return "sent"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(send, range(16)))
+
+    assert outcomes == ["sent"] * 5 + ["too large"] + ["sent"] * 10
+    assert stand_in.queue_depth("alerts") == 15

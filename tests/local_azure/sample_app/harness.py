@@ -27,6 +27,7 @@ QUEUES = [
     QueueSettings("via-output"),
     QueueSettings("flaky", max_delivery_count=FLAKY_MAX_DELIVERIES, lock_duration_seconds=5),
     QueueSettings("paired"),
+    QueueSettings("batched", max_delivery_count=2, lock_duration_seconds=5),
     QueueSettings("slow", lock_duration_seconds=SLOW_LOCK_SECONDS),
 ]
 

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from typing import List  # noqa: UP035  the worker's batch annotation check knows no list[...]
 
 import azure.functions as func
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
@@ -59,6 +60,16 @@ def flaky(msg: func.ServiceBusMessage) -> None:
     succeed_on = int(json.loads(msg.get_body())["succeed_on"])
     if msg.delivery_count < succeed_on:
         raise RuntimeError(f"failing delivery {msg.delivery_count} on purpose")
+
+
+@app.service_bus_queue_trigger(arg_name="msgs", queue_name="batched", connection="SAMPLE_SERVICEBUS",
+                               cardinality=func.Cardinality.MANY)
+def batched(msgs: List[func.ServiceBusMessage]) -> None:  # noqa: UP006  the worker accepts only typing.List
+    """Reports each batch it is given (the bodies, the delivery counts); fails a batch holding "fail"."""
+    _send(os.environ["SAMPLE_OUTPUT_QUEUE"], {"bodies": sorted(m.get_body().decode() for m in msgs),
+                                              "delivery_counts": sorted(m.delivery_count for m in msgs)})
+    if any(m.get_body() == b"fail" for m in msgs):
+        raise RuntimeError("failing the batch on purpose")
 
 
 # Two invocations must be inside the function at once to pass: proof of maxConcurrentCalls.
