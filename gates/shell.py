@@ -55,6 +55,7 @@ def _after_commit(services: Services, change: Change, committed: Run, stage: str
                        exc_info=True)
         services.runs.request_resend(committed.run_id)
     if committed.state.is_terminal:
+        services.recent_runs.ended(committed)
         try:
             services.runs.mark_ended(committed)
         except Exception:
