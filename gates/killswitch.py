@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import logging
 import urllib.parse
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import azure.functions as func
@@ -51,6 +52,8 @@ ROUTE = "kill-switch"
 FORM_PURPOSE = "kill-switch"  # the form token of a browser's POST is bound to the person and to this form
 REFUSAL_STATUS = {SwitchRefusal.REASON_REQUIRED: 400, SwitchRefusal.REASON_TOO_LONG: 400,
                   SwitchRefusal.HELD_BY_SETTING: 409}
+# Reads of the switch made while the stage reads its run (`read_ahead`): a point read each, short.
+_AHEAD = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kill-switch-read")
 
 
 def current(services: Services) -> KillSwitch:
@@ -60,6 +63,12 @@ def current(services: Services) -> KillSwitch:
         services.switch_setting_noted = True
         note_setting_change(services, stored)
     return effective(services.policy.kill_switch, stored)
+
+
+def read_ahead(services: Services) -> Future[KillSwitch]:
+    """`current`, read on a thread of its own while the stage reads its run: the read the next ARM call
+    goes by (`hold_before_arm(..., ahead=...)`), done before that call starts and fresh for it alone."""
+    return _AHEAD.submit(current, services)
 
 
 def note_setting_change(services: Services, stored: KillSwitch) -> None:
@@ -104,12 +113,14 @@ def settle_pause(services: Services, run: Run | None, stage: str) -> Run | None:
     return run
 
 
-def hold_before_arm(services: Services, run: Run, step: int, stage: str, trigger: str) -> bool:
-    """Just before a claimed step's own ARM call: True when the switch was thrown since the claim (the
-    step is given back unsent and the run paused), False when the call may go. A switch that cannot be
-    read stops the call too: the step is given back and the delivery fails, to be tried again."""
+def hold_before_arm(services: Services, run: Run, step: int, stage: str, trigger: str,
+                    ahead: Future[KillSwitch] | None = None) -> bool:
+    """Just before a step's own ARM call: True when the switch is thrown (a claimed step is given back
+    unsent and the run paused), False when the call may go. A switch that cannot be read stops the call
+    too: the step is given back and the delivery fails, to be tried again. With `ahead`, the switch as
+    `read_ahead` read it for this call (one read per call: a second call reads again)."""
     try:
-        switch = current(services)
+        switch = ahead.result() if ahead is not None else current(services)
     except Exception:
         now = services.clock.now()
         transact(services, run.run_id, lambda latest: give_back(latest, step, "the kill switch could not be read; "
@@ -118,7 +129,7 @@ def hold_before_arm(services: Services, run: Run, step: int, stage: str, trigger
         raise
     if not switch.engaged:
         return False
-    logger.warning("run %s step %s: kill switch thrown since the claim; not calling ARM", run.run_id, step)
+    logger.warning("run %s step %s: kill switch thrown; not calling ARM", run.run_id, step)
     pause_run(services, run, step, switch, stage, trigger)
     return True
 
