@@ -19,14 +19,14 @@ import datetime as dt
 import json
 import logging
 import urllib.parse
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import azure.functions as func
 
 from gates.http_auth import is_api_call, principal_from
 from gates.rendering import json_response
-from gates.shell import transact
+from gates.shell import ahead, transact
 from shared.core.arm_outcomes import ArmOutcome, OutcomeKind
 from shared.core.authority import ADMIN_ROLE
 from shared.core.errors import ConcurrencyConflict
@@ -52,8 +52,6 @@ ROUTE = "kill-switch"
 FORM_PURPOSE = "kill-switch"  # the form token of a browser's POST is bound to the person and to this form
 REFUSAL_STATUS = {SwitchRefusal.REASON_REQUIRED: 400, SwitchRefusal.REASON_TOO_LONG: 400,
                   SwitchRefusal.HELD_BY_SETTING: 409}
-# Reads of the switch made while the stage reads its run (`read_ahead`): a point read each, short.
-_AHEAD = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kill-switch-read")
 
 
 def current(services: Services) -> KillSwitch:
@@ -68,7 +66,7 @@ def current(services: Services) -> KillSwitch:
 def read_ahead(services: Services) -> Future[KillSwitch]:
     """`current`, read on a thread of its own while the stage reads its run: the read the next ARM call
     goes by (`hold_before_arm(..., ahead=...)`), done before that call starts and fresh for it alone."""
-    return _AHEAD.submit(current, services)
+    return ahead(current, services)
 
 
 def note_setting_change(services: Services, stored: KillSwitch) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import requests
 
-import shared.adapters.http_session as http_session
+from shared.adapters import http_session
 from shared.adapters.http_session import OncePerOriginProxies
 
 URLS = ("https://management.test/subscriptions/s?api-version=1", "http://127.0.0.1:10002/devstoreaccount1/runs",
@@ -41,7 +41,7 @@ def test_a_proxy_from_the_environment_is_used_and_no_proxy_honoured() -> None:
 
 @pytest.mark.usefixtures("proxied")
 def test_a_verify_given_by_the_caller_is_kept() -> None:
-    assert settled(OncePerOriginProxies(), URLS[0], verify="/tmp/other.pem")["verify"] == "/tmp/other.pem"
+    assert settled(OncePerOriginProxies(), URLS[0], verify="/etc/ssl/other.pem")["verify"] == "/etc/ssl/other.pem"
 
 
 def test_the_environment_is_read_once_per_origin(monkeypatch: pytest.MonkeyPatch) -> None:
