@@ -129,11 +129,12 @@ def read(services: Services, run: Run, step: int, delivery: Delivery, stage: str
                                    may_retry=lambda: not current(services).engaged)
     if held_at_retry(services, run, step, outcome, stage, delivery.message_id):
         return
+    answered = services.clock.now()  # the claim's line says when the call went, the outcome's when ARM answered
 
     def decide(latest: Run) -> Change | None:
         again = claim_step(latest, step, CredentialSource.AGENT, delivery.message_id, delivery.delivery_count, now)
         if not again.proceed or again.change is None or again.resume is not None:
             return again.change  # another delivery recorded this step first, or the run moved on
-        return then(again.change, record_outcome(again.change.run, step, outcome, now))
+        return then(again.change, record_outcome(again.change.run, step, outcome, answered))
 
     transact(services, run.run_id, decide, stage, trigger=delivery.message_id, run=run)
