@@ -11,6 +11,9 @@ built, links and connections open). Two paths, each read-then-restart:
   VM (vm-not-responding-autonomous): the restart is a long-running operation (202, then polling
       `Azure-AsyncOperation`); the stand-in ends it on the third poll, so the wait between polls
       shows (the adapter polls every 2 s when ARM's Retry-After is 0, which azure-core reads as no hint).
+      That wait is ARM's own time, not the engine's: it is taken from the ARM stand-in's record of the
+      operation (its startTime at the 202 to its endTime at the poll that ended it) and shown apart, and
+      alert → done less ARM's own time is what is held to the floor.
 
 The floor, measured in the same run on the same machine once the runs are done:
   per hop = a Service Bus round trip (send + receive + complete, the real SDK, a stand-in of the same
@@ -84,7 +87,19 @@ def timed(call: Callable[[], Any], samples: int) -> list[float]:
 
 
 # ----- the path -------------------------------------------------------------------------------------
-def one_run(bench: BenchStack, store: TableRunStore, rule: str, resource_id: str) -> float:
+def arm_own_seconds(bench: BenchStack, run: Any) -> float:
+    """How long ARM itself took over the run's long-running operations, polls included: from the 202
+    (the operation's startTime) to the poll that ended it (its endTime), as the ARM stand-in recorded them."""
+    assert bench.stack is not None
+    assert bench.stack.arm is not None
+    ids = {step.operation.correlation_id for step in run.steps if step.operation is not None}
+    spans = [dt.datetime.fromisoformat(o.end_time) - dt.datetime.fromisoformat(o.start_time)
+             for o in list(bench.stack.arm.state.operations.values()) if o.correlation_id in ids and o.end_time]
+    return sum(span.total_seconds() for span in spans)
+
+
+def one_run(bench: BenchStack, store: TableRunStore, rule: str, resource_id: str) -> tuple[float, float]:
+    """Alert → done and recorded, and the part of it that was ARM's own (its operations), in seconds."""
     assert bench.stack is not None
     assert bench.stack.mail is not None
     mail = bench.stack.mail
@@ -97,7 +112,7 @@ def one_run(bench: BenchStack, store: TableRunStore, rule: str, resource_id: str
     run = store.get_run(scenario.body_text(ended).split()[1])
     if run is None or run.state.value != "succeeded":
         raise AssertionError(f"the autonomous run did not succeed: {ended['Subject']}")
-    return (run.updated_at - posted).total_seconds()
+    return (run.updated_at - posted).total_seconds(), arm_own_seconds(bench, run)
 
 
 # ----- the floor ------------------------------------------------------------------------------------
@@ -188,13 +203,13 @@ def main() -> None:
     def plan_for(rule: str) -> dict[str, Any]:
         return next(p for p in plans["plans"] if rule in p["filters"]["alertRules"])
 
-    timings: dict[str, tuple[float, list[float]]] = {}
+    timings: dict[str, tuple[float, list[tuple[float, float]]]] = {}
     with BenchStack(wire=False, GATES_AUTONOMY_CEILING="autonomous") as bench:
         assert bench.stack is not None
         store = run_store(bench.azurite_connection_string)
         for label, rule, resource_id, role in PATHS:
             bench.stack.arm.assign_role(AGENT, role, resource_id)
-            warm_up = one_run(bench, store, rule, resource_id)
+            warm_up, _ = one_run(bench, store, rule, resource_id)
             timings[label] = (warm_up, [one_run(bench, store, rule, resource_id) for _ in range(args.runs)])
         service_bus = servicebus_round_trips(args.samples)
         reads, writes = table_read_and_write(bench.azurite_connection_string, args.samples)
@@ -212,14 +227,23 @@ def main() -> None:
         steps = [s["action"] for s in plans["runbooks"][plan["runbook"]]["steps"]]
         hops = 1 + len(steps)
         floor = hops * per_hop
-        warm_up, latencies = timings[label]
-        done = sorted(latencies)
+        warm_up, runs = timings[label]
+        done = sorted(total for total, _ in runs)
+        arm_own = [own for _, own in runs]
+        engine = [total - own for total, own in runs]
         print(f"\n{label}: plan {plan['name']} ({', '.join(steps)})")
         print(f"  alert → done and recorded, {len(done)} runs after a warm-up run ({warm_up * 1000:.0f} ms): "
               f"median {median_ms(done):.0f} ms, min {done[0] * 1000:.0f} ms, max {done[-1] * 1000:.0f} ms")
         print(f"  floor: {hops} hops (the alert, then one message per step) x {per_hop:.1f} ms = {floor:.0f} ms")
-        print(f"  alert → done / floor: {median_ms(done):.0f} / {floor:.0f} = {median_ms(done) / floor:.2f}"
-              "   (target ≤ 1.5)")
+        if max(arm_own) > 0:
+            print(f"  of which ARM's own time (its operation, 202 → the poll that ended it): median "
+                  f"{median_ms(arm_own):.0f} ms; the rest, the engine's: median {median_ms(engine):.0f} ms")
+            print(f"  alert → done / floor: {median_ms(done):.0f} / {floor:.0f} = {median_ms(done) / floor:.2f}; "
+                  f"less ARM's own time: {median_ms(engine):.0f} / {floor:.0f} = {median_ms(engine) / floor:.2f}"
+                  "   (target ≤ 1.5)")
+        else:
+            print(f"  alert → done / floor: {median_ms(done):.0f} / {floor:.0f} = {median_ms(done) / floor:.2f}"
+                  "   (target ≤ 1.5)")
     print("\none ARM call (GET instanceView, the agent's token cached), medians:")
     print(f"  new pipeline, new TLS connection per call            {median_ms(arm['new']):7.1f} ms")
     print(f"  reused pipeline                                      {median_ms(arm['reused']):7.1f} ms")

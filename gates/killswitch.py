@@ -19,13 +19,14 @@ import datetime as dt
 import json
 import logging
 import urllib.parse
+from concurrent.futures import Future
 from typing import Any
 
 import azure.functions as func
 
 from gates.http_auth import is_api_call, principal_from
 from gates.rendering import json_response
-from gates.shell import transact
+from gates.shell import ahead, transact
 from shared.core.arm_outcomes import ArmOutcome, OutcomeKind
 from shared.core.authority import ADMIN_ROLE
 from shared.core.errors import ConcurrencyConflict
@@ -60,6 +61,12 @@ def current(services: Services) -> KillSwitch:
         services.switch_setting_noted = True
         note_setting_change(services, stored)
     return effective(services.policy.kill_switch, stored)
+
+
+def read_ahead(services: Services) -> Future[KillSwitch]:
+    """`current`, read on a thread of its own while the stage reads its run: the read the next ARM call
+    goes by (`hold_before_arm(..., ahead=...)`), done before that call starts and fresh for it alone."""
+    return ahead(current, services)
 
 
 def note_setting_change(services: Services, stored: KillSwitch) -> None:
@@ -104,12 +111,14 @@ def settle_pause(services: Services, run: Run | None, stage: str) -> Run | None:
     return run
 
 
-def hold_before_arm(services: Services, run: Run, step: int, stage: str, trigger: str) -> bool:
-    """Just before a claimed step's own ARM call: True when the switch was thrown since the claim (the
-    step is given back unsent and the run paused), False when the call may go. A switch that cannot be
-    read stops the call too: the step is given back and the delivery fails, to be tried again."""
+def hold_before_arm(services: Services, run: Run, step: int, stage: str, trigger: str,
+                    ahead: Future[KillSwitch] | None = None) -> bool:
+    """Just before a step's own ARM call: True when the switch is thrown (a claimed step is given back
+    unsent and the run paused), False when the call may go. A switch that cannot be read stops the call
+    too: the step is given back and the delivery fails, to be tried again. With `ahead`, the switch as
+    `read_ahead` read it for this call (one read per call: a second call reads again)."""
     try:
-        switch = current(services)
+        switch = ahead.result() if ahead is not None else current(services)
     except Exception:
         now = services.clock.now()
         transact(services, run.run_id, lambda latest: give_back(latest, step, "the kill switch could not be read; "
@@ -118,7 +127,7 @@ def hold_before_arm(services: Services, run: Run, step: int, stage: str, trigger
         raise
     if not switch.engaged:
         return False
-    logger.warning("run %s step %s: kill switch thrown since the claim; not calling ARM", run.run_id, step)
+    logger.warning("run %s step %s: kill switch thrown; not calling ARM", run.run_id, step)
     pause_run(services, run, step, switch, stage, trigger)
     return True
 

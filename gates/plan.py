@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import List  # noqa: UP035  the worker's batch annotation check (see blueprint)
@@ -20,7 +20,7 @@ from typing import List  # noqa: UP035  the worker's batch annotation check (see
 import azure.functions as func
 
 from gates.guardrails import agent_missing_permissions, resource_tags, within_limits
-from gates.shell import create, transact
+from gates.shell import ahead, create, transact
 from shared.core.alert_status import TargetOutcome, TargetResult, intake_key, planned, written_by_plan_stage
 from shared.core.alerts import limits_for_queue, parse_alert
 from shared.core.correlation import correlation_key, joins_open_run, replay_key, replay_of
@@ -28,6 +28,7 @@ from shared.core.errors import ConcurrencyConflict, MalformedAlert
 from shared.core.model import Alert, AuditEvent, OutboundMessage, Run
 from shared.core.runs import alert_key, alert_verdict, join_record, join_run, start_run, took_firing
 from shared.ports import MAX_JOINS_AT_ONCE, Correlation, JoinResult
+from shared.run_memory import Remembered
 from shared.services import Services, ServicesProvider
 from shared.topology import SERVICE_BUS_CONNECTION, Queue
 
@@ -265,6 +266,7 @@ def _handle_target(services: Services, alert: Alert, resource_id: str, trigger: 
             # The run ended since it was remembered (or was written before runs had a marker): decide on
             # the run as read, exactly as without the memory.
             marked = False
+        joined_before = _joined_before(services, existing.run_id, alert, known)
         run = services.runs.get_run(existing.run_id)
         if run is None:
             # The correlation was written and the host stopped before the run was: finish that run.
@@ -280,13 +282,22 @@ def _handle_target(services: Services, alert: Alert, resource_id: str, trigger: 
                           _shadows_now(services, run)):
             outcome = TargetOutcome.JOINED if _record_repeat(services, run, alert, now) else TargetOutcome.DUPLICATE
             return TargetResult(resource_id, outcome, run.run_id)
-        if services.runs.join_recorded(run.run_id, key_of_alert):
+        if joined_before():
             # a repeat this run took before it ended, delivered again
             return TargetResult(resource_id, TargetOutcome.DUPLICATE, run.run_id)
         run_id = services.ids()
         if services.correlations.replace(existing, run_id, at):
             return _start(services, run_id, alert, resource_id, key, trigger, replay)
     raise ConcurrencyConflict(f"alert {alert.alert_id}: correlation kept changing")
+
+
+def _joined_before(services: Services, run_id: str, alert: Alert, known: Remembered | None) -> Callable[[], bool]:
+    """Whether the run recorded this firing as a repeat (a join line) before it ended, to ask once the run
+    is read. A run remembered ended takes no repeat: its answer is read while the run is (`alert_ids` only
+    grows, so a firing the memory holds is decided on the run as read and needs no such read)."""
+    if known is not None and known.run.state.is_terminal and alert_key(alert) not in known.run.alert_ids:
+        return ahead(services.runs.join_recorded, run_id, alert_key(alert)).result
+    return lambda: services.runs.join_recorded(run_id, alert_key(alert))
 
 
 def _takes_repeat(services: Services, run: Run, correlation: Correlation, alert: Alert, at: dt.datetime) -> bool:

@@ -8,6 +8,7 @@ from azure.servicebus import ServiceBusClient
 
 from shared.adapters.arm_client import ArmResourceManager
 from shared.adapters.correlation_cache import RememberedCorrelations
+from shared.adapters.http_session import transport
 from shared.adapters.identity import JwksSigningKeys, MsalTokenBroker, agent_credential_from_settings
 from shared.adapters.limit_store import TableLimitStore
 from shared.adapters.notifier import AcsEmailNotifier, SmtpNotifier
@@ -34,10 +35,12 @@ from shared.topology import Table
 def build_services(settings: Settings, plans: PlanBook) -> Services:
     azure_credential = None
     if settings.tables.connection_string:
-        table_service = TableServiceClient.from_connection_string(settings.tables.connection_string)
+        table_service = TableServiceClient.from_connection_string(settings.tables.connection_string,
+                                                                  transport=transport())
     else:
         azure_credential = azure_credential or DefaultAzureCredential()
-        table_service = TableServiceClient(str(settings.tables.endpoint), credential=azure_credential)
+        table_service = TableServiceClient(str(settings.tables.endpoint), credential=azure_credential,
+                                           transport=transport())
     tables = open_tables(table_service)
     if settings.servicebus.connection_string:
         sb_client = ServiceBusClient.from_connection_string(settings.servicebus.connection_string)

@@ -193,12 +193,13 @@ class CorrelationStore(Protocol):
     def get_known(self, key: str) -> Correlation | None:
         """As `get`, where that takes no request (a memory in front of the table); None otherwise."""
 
-    def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
-        """Insert-if-absent: False when another alert of the same rule and resource got there first."""
+    def create(self, key: str, run_id: str, opened_at: dt.datetime) -> Correlation | None:
+        """Insert-if-absent: the row as written (with the ETag the write got), None when another alert of
+        the same rule and resource got there first."""
 
-    def replace(self, current: Correlation, run_id: str, opened_at: dt.datetime) -> bool:
+    def replace(self, current: Correlation, run_id: str, opened_at: dt.datetime) -> Correlation | None:
         """Point the key at a new run if it still holds `current` (ETag), keeping `current.run_id` first
-        among the runs it named before; False if it changed."""
+        among the runs it named before: the row as written (with its new ETag), None if it changed."""
 
 
 class RejectedAlertStore(Protocol):

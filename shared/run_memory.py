@@ -48,6 +48,14 @@ class RememberedRuns:
                 self._seen.move_to_end(run_id)
             return remembered
 
+    def ended(self, run: Run) -> None:
+        """A run that ended in this process, remembered as it ended if it was remembered at all: its next
+        firing then opens a new run without first being told "not open" by the marker (one request)."""
+        with self._lock:
+            remembered = self._seen.get(run.run_id)
+            if remembered is not None:
+                self._seen[run.run_id] = Remembered(run, remembered.marked)
+
     def remember(self, run: Run, *, marked: bool = True) -> None:
         with self._lock:
             self._seen[run.run_id] = Remembered(run, marked)

@@ -324,20 +324,20 @@ class FakeCorrelationStore:
     def get_known(self, key: str) -> Correlation | None:
         return self.get(key)  # in memory: no request either way
 
-    def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
+    def create(self, key: str, run_id: str, opened_at: dt.datetime) -> Correlation | None:
         with self._lock:
             if key in self._rows:
-                return False
-            self._rows[key] = Correlation(key, run_id, opened_at, str(next(self._etags)))
-            return True
+                return None
+            written = self._rows[key] = Correlation(key, run_id, opened_at, str(next(self._etags)))
+            return written
 
-    def replace(self, current: Correlation, run_id: str, opened_at: dt.datetime) -> bool:
+    def replace(self, current: Correlation, run_id: str, opened_at: dt.datetime) -> Correlation | None:
         with self._lock:
             if self._rows.get(current.key) != current:
-                return False
-            self._rows[current.key] = Correlation(current.key, run_id, opened_at, str(next(self._etags)),
-                                                  (current.run_id, *current.earlier)[:20])
-            return True
+                return None
+            written = self._rows[current.key] = Correlation(current.key, run_id, opened_at, str(next(self._etags)),
+                                                            (current.run_id, *current.earlier)[:20])
+            return written
 
 
 class FakeRejectedAlerts:

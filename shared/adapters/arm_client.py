@@ -21,11 +21,11 @@ from azure.core.pipeline.policies import (
     RetryPolicy,
     UserAgentPolicy,
 )
-from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
 from azure.core.utils import CaseInsensitiveDict
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 
+from shared.adapters.http_session import transport
 from shared.core.arm_outcomes import ArmOutcome, OutcomeKind, classify
 from shared.core.catalog import ActionSpec
 from shared.core.model import ArmOperation
@@ -65,7 +65,7 @@ class ArmResourceManager:
         self._polling_interval = polling_interval
         # Connections (and their TLS handshakes) are reused across calls; credentials are not. A call's
         # pipeline is therefore never closed: closing it would close the shared transport.
-        self._transport = RequestsTransport()
+        self._transport = transport()
         self._transport.open()
 
     def _client(self, credential: TokenCredential,

@@ -14,8 +14,6 @@ from collections import OrderedDict
 
 from shared.ports import Clock, Correlation, CorrelationStore
 
-NOT_READ_ETAG = 'W/"not-read"'  # matches no entity's ETag
-
 
 class RememberedCorrelations:
     def __init__(self, store: CorrelationStore, clock: Clock, *, ttl: dt.timedelta = dt.timedelta(seconds=60),
@@ -53,24 +51,27 @@ class RememberedCorrelations:
     def get_fresh(self, key: str) -> Correlation | None:
         return self._store.get_fresh(key)
 
-    def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
+    def create(self, key: str, run_id: str, opened_at: dt.datetime) -> Correlation | None:
         self._forget(key)
         created = self._store.create(key, run_id, opened_at)
-        if created:
-            self._remember_written(key, run_id, opened_at)
+        if created is not None:
+            self._remember_written(created)
         return created
 
-    def replace(self, current: Correlation, run_id: str, opened_at: dt.datetime) -> bool:
+    def replace(self, current: Correlation, run_id: str, opened_at: dt.datetime) -> Correlation | None:
         self._forget(current.key)
         replaced = self._store.replace(current, run_id, opened_at)
-        if replaced:
-            self._remember_written(current.key, run_id, opened_at)
+        if replaced is not None:
+            self._remember_written(replaced)
         return replaced
 
-    def _remember_written(self, key: str, run_id: str, opened_at: dt.datetime) -> None:
-        # Remembered without the ETag the write got back: a replace on it fails and reads afresh.
+    def _remember_written(self, written: Correlation) -> None:
+        # With the ETag the write got back, as good as a read just after it: the next run on this key
+        # (a firing after this run ended) replaces it without reading it first, and a write by another
+        # instance since still fails that replace on the ETag.
         with self._lock:
-            self._seen[key] = (self._clock.now(), Correlation(key, run_id, opened_at, NOT_READ_ETAG))
+            self._seen[written.key] = (self._clock.now(), written)
+            self._seen.move_to_end(written.key)
 
     def _forget(self, key: str) -> None:
         with self._lock:

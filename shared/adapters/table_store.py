@@ -519,24 +519,24 @@ class TableCorrelationStore:
     def get_known(self, key: str) -> Correlation | None:
         return None  # every answer is a read
 
-    def create(self, key: str, run_id: str, opened_at: dt.datetime) -> bool:
+    def create(self, key: str, run_id: str, opened_at: dt.datetime) -> Correlation | None:
         try:
-            self._table.create_entity({"PartitionKey": key, "RowKey": self.ROW, "RunId": run_id,
-                                       "OpenedAt": opened_at})
+            written = self._table.create_entity({"PartitionKey": key, "RowKey": self.ROW, "RunId": run_id,
+                                                 "OpenedAt": opened_at})
         except ResourceExistsError:
-            return False
-        return True
+            return None
+        return Correlation(key, run_id, opened_at, str(written["etag"]))
 
-    def replace(self, current: Correlation, run_id: str, opened_at: dt.datetime) -> bool:
+    def replace(self, current: Correlation, run_id: str, opened_at: dt.datetime) -> Correlation | None:
         earlier = [current.run_id, *current.earlier][:self.EARLIER]
         try:
-            self._table.update_entity(
+            written = self._table.update_entity(
                 {"PartitionKey": current.key, "RowKey": self.ROW, "RunId": run_id, "OpenedAt": opened_at,
                  "Earlier": json.dumps(earlier)},
                 mode=UpdateMode.REPLACE, etag=current.etag, match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):
-            return False
-        return True
+            return None
+        return Correlation(current.key, run_id, opened_at, str(written["etag"]), tuple(earlier))
 
 
 class TableRejectedAlertStore:

@@ -87,5 +87,14 @@ class ChangeBuilder:
                       ends_run=self._was_open and run.state.is_terminal)
 
 
+def then(first: Change, second: Change | None) -> Change:
+    """Two decisions written as one change: `second` was decided on the run as `first` left it."""
+    if second is None:
+        return first
+    messages = first.messages + second.messages
+    run = replace(second.run, outbox=messages) if first.messages and second.messages else second.run
+    return Change(run, first.audit + second.audit, messages, ends_run=first.ends_run or second.ends_run)
+
+
 def step_of(run: Run, index: int) -> Step | None:
     return run.steps[index] if 0 <= index < len(run.steps) else None

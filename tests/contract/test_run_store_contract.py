@@ -442,13 +442,21 @@ def test_a_resend_is_noted_until_cleared(stores) -> None:  # type: ignore[no-unt
 
 def test_a_correlation_is_inserted_once_and_replaced_only_on_its_etag(stores) -> None:  # type: ignore[no-untyped-def]
     _, correlations = stores
-    assert correlations.create("k", "r1", NOW) is True
-    assert correlations.create("k", "r2", NOW) is False
+    assert correlations.create("k", "r1", NOW) is not None
+    assert correlations.create("k", "r2", NOW) is None
     current = correlations.get("k")
     assert current.run_id == "r1"
-    assert correlations.replace(current, "r3", NOW) is True
-    assert correlations.replace(current, "r4", NOW) is False
+    assert correlations.replace(current, "r3", NOW) is not None
+    assert correlations.replace(current, "r4", NOW) is None
     assert correlations.get("k").run_id == "r3"
+
+
+def test_a_written_correlation_is_the_row_a_read_gives_etag_included(stores) -> None:  # type: ignore[no-untyped-def]
+    _, correlations = stores
+    created = correlations.create("k", "r1", NOW)
+    assert created == correlations.get_fresh("k")
+    replaced = correlations.replace(created, "r2", NOW)
+    assert replaced == correlations.get_fresh("k")
 
 
 def test_a_replaced_correlation_names_the_runs_it_named_before_newest_first(stores) -> None:  # type: ignore[no-untyped-def]

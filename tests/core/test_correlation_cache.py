@@ -51,7 +51,7 @@ def test_replacing_through_the_memory_remembers_the_new_run_without_reading() ->
     remembered = RememberedCorrelations(store, clock)
     store.create("k", "r1", NOW)
     current = remembered.get("k")
-    assert remembered.replace(current, "r2", NOW) is True
+    assert remembered.replace(current, "r2", NOW) is not None
     assert remembered.get("k").run_id == "r2"
     assert store.gets == 1
 
@@ -63,7 +63,7 @@ def test_a_stale_memory_cannot_replace_what_another_instance_replaced() -> None:
     stale = remembered.get("k")
     store.replace(store.get("k"), "r2", NOW)  # another instance opened a new run
     assert remembered.get("k") == stale  # still remembered...
-    assert remembered.replace(stale, "r3", NOW) is False  # ...but it cannot win on a stale ETag
+    assert remembered.replace(stale, "r3", NOW) is None  # ...but it cannot win on a stale ETag
     assert remembered.get("k").run_id == "r2"
 
 
@@ -78,15 +78,25 @@ def test_the_memory_holds_at_most_its_capacity() -> None:
     assert store.gets == 1
 
 
-def test_a_correlation_this_process_created_is_remembered_but_cannot_be_replaced_unread() -> None:
+def test_a_correlation_this_process_created_is_remembered_with_its_etag_and_replaced_unread() -> None:
     store, clock = CountingStore(), FakeClock(NOW)
     remembered = RememberedCorrelations(store, clock)
-    assert remembered.create("k", "r1", NOW) is True
+    assert remembered.create("k", "r1", NOW) is not None
     created = remembered.get("k")
     assert created.run_id == "r1"
+    assert remembered.replace(created, "r2", NOW) is not None
+    assert remembered.replace(remembered.get("k"), "r3", NOW) is not None
     assert store.gets == 0
-    assert remembered.replace(created, "r2", NOW) is False
-    assert remembered.replace(remembered.get("k"), "r2", NOW) is True
+    assert store.get("k").earlier == ("r2", "r1")
+
+
+def test_a_correlation_this_process_wrote_cannot_be_replaced_after_another_instance_replaced_it() -> None:
+    store, clock = CountingStore(), FakeClock(NOW)
+    remembered = RememberedCorrelations(store, clock)
+    written = remembered.create("k", "r1", NOW)
+    store.replace(store.get("k"), "r2", NOW)  # another instance opened a new run
+    assert remembered.replace(written, "r3", NOW) is None
+    assert remembered.get("k").run_id == "r2"
 
 
 def test_a_known_correlation_is_only_what_is_remembered_and_takes_no_read() -> None:

@@ -61,3 +61,23 @@ def test_a_change_that_keeps_the_run_open_does_not_end_it() -> None:
 def test_a_run_created_ended_is_no_change_that_ends_one() -> None:
     parsed = parse_alert(json.dumps(alert()))
     assert start_run("u1", parsed, VM.lower(), None, 1, Mode.REVIEW, NOW).ends_run is False  # unmatched
+
+
+def test_a_remembered_run_that_ended_here_is_remembered_ended() -> None:
+    memory = RememberedRuns()
+    run = opened("r1")
+    memory.remember(run, marked=False)
+    b = ChangeBuilder(run, NOW)
+    b.end(RunEvent.CONSENT_DENIED, Actor.system(), "denied")
+    memory.ended(b.build().run)
+    remembered = memory.get("r1")
+    assert remembered is not None
+    assert (remembered.run.state.is_terminal, remembered.marked) == (True, False)
+
+
+def test_a_run_that_ended_is_not_remembered_if_it_was_not_before() -> None:
+    memory = RememberedRuns()
+    b = ChangeBuilder(opened("r1"), NOW)
+    b.end(RunEvent.CONSENT_DENIED, Actor.system(), "denied")
+    memory.ended(b.build().run)
+    assert memory.get("r1") is None

@@ -66,23 +66,42 @@ def test_the_same_alert_delivered_twice_makes_one_run() -> None:
     assert p.arm.resource.executed == [("vm.restart", "agent")]
 
 
-def test_one_attempt_message_to_two_consumers_at_once_runs_the_step_once() -> None:
-    p = new()
-    p.send_alert(alert())
+def two_consumers_at_once(p: Pipeline, step: int) -> None:
+    """The attempt message for `step` handed to two consumers, both reading the run before either writes."""
     p.drain(skip={Queue.ATTEMPT.value})
     delivery = p.bus.take(Queue.ATTEMPT.value)
+    while delivery is not None and delivery.message.body.get("step") != step:
+        p.deliver(delivery)
+        p.drain(skip={Queue.ATTEMPT.value})
+        delivery = p.bus.take(Queue.ATTEMPT.value)
     assert delivery is not None
-    p.store.hold_reads(2)  # both consumers read the run before either claims the step
-
+    p.store.hold_reads(2)
     threads = [threading.Thread(target=p.deliver, args=(copy.deepcopy(delivery),)) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     p.drain()
+
+
+def test_one_attempt_message_to_two_consumers_at_once_runs_the_write_once() -> None:
+    p = new()
+    p.send_alert(alert())
+    two_consumers_at_once(p, step=1)
     assert p.store.conflicts >= 1  # the two claims really raced, and the ETag decided
     assert p.run().state is RunState.SUCCEEDED
-    assert p.arm.calls.count(("vm.read_instance_view", "agent")) == 1
+    assert p.arm.calls.count(("vm.restart", "agent")) == 1
+
+
+def test_one_attempt_message_of_a_read_to_two_consumers_at_once_records_the_read_once() -> None:
+    p = new()
+    p.send_alert(alert())
+    two_consumers_at_once(p, step=0)
+    assert p.store.conflicts >= 1  # both read ARM (a GET may go twice); the ETag let one record it
+    assert p.arm.calls.count(("vm.read_instance_view", "agent")) == 2
+    assert p.run().state is RunState.SUCCEEDED
+    assert [e.details.get("step") for e in p.store.list_audit(p.run().run_id)
+            if e.event == "action_executed"] == [0, 1]
     assert p.arm.calls.count(("vm.restart", "agent")) == 1
 
 

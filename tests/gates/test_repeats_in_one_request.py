@@ -107,9 +107,9 @@ def test_a_repeat_after_the_run_ended_starts_a_new_run() -> None:
     p.post_decision(p.pending_request(RequestKind.CONSENT), "deny")
     p.drain()
     assert p.store.get_run(first).state is RunState.DENIED  # type: ignore[union-attr]
-    deliver(p, repeat(5), "second")  # the memory still has the run as it started: awaiting consent
+    deliver(p, repeat(5), "second")  # the memory has the run as it ended here: not tried in one request
     p.drain()
-    assert p.store.joins_if_open == 1  # tried in one request, told "not open", then decided on the run
+    assert p.store.joins_if_open == 0
     [newer] = other_runs(p, first)
     assert newer.state is RunState.AWAITING_CONSENT
     assert f"started run {newer.run_id}" in outcome_of(p, repeat(5))
@@ -218,3 +218,40 @@ def test_a_shadow_run_remembered_under_an_older_plan_file_is_decided_afresh() ->
     [newer_run] = other_runs(p, first)
     assert newer_run.plan_version == 8
     assert p.store.joined_alerts(first) == frozenset()
+
+
+def ended_here_after_a_repeat(p: Pipeline) -> str:
+    """A run that took a repeat (minute 5) and then ended in this process, which remembers it ended."""
+    first = started(p)
+    deliver(p, repeat(5), "second")
+    p.post_decision(p.pending_request(RequestKind.CONSENT), "deny")
+    p.drain()
+    assert p.store.get_run(first).state is RunState.DENIED  # type: ignore[union-attr]
+    return first
+
+
+def test_a_repeat_the_run_took_before_it_ended_here_is_still_a_duplicate_when_delivered_again() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    first = ended_here_after_a_repeat(p)
+    deliver(p, repeat(5), "second-again")
+    p.drain()
+    assert other_runs(p, first) == []
+    assert "duplicate" in outcome_of(p, repeat(5))
+
+
+def test_a_new_firing_after_the_run_ended_here_asks_for_its_join_line_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    first = ended_here_after_a_repeat(p)
+    asked: list[str] = []
+    recorded = p.store.join_recorded
+
+    def counted(run_id: str, key: str) -> bool:
+        asked.append(key)
+        return recorded(run_id, key)
+
+    monkeypatch.setattr(p.store, "join_recorded", counted)
+    deliver(p, repeat(9), "third")
+    p.drain()
+    assert len(asked) == 1
+    [newer] = other_runs(p, first)
+    assert f"started run {newer.run_id}" in outcome_of(p, repeat(9))
