@@ -83,9 +83,13 @@ class Entity:
         if not self.settings.requires_duplicate_detection or message_id is None or self.is_dead_letter_queue:
             return False
         window = self.settings.duplicate_detection_window_seconds
-        for old_id, seen_at in list(self._seen_message_ids.items()):
-            if seen_at + window <= now:
-                del self._seen_message_ids[old_id]
+        # Ids are remembered in the order they arrived, so the expired ones are the first: drop those only
+        # (a scan of every id remembered made each arrival cost as much as the window's traffic).
+        while self._seen_message_ids:
+            old_id, seen_at = next(iter(self._seen_message_ids.items()))
+            if seen_at + window > now:
+                break
+            del self._seen_message_ids[old_id]
         if message_id in self._seen_message_ids:
             return True
         self._seen_message_ids[message_id] = now

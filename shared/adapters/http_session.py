@@ -7,9 +7,18 @@ import urllib.parse
 from typing import Any
 
 import requests
+import requests.auth
 from azure.core.pipeline.transport import RequestsTransport
 from requests.sessions import merge_setting
 from requests.utils import get_environ_proxies
+
+
+class _NoNetrc(requests.auth.AuthBase):
+    """Stands where requests would otherwise look a ~/.netrc up on every request (two file-system checks):
+    the SDK's own policies authenticate each request, and a .netrc password must never be added to one."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
 
 
 class OncePerOriginProxies(requests.Session):
@@ -17,10 +26,12 @@ class OncePerOriginProxies(requests.Session):
     per origin instead of on every request. requests reads them by walking every environment variable, twice
     a request: a quarter of a millisecond with a Functions worker's app settings in the environment, on each
     table read, batch and ARM call of a hop. A worker's environment is fixed for its life (changing an app
-    setting restarts it). Everything else is as requests does it, REQUESTS_CA_BUNDLE read on each request."""
+    setting restarts it). Everything else is as requests does it, REQUESTS_CA_BUNDLE read on each request,
+except that no ~/.netrc is read (`_NoNetrc`)."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.auth = _NoNetrc()
         self._proxies: dict[tuple[str, str | None], dict[str, str]] = {}
 
     def merge_environment_settings(self, url: str, proxies: Any, stream: Any, verify: Any,

@@ -58,3 +58,14 @@ def test_the_environment_is_read_once_per_origin(monkeypatch: pytest.MonkeyPatch
         settled(session, f"http://127.0.0.1:10002/devstoreaccount1/{path}")
     settled(session, URLS[0])
     assert len(lookups) == 2
+
+
+def test_a_netrc_is_never_read_nor_its_password_sent(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    url = "http://127.0.0.1:10002/devstoreaccount1/runs"
+    # requests itself adds the .netrc password:
+    assert "Authorization" in requests.Session().prepare_request(requests.Request("GET", url)).headers
+    assert "Authorization" not in OncePerOriginProxies().prepare_request(requests.Request("GET", url)).headers

@@ -145,6 +145,16 @@ def test_a_locked_message_does_not_expire_until_its_lock_ends() -> None:
     assert q.depth() == 0
 
 
+def test_only_the_ids_older_than_the_window_are_forgotten() -> None:
+    q = queue(requires_duplicate_detection=True, duplicate_detection_window_seconds=60)
+    for n, at in enumerate((T0, T0 + 20, T0 + 40)):
+        assert not q.is_duplicate(f"m{n}", at)
+    assert not q.is_duplicate("m0", T0 + 61)
+    assert q.is_duplicate("m1", T0 + 61)
+    assert q.is_duplicate("m2", T0 + 99)
+    assert not q.is_duplicate("m1", T0 + 99)
+
+
 def test_duplicate_ids_are_forgotten_after_the_window() -> None:
     q = queue(requires_duplicate_detection=True, duplicate_detection_window_seconds=60)
     assert not q.is_duplicate("a", T0)
