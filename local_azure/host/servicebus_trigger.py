@@ -40,7 +40,7 @@ from local_azure.host.invocation import Invoker
 from local_azure.host.settings import ServiceBusOptions
 
 LOG = logging.getLogger("local_azure.host")
-BATCH_GATHER_SECONDS = 0.005  # how long a batch waits for more after its first message
+BATCH_PREFETCH = 250  # what a batch trigger's receiver holds ahead, to hand a batch what is waiting
 RECEIVE_WAIT_SECONDS = 1.0  # bounds how long stop() waits for a receiver to notice
 BUSY_WAIT_SECONDS = 0.1  # how soon a finished invocation is settled while others run
 RECONNECT_DELAY_SECONDS = 1.0
@@ -150,6 +150,8 @@ class ServiceBusListener:
         # A batch trigger runs one batch at a time, each of up to maxMessageBatchSize messages.
         self._slots = 1 if self._batched else options.max_concurrent_calls
         self._receive_count = options.max_message_batch_size if self._batched else 1
+        self._prefetch = max(options.prefetch_count, min(BATCH_PREFETCH, self._receive_count)) if self._batched \
+            else options.prefetch_count
         self._handlers = ThreadPoolExecutor(max_workers=self._slots,
                                             thread_name_prefix=f"sb-{invoker.spec.name}")
         self._thread = threading.Thread(target=self._run, name=f"sb-{invoker.spec.name}-receiver", daemon=True)
@@ -171,11 +173,9 @@ class ServiceBusListener:
             try:
                 # A batch's second receive must not sit in the SDK's socket wait (0.2 s) when nothing more is
                 # there: its client reads the socket in steps no longer than the batch's gathering.
-                waits = {"socket_timeout": BATCH_GATHER_SECONDS} if self._batched else {}
                 with ServiceBusClient.from_connection_string(self._connection_string, retry_total=1) as client, \
                         client.get_queue_receiver(self.queue_name, receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
-                                                  prefetch_count=self._options.prefetch_count,
-                                                  **waits) as receiver:
+                                                  prefetch_count=self._prefetch) as receiver:
                     failures = 0
                     self._pump(receiver)
             except Exception as error:
@@ -202,11 +202,12 @@ class ServiceBusListener:
             # While invocations run, come back soon to settle them; when idle, wait longer.
             wait = BUSY_WAIT_SECONDS if in_flight else RECEIVE_WAIT_SECONDS
             received = receiver.receive_messages(max_message_count=1, max_wait_time=wait)
-            if received and self._batched and self._receive_count > 1:
-                # What else is there, without the SDK's wait for a gap after each message (0.2 s): the
-                # runtime hands a batch trigger what is waiting when the first message comes.
-                received += receiver.receive_messages(max_message_count=self._receive_count - 1,
-                                                      max_wait_time=BATCH_GATHER_SECONDS)
+            waiting = _prefetched(receiver) if received and self._batched else 0
+            if waiting:
+                # Then what is already here, at once: the runtime hands a batch trigger what is waiting.
+                # (Asking the SDK for more than it holds would wait for a 0.2 s gap after the last.)
+                received += receiver.receive_messages(max_message_count=min(waiting, self._receive_count - 1),
+                                                      max_wait_time=RECEIVE_WAIT_SECONDS)
             if received and self._batched:
                 in_flight.append(self._dispatch(list(received)))
             else:
@@ -294,3 +295,11 @@ class ServiceBusOutputs:
                 client.close()
             self._senders.clear()
             self._clients.clear()
+
+
+def _prefetched(receiver: ServiceBusReceiver) -> int:
+    """How many messages the receiver holds already (prefetched), from the SDK's own buffer; 0 when this
+    version of the SDK keeps it elsewhere (a batch is then its first message alone)."""
+    buffer = getattr(getattr(receiver, "_handler", None), "_received_messages", None)
+    size = getattr(buffer, "qsize", None)
+    return int(size()) if callable(size) else 0
