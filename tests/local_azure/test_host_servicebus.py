@@ -123,27 +123,32 @@ def _send_many(connection_string: str, queue: str, bodies: list[str]) -> None:
         sender.send_messages([ServiceBusMessage(body) for body in bodies])
 
 
-def test_a_batch_trigger_is_given_the_messages_waiting_as_one_list(broker: ServiceBusStandIn,
-                                                                  host: FunctionsHost) -> None:
+def test_a_batch_trigger_is_given_lists_of_what_is_waiting_each_message_once(broker: ServiceBusStandIn,
+                                                                             host: FunctionsHost) -> None:
+    # A batch is the first message and what the receiver holds by then: three sent together may come as
+    # one list or several, never twice.
     _send_many(broker.connection_string, "batched", ["a", "b", "c"])
 
-    [batch] = receive_json(broker.connection_string, "outbox")
+    batches: list[dict[str, list[object]]] = []
+    while sum(len(b["bodies"]) for b in batches) < 3:
+        found = receive_json(broker.connection_string, "outbox")
+        assert found, f"only {batches} reached the outbox"
+        batches += found  # type: ignore[arg-type]
 
-    assert batch == {"bodies": ["a", "b", "c"], "delivery_counts": [1, 1, 1]}
+    assert sorted(body for b in batches for body in b["bodies"]) == ["a", "b", "c"]  # type: ignore[type-var]
+    assert {count for b in batches for count in b["delivery_counts"]} == {1}
     assert receive_json(broker.connection_string, "outbox", wait_seconds=1) == []  # completed: not given again
 
 
-def test_a_failed_batch_is_abandoned_whole_and_redelivered_whole(broker: ServiceBusStandIn,
-                                                                 host: FunctionsHost) -> None:
-    # The runtime settles a batch as one: a failed invocation abandons every message it was given.
-    _send_many(broker.connection_string, "batched", ["fail", "good"])
+def test_a_failed_batch_is_abandoned_and_redelivered_then_dead_lettered(broker: ServiceBusStandIn,
+                                                                        host: FunctionsHost) -> None:
+    _send_many(broker.connection_string, "batched", ["fail"])
 
     batches = receive_json(broker.connection_string, "outbox", count=2)
-    dead = receive_json(broker.connection_string, "batched", count=2, dead_letter=True)
+    dead = receive_json(broker.connection_string, "batched", count=1, dead_letter=True)
 
-    assert batches == [{"bodies": ["fail", "good"], "delivery_counts": [1, 1]},
-                       {"bodies": ["fail", "good"], "delivery_counts": [2, 2]}]
-    assert sorted(message["body"] for message in dead) == ["fail", "good"]
+    assert batches == [{"bodies": ["fail"], "delivery_counts": [1]}, {"bodies": ["fail"], "delivery_counts": [2]}]
+    assert [message["body"] for message in dead] == ["fail"]
 
 
 def test_lock_renewal_keeps_a_long_invocation_from_being_redelivered(broker: ServiceBusStandIn,
