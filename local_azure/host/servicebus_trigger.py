@@ -9,6 +9,9 @@ dead-letters it after the queue's max delivery count.
 A trigger with `cardinality` many is passed a list of what is there, up to `maxMessageBatchSize`
 messages, one batch at a time per function (`maxConcurrentCalls` applies to single dispatch only), and
 settled as one: every message completed when the invocation succeeds, every one abandoned when it fails.
+Its receiver prefetches (at least `BATCH_PREFETCH`), and a batch is the first message and what the
+receiver already holds: the Python SDK, asked for more than it holds, waits for a 0.2 s gap after the
+last message, which the runtime does not (a lone alert would wait that long before it is planned).
 """
 
 from __future__ import annotations
