@@ -54,7 +54,8 @@ def _with_outbox(change: Change, trigger: str | None) -> Change:
     return replace(change, run=replace(change.run, last_trigger=trigger))
 
 
-def _after_commit(services: Services, change: Change, committed: Run, stage: str, sends_may_wait: bool) -> None:
+def _after_commit(services: Services, change: Change, committed: Run, stage: str, sends_may_wait: bool,
+                  created: bool = False) -> None:
     record(services, change, stage)
     try:
         if change.messages:
@@ -67,6 +68,9 @@ def _after_commit(services: Services, change: Change, committed: Run, stage: str
         services.runs.request_resend(committed.run_id)
     if committed.state.is_terminal:
         services.recent_runs.ended(committed)
+    # Indexed as ended by the change that ended it (or by its creation): a later change to an ended run (a
+    # repeat a shadowed run absorbs) would index it again under its new time, and lists would show it twice.
+    if committed.state.is_terminal and (created or change.ends_run):
         try:
             services.runs.mark_ended(committed)
         except Exception:
@@ -80,7 +84,7 @@ def create(services: Services, change: Change, stage: str, *, trigger: str | Non
     change = _with_outbox(change, trigger)
     created = services.runs.create_run(change)
     if created:
-        _after_commit(services, change, change.run, stage, sends_may_wait=False)
+        _after_commit(services, change, change.run, stage, sends_may_wait=False, created=True)
     return created
 
 

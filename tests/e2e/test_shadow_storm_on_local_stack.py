@@ -77,7 +77,25 @@ def test_a_storm_in_shadow_mode_records_every_decision_acts_on_nothing_and_asks_
         found = shadow_runs(alice, app, since.isoformat())
         return found if len(found) == len(VMS) else None
 
-    runs = scenario.wait_until(settled, 240, "the storm to settle into one shadow run per VM", interval=1)
+    try:
+        runs = scenario.wait_until(settled, 240, "the storm to settle into one shadow run per VM", interval=1)
+    except TimeoutError as timed_out:
+        # Say what was there, so that a run that did not settle can be told from one that settled wrongly.
+        found = shadow_runs(alice, app, since.isoformat())
+        by_vm: dict[str, list[str]] = {}
+        for summary in found:
+            by_vm.setdefault(summary["resource_id"].rsplit("/", 1)[-1], []).append(summary["run_id"])
+        twice = {vm: [{k: scenario.get_run(alice, app.base_url, run_id).get(k) for k in ("run_id", "created_at",
+                                                                                           "alert", "outcome")}
+                      for run_id in ids] for vm, ids in by_vm.items() if len(ids) > 1}
+        rejected = alice.get(f"{app.base_url}/api/rejected-alerts", headers={"Accept": "application/json"},
+                             timeout=30).text[:2000]
+        raise AssertionError(
+            f"{timed_out}: alerts queued {stack.service_bus.queue_depth('alerts')}, dead-lettered "
+            f"{stack.service_bus.dead_letter_depth('alerts')}; shadow runs by VM "
+            f"{sorted(r['resource_id'].rsplit('/', 1)[-1] for r in found)}; listed more than once {twice}; "
+            f"rejected alerts {rejected}; "
+            f"host log: {app.process.log_tail(3000)}") from None
     assert sorted(r["resource_id"].lower() for r in runs) == sorted(vm.lower() for vm in VMS)
     firings = 0
     for summary in runs:

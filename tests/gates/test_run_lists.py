@@ -62,3 +62,24 @@ def test_a_continuation_this_service_did_not_issue_is_refused() -> None:
                           params={"state": "succeeded", "continuation": forged})
         assert response.status_code == 400
         assert "continuation" in json.loads(response.get_body())["message"]
+
+
+def test_a_run_changed_after_it_ended_is_listed_once() -> None:
+    from gates.shell import transact
+    from shared.core.alerts import parse_alert
+    from shared.core.model import RunState
+    from shared.core.runs import join_run
+
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    p.send_alert(alert(rule="disk-full"))  # no plan: the run ends as it starts (unmatched)
+    p.drain()
+    ended = p.run()
+    assert ended.state is RunState.UNMATCHED
+    p.clock.advance(dt.timedelta(minutes=5))
+    # A firing recorded in the run after it ended: the run is written again, still ended.
+    again = parse_alert(json.dumps(alert(rule="disk-full", alert_id="again")))
+    transact(p.services, ended.run_id, lambda run: join_run(run, again, p.clock.now()), "plan")
+    assert p.run().updated_at > ended.updated_at
+    listed = [r.run_id for r in p.store.list_runs(RunState.UNMATCHED).runs]
+    assert listed == [ended.run_id]
+    assert [r.run_id for r in p.store.list_runs(None).runs] == [ended.run_id]
