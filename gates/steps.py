@@ -56,6 +56,11 @@ def claim(services: Services, run_id: str, step: int, source: CredentialSource, 
     return Claimed(run, decisions[-1].resume)
 
 
+def _while_switch_off(services: Services) -> Callable[[], bool]:
+    """Whether a throttled call may be sent again: only while the kill switch is off (read each time)."""
+    return lambda: not current(services).engaged
+
+
 def act(services: Services, claimed: Claimed, step: int, credential: TokenCredential, stage: str,
         delivery: Delivery) -> tuple[ArmOutcome, Run]:
     """ARM's outcome, and the run as last written (the claim, or the accepted operation after it)."""
@@ -68,7 +73,7 @@ def act(services: Services, claimed: Claimed, step: int, credential: TokenCreden
     spec = services.policy.plans.catalog[run.steps[step].action]
     outcome = services.arm.perform(spec, run.resource_id, run.steps[step].parameters, credential,
                                    client_request_id=run.steps[step].client_request_id, on_accepted=accepted,
-                                   may_retry=lambda: not current(services).engaged)
+                                   may_retry=_while_switch_off(services))
     return outcome, latest[0]
 
 
@@ -126,7 +131,7 @@ def read(services: Services, run: Run, step: int, delivery: Delivery, stage: str
     outcome = services.arm.perform(services.policy.plans.catalog[claimed.action], run.resource_id,
                                    claimed.parameters, services.tokens.agent_credential(),
                                    client_request_id=claimed.client_request_id,
-                                   may_retry=lambda: not current(services).engaged)
+                                   may_retry=_while_switch_off(services))
     if held_at_retry(services, run, step, outcome, stage, delivery.message_id):
         return
     answered = services.clock.now()  # the claim's line says when the call went, the outcome's when ARM answered

@@ -178,11 +178,7 @@ class Pipeline:
         try:
             function([self.sb_message(delivery) for delivery in deliveries])
         except Exception:
-            for delivery in deliveries:
-                if delivery.delivery_count >= MAX_DELIVERIES:
-                    self.dead_letters.append(delivery)
-                else:
-                    self.bus.put_back(delivery)
+            self._failed(deliveries)
             return False
         return True
 
@@ -192,12 +188,17 @@ class Pipeline:
         try:
             function(self.sb_message(delivery))
         except Exception:
+            self._failed([delivery])
+            return False
+        return True
+
+    def _failed(self, deliveries: list[Delivery]) -> None:
+        """What the broker does with messages whose invocation failed: back to the queue, or dead-lettered."""
+        for delivery in deliveries:
             if delivery.delivery_count >= MAX_DELIVERIES:
                 self.dead_letters.append(delivery)
             else:
                 self.bus.put_back(delivery)
-            return False
-        return True
 
     def due(self, delivery: Delivery) -> bool:
         at = delivery.message.scheduled_for

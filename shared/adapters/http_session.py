@@ -27,7 +27,7 @@ class OncePerOriginProxies(requests.Session):
     a request: a quarter of a millisecond with a Functions worker's app settings in the environment, on each
     table read, batch and ARM call of a hop. A worker's environment is fixed for its life (changing an app
     setting restarts it). Everything else is as requests does it, REQUESTS_CA_BUNDLE read on each request,
-except that no ~/.netrc is read (`_NoNetrc`)."""
+    except that no ~/.netrc is read (`_NoNetrc`)."""
 
     def __init__(self) -> None:
         super().__init__()
