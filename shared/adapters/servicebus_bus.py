@@ -10,11 +10,11 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSender
 from azure.servicebus.exceptions import MessageSizeExceededError
 
+from shared.adapters.group_commit import GroupCommit
 from shared.core.codec import message_body_text
 from shared.core.model import OutboundMessage
 from shared.ports import MessageTooLarge
@@ -75,51 +75,26 @@ class _Lane:
         self._open_sender = open_sender
         self._queue = queue
         self._sender: ServiceBusSender | None = None
-        self._turn = threading.Condition()
-        self._waiting: list[tuple[list[OutboundMessage], Future[None]]] = []
-        self._sending = False  # a send is on the wire; what is sent meanwhile waits for the next
+        self._together: GroupCommit[list[OutboundMessage], None] = GroupCommit(self._send_together)
 
     def send(self, messages: list[OutboundMessage]) -> None:
-        sent: Future[None] = Future()
-        with self._turn:
-            self._waiting.append((messages, sent))
-            while self._sending and not sent.done():
-                self._turn.wait()
-            if sent.done():
-                sent.result()
-                return
-            # No send on the wire: this caller sends what waits, its own messages among them.
-            self._sending = True
-            taken, self._waiting = self._waiting, []
-        try:
-            self._send_together(taken)
-        finally:
-            with self._turn:
-                self._sending = False
-                self._turn.notify_all()
-        sent.result()
+        self._together.submit(messages)
 
-    def _send_together(self, taken: list[tuple[list[OutboundMessage], Future[None]]]) -> None:
+    def _send_together(self, taken: list[list[OutboundMessage]]) -> list[BaseException | None]:
         try:
-            self._send([m for messages, _ in taken for m in messages])
+            self._send([m for messages in taken for m in messages])
         except MessageTooLarge as too_large:
             if len(taken) == 1:
-                taken[0][1].set_exception(too_large)
-                return
-            for messages, sent in taken:  # too large together for one batch: each caller's on its own
-                try:
-                    self._send(messages)
-                except BaseException as error:  # handed to the caller whose messages these are
-                    sent.set_exception(error)
-                else:
-                    sent.set_result(None)
-            return
-        except BaseException as error:  # handed to every caller whose messages were in it
-            for _, sent in taken:
-                sent.set_exception(error)
-            return
-        for _, sent in taken:
-            sent.set_result(None)
+                return [too_large]
+            return [self._send_alone(messages) for messages in taken]  # too large together: each on its own
+        return [None] * len(taken)
+
+    def _send_alone(self, messages: list[OutboundMessage]) -> BaseException | None:
+        try:
+            self._send(messages)
+        except Exception as error:  # handed to the caller whose messages these are
+            return error
+        return None
 
     def _send(self, messages: list[OutboundMessage]) -> None:
         if self._sender is None:
@@ -136,7 +111,6 @@ class _Lane:
             raise
 
     def close(self) -> None:
-        with self._turn:
-            if self._sender is not None:
-                self._sender.close()
-                self._sender = None
+        if self._sender is not None:
+            self._sender.close()
+            self._sender = None
