@@ -49,6 +49,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
 from shared.adapters import table_batch
+from shared.adapters.group_commit import GroupCommit
 from shared.core import codec
 from shared.core.alert_status import AlertState, AlertStatus
 from shared.core.change import Change
@@ -589,17 +590,23 @@ def _decode_continuation(text: str | None) -> dict[str, str] | None:
 
 
 class TableAlertStatusStore:
-    ROW = "status"
+    """Each accepted alert's row under its key, all in one partition, so that the rows the intake adds for
+    concurrent posts go out together as one transaction (group commit): in a storm the intake's insert was
+    the largest part of the host's time on the HTTP path. Reads are point reads. One partition takes about
+    2,000 entities a second on the real service, far above what alerting sends."""
+
+    PARTITION = "status"
+    LEGACY_ROW = "status"  # rows added before were each a partition of their own, under this row key
 
     def __init__(self, client: TableClient) -> None:
         self._table = client
+        self._adding: GroupCommit[dict[str, Any], bool] = GroupCommit(self._add_together)
 
     def get(self, key: str) -> AlertStatus | None:
         if not _ALERT_KEY.match(key):
             return None  # never a valid key: no read
-        try:
-            entity = self._table.get_entity(key, self.ROW)
-        except ResourceNotFoundError:
+        entity = self._read(self.PARTITION, key) or self._read(key, self.LEGACY_ROW)
+        if entity is None:
             return None
         return AlertStatus(key=key, state=AlertState(entity["State"]), alert_id=entity["AlertId"],
                            condition=entity["Condition"], received_at=_aware(entity["ReceivedAt"]),
@@ -607,21 +614,65 @@ class TableAlertStatusStore:
                            targets=tuple((t, k) for t, k in json.loads(entity.get("Targets") or "[]")),
                            alert_key=entity.get("AlertKey", ""))
 
-    def add(self, status: AlertStatus) -> bool:
+    def _read(self, partition: str, row: str) -> Any:
         try:
-            self._table.create_entity(self._entity(status))
-        except ResourceExistsError:
-            return False
-        return True
+            return self._table.get_entity(partition, row)
+        except ResourceNotFoundError:
+            return None
+
+    def add(self, status: AlertStatus) -> bool:
+        return self._adding.submit(self._entity(status))
 
     def put(self, status: AlertStatus) -> None:
         self._table.upsert_entity(self._entity(status), mode=UpdateMode.REPLACE)
 
+    def _add_together(self, entities: list[dict[str, Any]]) -> list[bool | BaseException]:
+        added: list[bool | BaseException] = []
+        chunk: list[dict[str, Any]] = []
+        size = 0
+        for entity in entities:
+            entity_size = sum(len(str(value)) for value in entity.values())
+            if chunk and (len(chunk) == MAX_ADDED_TOGETHER or size + entity_size > MAX_BYTES_TOGETHER):
+                added += self._add_chunk(chunk)
+                chunk, size = [], 0
+            chunk.append(entity)
+            size += entity_size
+        return added + self._add_chunk(chunk)
+
+    def _add_chunk(self, entities: list[dict[str, Any]]) -> list[bool | BaseException]:
+        # The same alert posted twice at once: one insert; the other finds it added.
+        first: dict[str, int] = {}
+        for index, entity in enumerate(entities):
+            first.setdefault(entity["RowKey"], index)
+        if len(first) > 1:
+            try:
+                failed = table_batch.submit(self._table, [("create", entities[i]) for i in first.values()])
+            except HttpResponseError:
+                failed = -1  # refused as a whole: one at a time below, each with its own retries and error
+            if failed is None:
+                return [first[entity["RowKey"]] == index for index, entity in enumerate(entities)]
+        # A row that exists fails a transaction whole (all or none): then each is added on its own.
+        return [self._add_one(entity) for entity in entities]
+
+    def _add_one(self, entity: dict[str, Any]) -> bool | BaseException:
+        try:
+            self._table.create_entity(entity)
+        except ResourceExistsError:
+            return False
+        except Exception as error:  # this caller's alone
+            return error
+        return True
+
     def _entity(self, status: AlertStatus) -> dict[str, Any]:
-        return {"PartitionKey": status.key, "RowKey": self.ROW, "State": status.state.value,
+        return {"PartitionKey": self.PARTITION, "RowKey": status.key, "State": status.state.value,
                 "AlertId": status.alert_id, "Condition": status.condition, "ReceivedAt": status.received_at,
                 "Runs": json.dumps(list(status.runs)), "Outcome": status.outcome[:8000],
                 "Targets": json.dumps([list(t) for t in status.targets]), "AlertKey": status.alert_key}
+
+
+# A transaction's limits are 100 operations and 4 MiB (an alert's targets make some rows large).
+MAX_ADDED_TOGETHER = 100
+MAX_BYTES_TOGETHER = 2 * 1024 * 1024
 
 
 _ALERT_KEY = re.compile(r"^[0-9a-f]{64}\Z")
