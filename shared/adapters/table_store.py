@@ -235,49 +235,38 @@ class TableRunStore:
         if not run.state.is_terminal:
             self._index.upsert_entity({"PartitionKey": INDEX_PARTITION, "RowKey": f"{OPEN}{run.run_id}",
                                        "RunId": run.run_id, "CreatedAt": run.created_at})
-        operations: list[Any] = [("create", _run_entity(run)),
-                                 *[("create", _audit_entity(run.run_id, e)) for e in change.audit]]
+        operations: list[table_batch.Operation] = [("create", _run_entity(run)),
+                                                   *[("create", _audit_entity(run.run_id, e)) for e in change.audit]]
         if _takes_repeats(run):
             operations.append(("create", _joinable_entity(run.run_id)))
-        try:
-            self._table.submit_transaction(operations)
-        except TableTransactionError as error:
-            if error.status_code == 409:
-                return False
-            raise
+        failed = table_batch.submit(self._table, operations)
+        if failed == 409:
+            return False
+        if failed is not None:
+            raise HttpResponseError(message=f"run {run.run_id}: the table service refused its creation ({failed})")
         return True
 
     def commit(self, change: Change) -> Run:
         run = change.run
         if run.etag is None:
             raise ValueError("commit needs the etag the run was read with")
-        operations: list[Any] = [
-            ("update", _run_entity(run), {"mode": UpdateMode.REPLACE, "etag": run.etag,
-                                          "match_condition": MatchConditions.IfNotModified}),
-            *[("create", _audit_entity(run.run_id, e)) for e in change.audit],
-        ]
+        operations: list[table_batch.Operation] = [
+            ("replace", _run_entity(run), run.etag), *[("create", _audit_entity(run.run_id, e)) for e in change.audit]]
         if change.ends_run:
             operations.append(("delete", _joinable_entity(run.run_id)))
-        try:
-            results = self._submit_commit(run, operations)
-        except TableTransactionError as error:
-            if error.status_code == 404 and change.ends_run:
-                # A run from before the marker existed has none to delete: end it without (the run entity
-                # itself is there, it was just read; a 404 for it too is raised by the second try).
-                results = self._submit_commit(run, operations[:-1])
-            else:
-                raise
-        return replace(run, etag=str(results[0]["etag"]))
-
-    def _submit_commit(self, run: Run, operations: list[Any]) -> Any:
-        try:
-            return self._table.submit_transaction(operations)
-        except TableTransactionError as error:
-            if error.status_code in (409, 412):
-                raise ConcurrencyConflict(f"run {run.run_id} changed since it was read") from None
-            raise
-        except ResourceModifiedError:
-            raise ConcurrencyConflict(f"run {run.run_id} changed since it was read") from None
+        outcome = table_batch.transact(self._table, operations)
+        if outcome.failed == 404 and change.ends_run:
+            # A run from before the marker existed has none to delete: end it without (the run entity
+            # itself is there, it was just read; a 404 for it too is raised below).
+            outcome = table_batch.transact(self._table, operations[:-1])
+        if outcome.failed in (409, 412):
+            raise ConcurrencyConflict(f"run {run.run_id} changed since it was read")
+        if outcome.failed == 404:
+            raise ConcurrencyConflict(f"run {run.run_id} is gone since it was read")
+        if outcome.failed is not None:
+            raise HttpResponseError(message=f"run {run.run_id}: the table service refused the commit "
+                                            f"({outcome.failed})")
+        return replace(run, etag=outcome.etags[0])
 
     def mark_ended(self, run: Run) -> None:
         # The day's two rows in one batch, then the open entry (another partition): a host that dies in

@@ -67,5 +67,63 @@ def test_a_merge_of_a_missing_entity_fails_the_whole_transaction_with_404(table:
 
 
 def test_a_property_of_another_type_is_refused_before_anything_is_sent() -> None:
-    with pytest.raises(TypeError, match="only strings and datetimes"):
-        table_batch._properties(row("a", Count=3))
+    with pytest.raises(TypeError, match="only strings, datetimes, booleans and 32-bit integers"):
+        table_batch._properties(row("a", Ratio=0.5))
+    with pytest.raises(TypeError, match="32-bit"):
+        table_batch._properties(row("a", Large=2**40))
+
+
+def test_a_replace_on_the_etag_read_commits_and_answers_each_new_etag(table: Any) -> None:
+    table.create_entity(row("run", State="open"))
+    read = table.get_entity("p", "run").metadata["etag"]
+    outcome = table_batch.transact(table, [("replace", row("run", State="done"), read), ("create", row("audit-1"))])
+    assert outcome.failed is None
+    assert outcome.etags == (table.get_entity("p", "run").metadata["etag"],
+                             table.get_entity("p", "audit-1").metadata["etag"])
+    assert outcome.etags[0] != read
+    assert table.get_entity("p", "run")["State"] == "done"
+
+
+def test_a_replace_on_an_etag_that_no_longer_matches_fails_with_412_and_writes_nothing(table: Any) -> None:
+    table.create_entity(row("run", State="open"))
+    stale = table.get_entity("p", "run").metadata["etag"]
+    table.upsert_entity(row("run", State="changed by another"))
+    outcome = table_batch.transact(table, [("replace", row("run", State="done"), stale), ("create", row("audit-1"))])
+    assert outcome.failed == 412
+    assert keys(table) == ["run"]
+    assert table.get_entity("p", "run")["State"] == "changed by another"
+
+
+def test_a_replace_drops_the_properties_it_does_not_carry(table: Any) -> None:
+    table.create_entity(row("run", State="open", Note="gone after"))
+    table_batch.transact(table, [("replace", row("run", State="done"), "*")])
+    assert "Note" not in table.get_entity("p", "run")
+
+
+def test_a_delete_with_the_others_removes_the_entity(table: Any) -> None:
+    table.create_entity(row("joinable"))
+    outcome = table_batch.transact(table, [("create", row("audit-1")), ("delete", row("joinable"))])
+    assert outcome.failed is None
+    assert outcome.etags[1] == ""
+    assert keys(table) == ["audit-1"]
+
+
+def test_a_delete_of_a_missing_entity_fails_the_whole_transaction_with_404(table: Any) -> None:
+    assert table_batch.transact(table, [("create", row("audit-1")), ("delete", row("joinable"))]).failed == 404
+    assert keys(table) == []
+
+
+def test_upserts_insert_or_replace_and_insert_or_merge(table: Any) -> None:
+    table.create_entity(row("merged", Kept="yes"))
+    table.create_entity(row("replaced", Kept="yes"))
+    assert table_batch.submit(table, [("upsert_merge", row("merged", New="1")),
+                                      ("upsert_replace", row("replaced", New="1")),
+                                      ("upsert_merge", row("new", New="1"))]) is None
+    assert (table.get_entity("p", "merged")["Kept"], "Kept" in table.get_entity("p", "replaced")) == ("yes", False)
+    assert keys(table) == ["merged", "new", "replaced"]
+
+
+def test_booleans_and_integers_read_back_as_they_were_sent(table: Any) -> None:
+    table_batch.submit(table, [("create", row("a", Writes=True, Count=7))])
+    entity = table.get_entity("p", "a")
+    assert (entity["Writes"], entity["Count"]) == (True, 7)
