@@ -133,3 +133,31 @@ def test_the_sweeper_lists_a_run_changed_after_it_ended_once() -> None:
     assert p.store.open_runs() == []
     assert listed(p, RunState.EXPIRED) == [ended.run_id]
     assert listed(p, None) == [ended.run_id]
+
+
+def test_a_listed_run_says_when_it_ended_though_indexed_after_a_later_change() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    ended, _ = expired_then_resolved(p)
+    p.store._open[ended.run_id] = ended.created_at
+    sweep_stalled(p.services)  # indexed again, from the run as the resolution left it
+    [row] = list_runs(p, state="expired")["runs"]
+    assert row["ended_at"] == ended.updated_at.isoformat()
+
+
+def test_a_runs_document_says_when_it_ended_and_when_it_last_changed() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    ended, _ = expired_then_resolved(p)
+    response = p.http("GET", "runs/{run_id}", "https://gates.example/x", headers=principal_headers(BOB),
+                      route_params={"run_id": ended.run_id})
+    document = json.loads(response.get_body())
+    assert document["ended_at"] == ended.updated_at.isoformat()
+    assert document["updated_at"] == p.run().updated_at.isoformat()
+
+
+def test_an_open_runs_document_has_not_ended() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    p.send_alert(alert())
+    p.drain()
+    response = p.http("GET", "runs/{run_id}", "https://gates.example/x", headers=principal_headers(BOB),
+                      route_params={"run_id": p.run().run_id})
+    assert json.loads(response.get_body())["ended_at"] is None
