@@ -211,6 +211,7 @@ def agent_view(services: Services, run: Run, audit: list[AuditEvent]) -> dict[st
         "run_id": run.run_id, "state": run.state.value, "outcome": run.outcome, "mode": run.mode.value,
         "resource_id": run.resource_id, "status_url": run_link(services, run.run_id),
         "policy": run.plan_name, "created_at": run.created_at.isoformat(), "updated_at": run.updated_at.isoformat(),
+        "ended_at": ended.isoformat() if (ended := run.ended_time) else None,
         "steps": [{"index": s.index, "action": s.action, "kind": s.kind.value, "parameters": s.parameters,
                    "state": s.state.value, "identity": s.credential_source.value if s.credential_source else None,
                    "outcome": s.outcome, "result": bounded_result(s.result) if s.result else None} for s in run.steps],

@@ -68,8 +68,9 @@ def _after_commit(services: Services, change: Change, committed: Run, stage: str
         services.runs.request_resend(committed.run_id)
     if committed.state.is_terminal:
         services.recent_runs.ended(committed)
-    # Indexed as ended by the change that ended it (or by its creation): a later change to an ended run (a
-    # repeat a shadowed run absorbs) would index it again under its new time, and lists would show it twice.
+    # Indexed as ended by the change that ended it (or by its creation) alone: the rows are keyed by when the
+    # run ended, so a later change to the ended run (a repeat a shadowed run absorbs) would only write the
+    # same rows again, a batch and a delete a commit for nothing (a storm's repeats are many).
     if committed.state.is_terminal and (created or change.ends_run):
         try:
             services.runs.mark_ended(committed)

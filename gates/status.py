@@ -184,6 +184,7 @@ def run_json(run: Run, audit: list[AuditEvent] | None = None) -> dict[str, Any]:
         "alert_rule": run.alert.rule_name if run.alert else None,
         "severity": run.alert.severity if run.alert else None, "created_at": run.created_at.isoformat(),
         "updated_at": run.updated_at.isoformat(),
+        "ended_at": ended.isoformat() if (ended := run.ended_time) else None,
         "steps": [{"index": s.index, "action": s.action, "kind": s.kind.value, "permission": s.permission,
                    "state": s.state.value, "identity": s.credential_source.value if s.credential_source else None,
                    "outcome": s.outcome, "correlation_id": s.client_request_id,
@@ -223,6 +224,7 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
     return {"run_id": summary.run_id, "state": summary.state.value, "plan": summary.plan_name,
             "resource_id": summary.resource_id, "alert_rule": summary.alert_rule, "severity": summary.severity,
             "created_at": summary.created_at.isoformat(), "updated_at": summary.updated_at.isoformat(),
+            "ended_at": summary.ended_at.isoformat() if summary.ended_at else None,
             "outcome": summary.outcome, "url": f"/api/runs/{summary.run_id}"}
 
 

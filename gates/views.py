@@ -603,6 +603,7 @@ class RunPage:
     unknown: tuple[str, str] | None = None  # a write whose outcome is unknown: said first, with its lookup
     paused: tuple[str, str] | None = None  # stopped by the kill switch: who threw it, when, why; what follows
     guardrails: GuardrailsView | None = None
+    ended: Moment | None = None  # None while open
 
 
 def run_title(run: Run) -> str:
@@ -659,6 +660,7 @@ def run_page(run: Run, audit: list[AuditEvent], now: dt.datetime, catalog: Catal
         plan_hash=consent.plan_hash if consent else "", unknown=unknown_outcome_notice(run),
         paused=paused_notice(run, now),
         guardrails=guardrails_view(run),
+        ended=moment(ended, now) if (ended := run.ended_time) else None,
     )
 
 

@@ -40,6 +40,7 @@ class RunSummary:
     writes: bool = False  # the plan writes: an allowed run with writes acts autonomously
     credentials: str = ""  # a shadow run's: "needed", "not needed" or "unknown"; "" otherwise
     replay: str = ""  # the replay that made the run (its correlation namespace), "" for a real alert's
+    ended_at: dt.datetime | None = None  # None while open; ended runs are listed newest ended first
 
     @staticmethod
     def of(run: Run) -> RunSummary:
@@ -57,7 +58,7 @@ class RunSummary:
         return RunSummary(run.run_id, run.state, run.plan_name, run.resource_id, rule, severity, run.created_at,
                           run.updated_at, run.outcome, effect=str(record.get("effect", "")),
                           decided_by=str(record.get("decided_by", "")), writes=any(s.is_write for s in run.steps),
-                          credentials=credentials, replay=replay_of(run.correlation_key))
+                          credentials=credentials, replay=replay_of(run.correlation_key), ended_at=run.ended_time)
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ class RunStore(Protocol):
         `ConcurrencyConflict`); returns the run with its new etag."""
 
     def mark_ended(self, run: Run) -> None:
-        """Move a terminal run from the open index to the ended index (idempotent)."""
+        """Move a terminal run from the open index to the ended index, where it is kept by the time it
+        ended (`Run.ended_time`), so marking it again, even after a later change, writes the same rows."""
 
     def open_runs(self) -> list[OpenRun]:
         """Every run indexed as open: each open run is here (it is indexed before it is written)."""
@@ -117,8 +119,8 @@ class RunStore(Protocol):
 
     def ended_between(self, state: RunState | None, since: dt.datetime, until: dt.datetime, limit: int = 500,
                       continuation: str | None = None) -> RunPage:
-        """Runs that ended in `state` (None: in any state) with their last change in [since, until), newest
-        first: one index range read a page. `ValueError` for a continuation this store did not issue."""
+        """Runs that ended in `state` (None: in any state) in [since, until), newest first: one index range
+        read a page. `ValueError` for a continuation this store did not issue."""
 
     def list_audit(self, run_id: str) -> list[AuditEvent]:
         """The run's audit lines in the order they happened, the repeats recorded beside it included."""

@@ -22,9 +22,9 @@ from shared.adapters.table_store import (
     decode_ended_after,
     encode_continuation,
     encode_ended_after,
-    ended_keys,
     ended_rows,
     ended_window,
+    run_ended_keys,
 )
 from shared.core import codec
 from shared.core.alert_status import AlertStatus
@@ -187,7 +187,7 @@ class FakeRunStore:
         with self._lock:
             self._open.pop(run.run_id, None)
             for label in (run.state.value, ANY_STATE):
-                self._ended[ended_keys(label, run.updated_at, run.run_id)] = RunSummary.of(run)
+                self._ended[run_ended_keys(label, run)] = RunSummary.of(run)
 
     def open_runs(self) -> list[OpenRun]:
         with self._lock:

@@ -14,11 +14,12 @@ are few, and the sweeper reads them all in one query), `resend|<run>` for a run 
 sent where nothing would redeliver them, and `paused|<run>` for a run the kill switch paused (written
 before the pause, so lifting the switch finds every paused run in one query). Ended runs, with a summary
 for lists, in a partition per UTC day, `ended|<day, newest first>`, each run twice: `<state>|<newest
-first>|<run>` and `*|<newest first>|<run>` (every state), written in one batch. Among one label's rows
-the table's own order (PartitionKey, then RowKey) is newest first across days, so a page is one range
-query over the days that resumes after the row it ended on, and no partition grows with history (a
-day's runs). A state rarely reached costs more to list on the real service: a day without it may end
-a page empty, with a continuation (followed).
+first>|<run>` and `*|<newest first>|<run>` (every state), written in one batch, keyed by when the run
+ended (`Run.ended_time`), which no later change to the run moves: indexing it again writes the same
+rows. Among one label's rows the table's own order (PartitionKey, then RowKey) is newest first across
+days, so a page is one range query over the days that resumes after the row it ended on, and no
+partition grows with history (a day's runs). A state rarely reached costs more to list on the real
+service: a day without it may end a page empty, with a continuation (followed).
 
 The kill switch is one entity in a table of its own, beside one entity per throw or lift (its audit),
 written together in one transaction.
@@ -140,12 +141,20 @@ def _ended_partition(millis: int) -> str:
 
 
 def ended_keys(label: str, at: dt.datetime, run_id: str) -> tuple[str, str]:
-    """Where a run that ended (its last change at `at`) is indexed under `label`, its state or `*`: the
+    """Where a run that ended at `at` is indexed under `label`, its state or `*`: the
     partition of its day, newest first, and in it the row of its label, time (newest first) and id. As
     the day follows from the time, the order of (PartitionKey, RowKey) among one label's rows is the
     order of the time alone; a run's two rows share a partition, so they are written in one batch."""
     millis = _millis(at)
     return _ended_partition(millis), f"{label}|{NEWEST_FIRST - millis:013d}|{run_id}"
+
+
+def run_ended_keys(label: str, run: Run) -> tuple[str, str]:
+    """Where the ended `run` is indexed under `label`: by the time it ended, which no later change moves."""
+    ended = run.ended_time
+    if ended is None:
+        raise ValueError(f"run {run.run_id} is {run.state.value}: only an ended run is indexed as ended")
+    return ended_keys(label, ended, run.run_id)
 
 
 def _summary_entity(keys: tuple[str, str], run: Run) -> dict[str, Any]:
@@ -154,7 +163,8 @@ def _summary_entity(keys: tuple[str, str], run: Run) -> dict[str, Any]:
             "PlanName": summary.plan_name, "ResourceId": summary.resource_id, "AlertRule": summary.alert_rule,
             "Severity": summary.severity, "CreatedAt": summary.created_at, "UpdatedAt": summary.updated_at,
             "Outcome": summary.outcome[:1000], "Effect": summary.effect, "DecidedBy": summary.decided_by[:500],
-            "Writes": summary.writes, "Credentials": summary.credentials, "Replay": summary.replay}
+            "Writes": summary.writes, "Credentials": summary.credentials, "Replay": summary.replay,
+            **({"EndedAt": summary.ended_at} if summary.ended_at else {})}
 
 
 def _summary(entity: TableEntity) -> RunSummary:
@@ -163,7 +173,9 @@ def _summary(entity: TableEntity) -> RunSummary:
                       created_at=_aware(entity["CreatedAt"]), updated_at=_aware(entity["UpdatedAt"]),
                       outcome=entity.get("Outcome", ""), effect=entity.get("Effect", ""),
                       decided_by=entity.get("DecidedBy", ""), writes=bool(entity.get("Writes", False)),
-                      credentials=entity.get("Credentials", ""), replay=entity.get("Replay", ""))
+                      credentials=entity.get("Credentials", ""), replay=entity.get("Replay", ""),
+                      # An entry written before it had one was keyed by the run's last change.
+                      ended_at=_aware(entity.get("EndedAt") or entity["UpdatedAt"]))
 
 
 ENDED_DAYS = (ENDED, ENDED[:-1] + "}")  # the PartitionKeys [lower, upper) of every day
@@ -175,7 +187,7 @@ def ended_rows(label: str) -> tuple[str, str]:
 
 
 def ended_window(label: str, since: dt.datetime, until: dt.datetime) -> tuple[tuple[str, str], tuple[str, str]]:
-    """The ended runs under `label` last changed in [since, until): their PartitionKeys [newest day,
+    """The ended runs under `label` that ended in [since, until): their PartitionKeys [newest day,
     oldest day], both included, and their RowKeys [lower, upper). The index keys by inverted time, so
     `until` gives the lower keys and `since` the upper ones; the rows alone bound the period, the days
     only keep the query to the partitions that can hold it."""
@@ -270,8 +282,9 @@ class TableRunStore:
 
     def mark_ended(self, run: Run) -> None:
         # The day's two rows in one batch, then the open entry (another partition): a host that dies in
-        # between leaves the run indexed as open, and the sweeper finds it ended and marks it again.
-        self._index.submit_transaction([("upsert", _summary_entity(ended_keys(label, run.updated_at, run.run_id), run))
+        # between leaves the run indexed as open, and the sweeper finds it ended and marks it again, on
+        # the same rows however the run changed since.
+        self._index.submit_transaction([("upsert", _summary_entity(run_ended_keys(label, run), run))
                                         for label in (run.state.value, ANY_STATE)])
         with contextlib.suppress(ResourceNotFoundError):  # moved before, or never open (an unmatched alert)
             self._index.delete_entity(INDEX_PARTITION, f"{OPEN}{run.run_id}")

@@ -33,6 +33,7 @@ class ChangeBuilder:
         self.run = run
         self.now = now
         self._was_open = not run.state.is_terminal
+        self._ended = run.ended_time  # taken before the change: a later change must not move it
         self.audit: list[AuditEvent] = []
         self.messages: list[OutboundMessage] = []
 
@@ -80,7 +81,8 @@ class ChangeBuilder:
         self.send(RunEnded(self.run.run_id), f"ended-{self.run.state.value}")
 
     def build(self) -> Change:
-        run = replace(self.run, updated_at=self.now, audit_seq=self.run.audit_seq + len(self.audit))
+        ended_at = self._ended or (self.now if self.run.state.is_terminal else None)
+        run = replace(self.run, updated_at=self.now, audit_seq=self.run.audit_seq + len(self.audit), ended_at=ended_at)
         if self.messages:  # they become the outbox; a change that sends nothing keeps the one before
             run = replace(run, outbox=tuple(self.messages), last_trigger=None)
         return Change(run, tuple(self.audit), tuple(self.messages),

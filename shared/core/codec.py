@@ -212,6 +212,7 @@ def run_to_dict(run: Run) -> dict[str, Any]:
         **({"pause": pause_to_dict(run.pause)} if run.pause else {}),
         **({"pauses": run.pauses} if run.pauses else {}),
         **({"consent_lapsed_at": _iso(run.consent_lapsed_at)} if run.consent_lapsed_at else {}),
+        **({"ended_at": _iso(run.ended_at)} if run.ended_at else {}),
     }
 
 
@@ -247,6 +248,7 @@ def run_from_dict(data: dict[str, Any], etag: str | None = None) -> Run:
         guardrails=data.get("guardrails"),
         pause=pause_from_dict(data["pause"]) if data.get("pause") else None, pauses=int(data.get("pauses", 0)),
         consent_lapsed_at=_time(data.get("consent_lapsed_at")),
+        ended_at=_time(data.get("ended_at")),  # absent from a run stored before runs had it: see `Run.ended_time`
     )
 
 

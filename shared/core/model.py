@@ -338,6 +338,17 @@ class Run:
     # A consent given before this time lapsed while the run was paused (paused longer than consent
     # lasts): it no longer counts, and consent is asked again.
     consent_lapsed_at: dt.datetime | None = None
+    # When the run ended: set by the change that made it terminal and never moved by a later one (a repeat
+    # a shadowed run absorbs moves `updated_at`), so whatever indexes it as ended writes the same rows.
+    ended_at: dt.datetime | None = None
+
+    @property
+    def ended_time(self) -> dt.datetime | None:
+        """When the run ended, None while it is open; a run kept without `ended_at` (stored before runs
+        had it, or made by hand) ended at its last change."""
+        if not self.state.is_terminal:
+            return None
+        return self.ended_at or self.updated_at
 
     @property
     def source_label(self) -> str:

@@ -14,7 +14,7 @@ from azure.data.tables import TableClient, TableServiceClient
 
 from benchmarks import wire
 from local_azure.azurite import AzuriteTables
-from shared.adapters.table_store import INDEX_PARTITION, TableRunStore, _newest_first, _summary_entity
+from shared.adapters.table_store import INDEX_PARTITION, TableRunStore, _newest_first, _summary_entity, ended_keys
 from shared.core.model import Run, RunState
 from tests.contract.test_run_store_contract import new_run
 
@@ -166,3 +166,12 @@ def test_a_move_cut_short_after_its_writes_is_finished_by_the_next_once(index: I
 def test_with_nothing_left_to_move_the_move_is_one_query(index: Index) -> None:
     index.end("new", NOON)
     assert index.queries_for(index.store.move_undated_ended) == 1
+
+
+def test_an_entry_written_before_it_said_when_the_run_ended_reads_as_ended_at_its_last_change(index: Index) -> None:
+    run = dataclasses.replace(index.template, run_id="old", state=RunState.SUCCEEDED, updated_at=NOON)
+    entity = _summary_entity(ended_keys(RunState.SUCCEEDED.value, NOON, "old"), run)
+    del entity["EndedAt"]
+    index.table.upsert_entity(entity)
+    [listed] = index.store.list_runs(RunState.SUCCEEDED).runs
+    assert listed.ended_at == NOON

@@ -20,7 +20,7 @@ from shared.core.errors import ConcurrencyConflict
 from shared.core.model import Actor, AuditEvent, Mode, RunState
 from shared.core.plans import parse_plan_book
 from shared.core.requests import Timeouts, open_consent_request
-from shared.core.runs import alert_verdict, start_run
+from shared.core.runs import alert_verdict, join_run, start_run
 from shared.core.transitions import RunEvent
 from shared.ports import MAX_JOINS_AT_ONCE, JoinResult
 from tests.fakes import FakeCorrelationStore, FakeRunStore
@@ -282,6 +282,32 @@ def test_the_index_summary_carries_the_guardrails_verdict_and_the_replay(stores)
     assert (summary.effect, summary.writes, summary.credentials, summary.replay) == ("allow", True, "not needed",
                                                                                      "rp1")
     assert summary.decided_by == "plan plan's autonomous mode"
+
+
+def repeat_committed(runs, run_id: str, minute: int):  # type: ignore[no-untyped-def]
+    """A repeat firing written into the ended run itself (as a shadowed run may absorb one)."""
+    change = join_run(runs.get_run(run_id), parse_alert(json.dumps(alert(alert_id="again"))),
+                      NOW + dt.timedelta(minutes=minute))
+    assert change is not None
+    assert not change.ends_run
+    return runs.commit(change)
+
+
+def test_a_run_indexed_again_after_a_later_change_is_listed_once_at_when_it_ended(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    shadowed(runs, "s1", 0)
+    runs.mark_ended(repeat_committed(runs, "s1", 5))
+    assert [r.run_id for r in runs.list_runs(RunState.SHADOWED).runs] == ["s1"]
+    [summary] = runs.ended_between(RunState.SHADOWED, NOW, NOW + dt.timedelta(minutes=1)).runs
+    assert summary.ended_at == NOW
+
+
+def test_a_run_keeps_when_it_ended_through_a_later_change(stores) -> None:  # type: ignore[no-untyped-def]
+    runs, _ = stores
+    shadowed(runs, "s1", 0)
+    repeat_committed(runs, "s1", 5)
+    stored = runs.get_run("s1")
+    assert (stored.ended_at, stored.updated_at) == (NOW, NOW + dt.timedelta(minutes=5))
 
 
 def test_a_repeat_firing_is_recorded_once_beside_its_run_and_read_with_its_audit(stores) -> None:  # type: ignore[no-untyped-def]

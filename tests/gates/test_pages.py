@@ -130,6 +130,28 @@ def test_an_expired_request_says_so_in_its_headline() -> None:
     assert "expired unanswered" in h1(page(p))
 
 
+def started_line(p: Pipeline) -> str:
+    html = run_page(p).get_body().decode()
+    return html[html.index("Started "):].split("</p>", 1)[0]
+
+
+def test_the_run_page_says_when_the_run_ended() -> None:
+    p = waiting_for_consent()
+    p.pass_deadline()
+    assert " · ended 04:00 UTC" in started_line(p)
+    assert "last change" not in started_line(p)  # the same moment, said once
+
+
+def test_the_run_page_of_a_run_changed_after_it_ended_says_when_it_ended_and_last_changed() -> None:
+    p = waiting_for_consent()
+    p.pass_deadline()
+    p.clock.advance(dt.timedelta(minutes=5))
+    p.send_alert(alert(condition="Resolved"), message_id="resolved-1")
+    p.drain()
+    assert " · ended 04:00 UTC" in started_line(p)
+    assert " · last change 04:05 UTC" in started_line(p)
+
+
 def test_the_credential_page_asks_for_your_access_for_the_step_it_names() -> None:
     p = waiting_for_consent()
     p.decide(RequestKind.CONSENT, "approve")

@@ -290,6 +290,17 @@ def test_no_answer_before_the_deadline_expires_the_run(kind) -> None:
     assert p.arm.resource.executed == []
 
 
+def test_the_agent_reads_when_its_run_ended() -> None:
+    p = agent_pipeline(agent_can={READ_VMSS})
+    _, body = post_plan(p, plan())
+    p.drain()
+    _, asking = read_run(p, body["run_id"])
+    assert asking["ended_at"] is None
+    p.pass_deadline(dt.timedelta(hours=1))
+    _, view = read_run(p, body["run_id"])
+    assert view["ended_at"] == p.run().ended_at.isoformat()  # type: ignore[union-attr]
+
+
 def test_while_a_person_is_asked_the_agent_reads_the_approval_link_for_them() -> None:
     p = agent_pipeline()
     _, body = post_plan(p, plan())

@@ -1,12 +1,17 @@
 """Listing runs over HTTP: by state, newest first, paged with continuation tokens; open runs by their
-current state; a token this service did not issue is refused."""
+current state; a token this service did not issue is refused; an ended run once, by when it ended,
+whatever indexes it and however it changed after."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 
+from gates.relay import sweep_stalled
 from shared.adapters.table_store import encode_continuation
+from shared.core.model import Run, RunState
+from shared.topology import Queue
+from tests.fakes import Delivery
 from tests.pipeline import BOB, SUB, Pipeline, alert, plan_book, principal_headers
 
 READ = "Microsoft.Compute/virtualMachines/read"
@@ -67,7 +72,6 @@ def test_a_continuation_this_service_did_not_issue_is_refused() -> None:
 def test_a_run_changed_after_it_ended_is_listed_once() -> None:
     from gates.shell import transact
     from shared.core.alerts import parse_alert
-    from shared.core.model import RunState
     from shared.core.runs import join_run
 
     p = Pipeline(plan_book("review", ["vm.restart"]))
@@ -83,3 +87,77 @@ def test_a_run_changed_after_it_ended_is_listed_once() -> None:
     listed = [r.run_id for r in p.store.list_runs(RunState.UNMATCHED).runs]
     assert listed == [ended.run_id]
     assert [r.run_id for r in p.store.list_runs(None).runs] == [ended.run_id]
+
+
+def expired_then_resolved(p: Pipeline) -> tuple[Run, Delivery]:
+    """A run nobody answered, ended by its deadline message (returned, to deliver again), whose alert then
+    resolved: the resolution is written to the ended run, which moves its last change and nothing else."""
+    p.send_alert(alert())
+    p.drain()
+    p.clock.advance(dt.timedelta(minutes=31))
+    deadline = p.bus.take(Queue.DEADLINES.value)
+    assert deadline is not None
+    assert p.deliver(deadline)
+    p.drain()
+    ended = p.run()
+    assert ended.state is RunState.EXPIRED
+    p.clock.advance(dt.timedelta(minutes=5))
+    p.send_alert(alert(condition="Resolved"), message_id="resolved-1")
+    p.drain()
+    assert p.run().updated_at > ended.updated_at
+    assert p.events()[-1] == "alert_resolved"
+    return ended, deadline
+
+
+def listed(p: Pipeline, state: RunState | None) -> list[str]:
+    return [r.run_id for r in p.store.list_runs(state).runs]
+
+
+def test_a_redelivered_ending_message_lists_a_run_changed_after_it_ended_once() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    ended, deadline = expired_then_resolved(p)
+    # Delivered again (its host died after the commit, say): nothing to decide, so the outbox is sent
+    # again and the run indexed again.
+    assert p.deliver(Delivery(deadline.message, delivery_count=2))
+    assert listed(p, RunState.EXPIRED) == [ended.run_id]
+    assert listed(p, None) == [ended.run_id]
+
+
+def test_the_sweeper_lists_a_run_changed_after_it_ended_once() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    ended, _ = expired_then_resolved(p)
+    # The ending's host died between writing the day's rows and deleting the open entry: the sweeper
+    # finds the run ended and indexes it again.
+    p.store._open[ended.run_id] = ended.created_at
+    assert sweep_stalled(p.services) == 1
+    assert p.store.open_runs() == []
+    assert listed(p, RunState.EXPIRED) == [ended.run_id]
+    assert listed(p, None) == [ended.run_id]
+
+
+def test_a_listed_run_says_when_it_ended_though_indexed_after_a_later_change() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    ended, _ = expired_then_resolved(p)
+    p.store._open[ended.run_id] = ended.created_at
+    sweep_stalled(p.services)  # indexed again, from the run as the resolution left it
+    [row] = list_runs(p, state="expired")["runs"]
+    assert row["ended_at"] == ended.updated_at.isoformat()
+
+
+def test_a_runs_document_says_when_it_ended_and_when_it_last_changed() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    ended, _ = expired_then_resolved(p)
+    response = p.http("GET", "runs/{run_id}", "https://gates.example/x", headers=principal_headers(BOB),
+                      route_params={"run_id": ended.run_id})
+    document = json.loads(response.get_body())
+    assert document["ended_at"] == ended.updated_at.isoformat()
+    assert document["updated_at"] == p.run().updated_at.isoformat()
+
+
+def test_an_open_runs_document_has_not_ended() -> None:
+    p = Pipeline(plan_book("review", ["vm.restart"]))
+    p.send_alert(alert())
+    p.drain()
+    response = p.http("GET", "runs/{run_id}", "https://gates.example/x", headers=principal_headers(BOB),
+                      route_params={"run_id": p.run().run_id})
+    assert json.loads(response.get_body())["ended_at"] is None
