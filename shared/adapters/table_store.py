@@ -284,8 +284,10 @@ class TableRunStore:
         # The day's two rows in one batch, then the open entry (another partition): a host that dies in
         # between leaves the run indexed as open, and the sweeper finds it ended and marks it again, on
         # the same rows however the run changed since.
-        self._index.submit_transaction([("upsert", _summary_entity(run_ended_keys(label, run), run))
-                                        for label in (run.state.value, ANY_STATE)])
+        failed = table_batch.submit(self._index, [("upsert_merge", _summary_entity(run_ended_keys(label, run), run))
+                                                  for label in (run.state.value, ANY_STATE)])
+        if failed is not None:
+            raise HttpResponseError(message=f"run {run.run_id}: the table service refused its index rows ({failed})")
         with contextlib.suppress(ResourceNotFoundError):  # moved before, or never open (an unmatched alert)
             self._index.delete_entity(INDEX_PARTITION, f"{OPEN}{run.run_id}")
 
