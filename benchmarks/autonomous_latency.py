@@ -58,6 +58,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from benchmarks.harness import AGENT, PLANS, SUBSCRIPTION, VM_WEB_01, BenchStack, action, common_alert, run_store
 from local_azure import scenario
 from local_azure.servicebus import QueueSettings, ServiceBusStandIn
+from shared.adapters import table_batch
 from shared.adapters.arm_client import ArmResourceManager
 from shared.adapters.identity import agent_credential_from_settings
 from shared.adapters.table_store import TableRunStore
@@ -132,12 +133,12 @@ def servicebus_round_trips(samples: int) -> list[float]:
         return timed(round_trip, samples)
 
 
-def table_read_and_write(connection_string: str, samples: int) -> tuple[list[float], list[float]]:
+def table_read_and_write(connection_string: str, samples: int) -> tuple[list[float], list[float], list[float]]:
     table = TableClient.from_connection_string(connection_string, "benchhop")
     table.create_table()
     partition = uuid.uuid4().hex
     table.create_entity({"PartitionKey": partition, "RowKey": "run", "Data": RUN_SIZED_DATA})
-    reads, writes = [], []
+    reads, writes, own_writes = [], [], []
     for index in range(samples):
         began = time.perf_counter()
         entity = table.get_entity(partition, "run")
@@ -150,7 +151,15 @@ def table_read_and_write(connection_string: str, samples: int) -> tuple[list[flo
             ("create", {"PartitionKey": partition, "RowKey": f"audit-{index:06d}", "Data": "y" * 300}),
         ])
         writes.append(time.perf_counter() - began)
-    return reads, writes
+        etag = table.get_entity(partition, "run").metadata["etag"]
+        began = time.perf_counter()
+        outcome = table_batch.transact(table, [
+            ("replace", {"PartitionKey": partition, "RowKey": "run", "Data": RUN_SIZED_DATA}, etag),
+            ("create", {"PartitionKey": partition, "RowKey": f"audit-own-{index:06d}", "Data": "y" * 300})])
+        own_writes.append(time.perf_counter() - began)
+        if outcome.failed is not None:
+            raise AssertionError(f"the app's own transaction failed: {outcome.failed}")
+    return reads, writes, own_writes
 
 
 def arm_pipeline(endpoint: str, credential: Any) -> PipelineClient[Any, Any]:
@@ -212,7 +221,7 @@ def main() -> None:
             warm_up, _ = one_run(bench, store, rule, resource_id)
             timings[label] = (warm_up, [one_run(bench, store, rule, resource_id) for _ in range(args.runs)])
         service_bus = servicebus_round_trips(args.samples)
-        reads, writes = table_read_and_write(bench.azurite_connection_string, args.samples)
+        reads, writes, own_writes = table_read_and_write(bench.azurite_connection_string, args.samples)
         arm = arm_calls(bench.app_settings(), args.samples)
 
     per_hop = median_ms(service_bus) + median_ms(reads) + median_ms(writes) + median_ms(arm["reused"])
@@ -222,11 +231,16 @@ def main() -> None:
     print(f"  table entity-group write on the ETag (run + audit)   {median_ms(writes):7.1f} ms")
     print(f"  ARM call on a reused pipeline                        {median_ms(arm['reused']):7.1f} ms")
     print(f"  per hop                                              {per_hop:7.1f} ms")
+    # The app writes a transition with its own transaction (shared/adapters/table_batch.py), cheaper than the
+    # SDK's: held to a floor with that write too, the ratio is the stricter one.
+    own_per_hop = per_hop - median_ms(writes) + median_ms(own_writes)
+    print(f"  (the same write as the app sends it, its own $batch    {median_ms(own_writes):7.1f} ms: per hop "
+          f"{own_per_hop:.1f} ms)")
     for label, rule, _, _ in PATHS:
         plan = plan_for(rule)
         steps = [s["action"] for s in plans["runbooks"][plan["runbook"]]["steps"]]
         hops = 1 + len(steps)
-        floor = hops * per_hop
+        floor, own_floor = hops * per_hop, hops * own_per_hop
         warm_up, runs = timings[label]
         done = sorted(total for total, _ in runs)
         arm_own = [own for _, own in runs]
@@ -241,9 +255,13 @@ def main() -> None:
             print(f"  alert → done / floor: {median_ms(done):.0f} / {floor:.0f} = {median_ms(done) / floor:.2f}; "
                   f"less ARM's own time: {median_ms(engine):.0f} / {floor:.0f} = {median_ms(engine) / floor:.2f}"
                   "   (target ≤ 1.5)")
+            print(f"  against the floor with the app's own write ({own_floor:.0f} ms): "
+                  f"{median_ms(engine) / own_floor:.2f}")
         else:
             print(f"  alert → done / floor: {median_ms(done):.0f} / {floor:.0f} = {median_ms(done) / floor:.2f}"
                   "   (target ≤ 1.5)")
+            print(f"  against the floor with the app's own write ({own_floor:.0f} ms): "
+                  f"{median_ms(done) / own_floor:.2f}")
     print("\none ARM call (GET instanceView, the agent's token cached), medians:")
     print(f"  new pipeline, new TLS connection per call            {median_ms(arm['new']):7.1f} ms")
     print(f"  reused pipeline                                      {median_ms(arm['reused']):7.1f} ms")
