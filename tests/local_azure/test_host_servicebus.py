@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,147 @@ def test_a_failed_batch_is_abandoned_and_redelivered_then_dead_lettered(broker: 
 
     assert batches == [{"bodies": ["fail"], "delivery_counts": [1]}, {"bodies": ["fail"], "delivery_counts": [2]}]
     assert [message["body"] for message in dead] == ["fail"]
+
+
+# A batch trigger's batches, made deterministic: a batch is the first message and what the receiver holds,
+# so the test holds one invocation open while more messages reach the host's receiver, then lets it go.
+GATED_QUEUES = [QueueSettings("gated"), QueueSettings("gated-seen")]
+GATED_WAIT_SECONDS = 30.0  # generous: under load the host and the broker share two busy cores
+GATED_BATCH_APP = '''
+import json
+import os
+import time
+from typing import List  # noqa: UP035  the worker's batch annotation check knows no list[...]
+
+import azure.functions as func
+from azure.servicebus import ServiceBusClient, ServiceBusMessage
+
+app = func.FunctionApp()
+HOLD_LIMIT_SECONDS = 60.0  # a test that never opens the gate fails instead of leaving the thread behind
+
+
+@app.service_bus_queue_trigger(arg_name="msgs", queue_name="gated", connection="GATED_SERVICEBUS",
+                               cardinality=func.Cardinality.MANY)
+def gated(msgs: List[func.ServiceBusMessage]) -> None:  # noqa: UP006  the worker accepts only typing.List
+    """Reports each batch it is given; holds a batch with "hold" in it until the gate file exists; fails a
+    batch in which "fail" is on its first delivery."""
+    seen = sorted([m.get_body().decode(), m.delivery_count] for m in msgs)
+    with ServiceBusClient.from_connection_string(os.environ["GATED_SERVICEBUS"]) as client, \\
+            client.get_queue_sender("gated-seen") as sender:
+        sender.send_messages(ServiceBusMessage(json.dumps({"messages": seen})))
+    if any(body == "hold" for body, _ in seen):
+        deadline = time.monotonic() + HOLD_LIMIT_SECONDS
+        while not os.path.exists(os.environ["GATE_FILE"]):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the gate was never opened")
+            time.sleep(0.02)
+    if ["fail", 1] in seen:
+        raise RuntimeError("failing the batch on purpose")
+'''
+
+
+@dataclass
+class Gated:
+    """A host running the gated batch app on a broker of its own."""
+
+    broker: ServiceBusStandIn
+    gate: Path
+
+    @property
+    def connection_string(self) -> str:
+        return self.broker.connection_string
+
+    def hold_a_batch(self) -> None:
+        """Returns once an invocation is inside the function, held there until `open_gate`."""
+        send(self.connection_string, "gated", "hold")
+        assert receive_json(self.connection_string, "gated-seen", wait_seconds=GATED_WAIT_SECONDS) == [
+            {"messages": [["hold", 1]]}]
+
+    def send_one_by_one(self, bodies: list[str]) -> None:
+        with ServiceBusClient.from_connection_string(self.connection_string) as client, \
+                client.get_queue_sender("gated") as sender:
+            for body in bodies:
+                sender.send_messages(ServiceBusMessage(body))
+
+    def wait_until_the_host_holds(self, count: int) -> None:
+        """Every message is locked to the host's receiver, so the broker has sent it down the receiver's
+        link. The host completes the held batch before it receives again and waits for the broker's answer,
+        reading the connection's frames in order: these messages, sent earlier, are in its prefetch buffer
+        by then, and the next batch is all of them."""
+        _wait_until(lambda: self.broker.active_count("gated") == 0 and self.broker.queue_depth("gated") == count,
+                    f"{count} messages locked to the host")
+
+    def open_gate(self) -> None:
+        self.gate.touch()
+
+    def batches(self, messages: int) -> list[list[list[object]]]:
+        """The batches reported until they hold `messages` messages in all."""
+        found: list[list[list[object]]] = []
+        while sum(len(batch) for batch in found) < messages:
+            reported = receive_json(self.connection_string, "gated-seen")
+            assert reported, f"only {found} were reported"
+            found += [report["messages"] for report in reported]
+        return found
+
+    def assert_settled(self) -> None:
+        """Every message completed: the queue empties, none is dead-lettered, no batch is given again."""
+        _wait_until(lambda: self.broker.queue_depth("gated") == 0, "the queue to empty")
+        assert self.broker.dead_letter_depth("gated") == 0
+        assert receive_json(self.connection_string, "gated-seen", wait_seconds=1) == []
+
+
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + GATED_WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def gated_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = tmp_path_factory.mktemp("gated_batch_app")
+    (project / "host.json").write_text(json.dumps({"version": "2.0"}))
+    (project / "gated_batch_app.py").write_text(GATED_BATCH_APP)
+    return project
+
+
+@pytest.fixture
+def gated(gated_app: Path, tmp_path: Path) -> Iterator[Gated]:
+    gate = tmp_path / "gate-open"
+    with ServiceBusStandIn(GATED_QUEUES) as broker, \
+            FunctionsHost(gated_app, app="gated_batch_app:app",
+                          settings={"GATED_SERVICEBUS": broker.connection_string, "GATE_FILE": str(gate)}):
+        try:
+            yield Gated(broker, gate)
+        finally:
+            gate.touch()  # a held invocation lets go, so the host stops at once
+
+
+def test_messages_that_arrive_while_a_batch_runs_are_given_together_as_the_next_batch(gated: Gated) -> None:
+    gated.hold_a_batch()
+    gated.send_one_by_one(["a", "b", "c"])
+    gated.wait_until_the_host_holds(4)
+
+    gated.open_gate()
+
+    assert gated.batches(3) == [[["a", 1], ["b", 1], ["c", 1]]]
+    gated.assert_settled()
+
+
+def test_a_failed_batch_abandons_every_message_in_it_and_each_comes_back_once(gated: Gated) -> None:
+    # "good" is not what failed, yet it is not completed either: it comes back with "fail".
+    gated.hold_a_batch()
+    gated.send_one_by_one(["fail", "good"])
+    gated.wait_until_the_host_holds(3)
+
+    gated.open_gate()
+
+    failed, *redelivered = gated.batches(4)
+    assert failed == [["fail", 1], ["good", 1]]
+    # One batch or two: the host gives them back one by one, and the broker sends each down the link as it
+    # takes it back, so the last may still be on its way when the next batch is formed.
+    assert sorted(message for batch in redelivered for message in batch) == [["fail", 2], ["good", 2]]
+    gated.assert_settled()
 
 
 def test_lock_renewal_keeps_a_long_invocation_from_being_redelivered(broker: ServiceBusStandIn,
