@@ -55,6 +55,10 @@ class Recorder:
         self.transactions.append([("delete", keys)])
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_client":
+            # As an SDK without the generated client would be: the store's own `$batch` (table_batch) then
+            # submits through `submit_transaction`, which is captured.
+            raise AttributeError(name)
         raise NotCapturable(f"the store called {name}(): only submitted transactions can be captured")
 
 

@@ -155,3 +155,19 @@ def test_a_row_kept_in_the_earlier_layout_is_still_read(table: TableClient) -> N
     entity = store._entity(_queued(_key(9)))
     table.create_entity({**entity, "PartitionKey": _key(9), "RowKey": TableAlertStatusStore.LEGACY_ROW})
     assert store.get(_key(9)) == _queued(_key(9))
+
+
+def test_statuses_put_by_concurrent_callers_for_alerts_without_a_row_are_added_together(table: TableClient) -> None:
+    # The plan stage's rows for alerts that came by the queue: new rows, added as the intake's are.
+    store = TableAlertStatusStore(table)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: store.put(_queued(_key(i))), range(40)))
+    assert all(store.get(_key(i)) == _queued(_key(i)) for i in range(40))
+
+
+def test_a_status_put_over_the_intake_row_replaces_it(table: TableClient) -> None:
+    store = TableAlertStatusStore(table)
+    store.add(_queued(_key(1)))
+    planned = AlertStatus(_key(1), AlertState.PLANNED, "alert-1", "Fired", NOW, ("r1",), "no plan matched")
+    store.put(planned)
+    assert store.get(_key(1)) == planned
