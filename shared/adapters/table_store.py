@@ -620,7 +620,7 @@ class TableAlertStatusStore:
                            targets=tuple((t, k) for t, k in json.loads(entity.get("Targets") or "[]")),
                            alert_key=entity.get("AlertKey", ""))
 
-    def _read(self, partition: str, row: str) -> Any:
+    def _read(self, partition: str, row: str) -> TableEntity | None:
         try:
             return self._table.get_entity(partition, row)
         except ResourceNotFoundError:

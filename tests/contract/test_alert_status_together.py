@@ -45,11 +45,11 @@ class _HeldWrites:
 
 
 def _waiting(commit: GroupCommit[str, str], count: int) -> None:
-    deadline = threading.Event()
+    pause = threading.Event()  # never set: a sleep the test's own threads do not share
     for _ in range(int(WAIT * 100)):
         if len(commit._waiting) == count:  # the callers are queued behind the write on the wire
             return
-        deadline.wait(0.01)
+        pause.wait(0.01)
     raise AssertionError(f"{count} callers never queued")
 
 
@@ -157,7 +157,7 @@ def test_a_row_kept_in_the_earlier_layout_is_still_read(table: TableClient) -> N
     assert store.get(_key(9)) == _queued(_key(9))
 
 
-def test_statuses_put_by_concurrent_callers_for_alerts_without_a_row_are_added_together(table: TableClient) -> None:
+def test_statuses_put_by_concurrent_callers_for_alerts_without_a_row_are_each_kept(table: TableClient) -> None:
     # The plan stage's rows for alerts that came by the queue: new rows, added as the intake's are.
     store = TableAlertStatusStore(table)
     with ThreadPoolExecutor(8) as pool:
