@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.handlers
+import queue
 import signal
 import sys
 import threading
@@ -34,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="authsettingsV2 properties, e.g. local_azure/config/authsettings.json")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE")
     arguments = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    listener = _log_in_background()
     local_settings = arguments.local_settings
     if local_settings is None and (arguments.project / "local.settings.json").exists():
         local_settings = arguments.project / "local.settings.json"
@@ -53,7 +54,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"function key: {host.function_key}", file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             pass
+    listener.stop()
     return 0
+
+
+def _log_in_background() -> logging.handlers.QueueListener:
+    """Records are queued by the thread that logs and written to stderr by one thread of their own, as the
+    Python worker hands a function's logs to the Functions host: a function's thread never waits on the
+    log's I/O, nor on another thread that holds the handler's lock while it waits for the GIL."""
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    listener = logging.handlers.QueueListener(records, writer)
+    logging.basicConfig(level=logging.INFO, handlers=[logging.handlers.QueueHandler(records)])
+    listener.start()
+    return listener
 
 
 if __name__ == "__main__":
