@@ -8,7 +8,8 @@ and Azurite. Each path gets fresh resources, so each must make exactly one run p
 plan: every run waits for consent, and every later alert of the rule joins it).
 
   queue: the alerts are put on the `alerts` queue (batches of 100) as fast as the SDK sends;
-  HTTP:  they are posted to POST /api/alerts by as many clients as the trigger's maxConcurrentCalls.
+  HTTP:  they are posted to POST /api/alerts by as many clients as the trigger's maxConcurrentCalls, from a
+         process of their own (in this one, they would slow the Service Bus stand-in the intake sends to).
 
 Ingest rate = alerts / (first send → the `alerts` queue empty, every message handled and completed).
 CPU per alert is printed by process (the app's host, Azurite, this process: the stand-ins and the
@@ -26,7 +27,9 @@ import argparse
 import http.client
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -102,20 +105,50 @@ def send_to_queue(connection_string: str, alerts: list[dict[str, Any]]) -> float
     return time.perf_counter() - began
 
 
-def post_to_intake(bench: BenchStack, alerts: list[dict[str, Any]], clients: int) -> float:
-    """Each client posts on a kept-alive connection of its own, bodies encoded beforehand: the load's CPU
-    shares the machine with the app, so it is kept as small as an HTTP client's can be."""
+def post_to_intake(bench: BenchStack, alerts: list[dict[str, Any]], clients: int) -> tuple[float, float, float]:
+    """The posts come from a process of their own (`_post_load`): sharing this one's interpreter, the
+    clients' threads would slow the Service Bus stand-in the intake sends to, which a real load does not.
+    Its bodies are encoded and its connections opened beforehand; the clock starts when it is told to go.
+    When it was told to go (perf_counter), the seconds the posting took and the CPU seconds the load used."""
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as bodies:
+        bodies.writelines(json.dumps(alert) + "\n" for alert in alerts)
+    try:
+        load = subprocess.Popen([sys.executable, __file__, "--post-load", bodies.name, "--url", bench.base_url,  # noqa: S603
+                                 "--key", bench.function_key, "--clients", str(clients)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert load.stdin is not None
+        assert load.stdout is not None
+        if load.stdout.readline().strip() != "ready":
+            raise RuntimeError("the load process did not start")
+        began = time.perf_counter()
+        load.stdin.write("go\n")
+        load.stdin.flush()
+        result = json.loads(load.stdout.readline())
+        load.wait(timeout=60)
+    finally:
+        os.unlink(bodies.name)
+    if result["statuses"] != {"202": len(alerts)}:
+        print(f"  the intake answered {result['statuses']}")
+    return began, float(result["seconds"]), float(result["cpu"])
+
+
+def _post_load(path: str, base_url: str, key: str, clients: int) -> None:
+    """The load process: each client posts on a kept-alive connection of its own, bodies encoded beforehand."""
     local = threading.local()
-    address = urlsplit(bench.base_url)
-    headers = {"x-functions-key": bench.function_key, "Content-Type": "application/json"}
-    bodies = [json.dumps(alert).encode() for alert in alerts]
+    address = urlsplit(base_url)
+    headers = {"x-functions-key": key, "Content-Type": "application/json"}
+    bodies = [line.rstrip("\n").encode() for line in Path(path).read_text().splitlines()]
+
+    def connect() -> http.client.HTTPConnection:
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+        connection.connect()
+        return connection
 
     def post(body: bytes) -> int:
         for attempt in (1, 2):
             connection = getattr(local, "connection", None)
             if connection is None:
-                connection = local.connection = http.client.HTTPConnection(address.hostname, address.port,
-                                                                           timeout=60)
+                connection = local.connection = connect()
             try:
                 connection.request("POST", "/api/alerts", body=body, headers=headers)
                 response = connection.getresponse()
@@ -128,12 +161,14 @@ def post_to_intake(bench: BenchStack, alerts: list[dict[str, Any]], clients: int
                     raise
         raise AssertionError("unreachable")
 
-    began = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        statuses = Counter(pool.map(post, bodies))
-    if set(statuses) != {202}:
-        print(f"  the intake answered {dict(statuses)}")
-    return time.perf_counter() - began
+        print("ready", flush=True)
+        sys.stdin.readline()
+        cpu_before = time.process_time()
+        began = time.perf_counter()
+        statuses = Counter(str(status) for status in pool.map(post, bodies))
+        seconds = time.perf_counter() - began
+    print(json.dumps({"seconds": seconds, "statuses": statuses, "cpu": time.process_time() - cpu_before}), flush=True)
 
 
 def wait_until_handled(bench: BenchStack, alerts: int, began: float) -> float:
@@ -163,9 +198,11 @@ def storm(bench: BenchStack, store: TableRunStore, path: str, alerts: int, resou
     if path == "queue":
         sending = send_to_queue(bench.stack.service_bus.connection_string, documents)
     else:
-        sending = post_to_intake(bench, documents, concurrency)
+        began, sending, load_cpu = post_to_intake(bench, documents, concurrency)
     seconds = wait_until_handled(bench, alerts, began)
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in watched.items()}
+    if path == "http":
+        cpu["HTTP load"] = load_cpu
 
     wanted = {name.lower() for name in names}
     runs = [run for run in runs_in(store) if run.resource_id.lower() in wanted]
@@ -199,7 +236,15 @@ def main() -> None:
     parser.add_argument("--raw-inserts", type=int, default=2000, help="inserts timed for the raw rate")
     parser.add_argument("--paths", default="queue,http", help="queue, http or both (comma-separated)")
     parser.add_argument("--wire", action="store_true", help="count the app's table requests on the wire")
+    # The HTTP path's load process (post_to_intake starts it): not for use by hand.
+    parser.add_argument("--post-load", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--key", help=argparse.SUPPRESS)
+    parser.add_argument("--clients", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.post_load:
+        _post_load(args.post_load, args.url, args.key, args.clients)
+        return
     concurrency = max_concurrent_calls()
 
     with BenchStack(wire=args.wire) as bench:
