@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TextIO
 
 from local_azure.host.functions_host import FunctionsHost
 
@@ -36,12 +37,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="authsettingsV2 properties, e.g. local_azure/config/authsettings.json")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE")
     arguments = parser.parse_args(argv)
-    listener = _log_in_background()
+    handler, listener = log_in_background(sys.stderr)
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     local_settings = arguments.local_settings
     if local_settings is None and (arguments.project / "local.settings.json").exists():
         local_settings = arguments.project / "local.settings.json"
-    host = FunctionsHost(arguments.project, app=arguments.app, settings=_settings(arguments.setting),
-                         local_settings=local_settings, port=arguments.port, auth_settings=arguments.auth_settings)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -49,26 +49,32 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    with host:
-        if host._http is not None:
-            print(f"function key: {host.function_key}", file=sys.stderr, flush=True)
-        while not stop.wait(0.5):
-            pass
-    listener.stop()
+    try:
+        host = FunctionsHost(arguments.project, app=arguments.app, settings=_settings(arguments.setting),
+                             local_settings=local_settings, port=arguments.port,
+                             auth_settings=arguments.auth_settings)
+        with host:
+            if host._http is not None:
+                print(f"function key: {host.function_key}", file=sys.stderr, flush=True)
+            while not stop.wait(0.5):
+                pass
+    finally:
+        listener.stop()  # what was logged is written, a failed start-up's reasons too
     return 0
 
 
-def _log_in_background() -> logging.handlers.QueueListener:
-    """Records are queued by the thread that logs and written to stderr by one thread of their own, as the
-    Python worker hands a function's logs to the Functions host: a function's thread never waits on the
-    log's I/O, nor on another thread that holds the handler's lock while it waits for the GIL."""
+def log_in_background(stream: TextIO) -> tuple[logging.Handler, logging.handlers.QueueListener]:
+    """A handler that queues records, and the started listener that writes them to `stream` from a thread of
+    its own, as the Python worker hands a function's logs to the Functions host: a function's thread never
+    waits on the log's I/O, nor on another thread that holds the handler's lock while it waits for the GIL."""
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    writer = logging.StreamHandler(sys.stderr)
+    writer = logging.StreamHandler(stream)
     writer.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     listener = logging.handlers.QueueListener(records, writer)
-    logging.basicConfig(level=logging.INFO, handlers=[logging.handlers.QueueHandler(records)])
+    queued = logging.handlers.QueueHandler(records)
+    queued.setFormatter(logging.Formatter("%(message)s"))  # the message and its traceback; the writer adds the rest
     listener.start()
-    return listener
+    return queued, listener
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import re
 import signal
 import subprocess
@@ -13,11 +15,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from local_azure.host.__main__ import log_in_background
 from tests.local_azure.sample_app.harness import APP_REFERENCE, SAMPLE_APP, SAMPLE_LOCAL_SETTINGS
 
 pytestmark = pytest.mark.timeout(60)
 PROJECT_ROOT = Path(__file__).parents[2]
 STARTED = re.compile(r"HTTP on (http://127\.0\.0\.1:\d+)")
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING tests\.host\.log-format: alert a-1 accepted")
 
 
 def test_the_cli_serves_the_app_and_stops_cleanly_on_sigterm() -> None:
@@ -48,3 +52,51 @@ def test_the_cli_serves_the_app_and_stops_cleanly_on_sigterm() -> None:
             process.wait(timeout=5)
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_each_log_line_says_when_how_bad_and_which_logger_once() -> None:
+    stream = io.StringIO()
+    handler, listener = log_in_background(stream)
+    logger = logging.getLogger("tests.host.log-format")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("alert %s accepted", "a-1")
+    finally:
+        listener.stop()
+        logger.removeHandler(handler)
+    assert LOG_LINE.fullmatch(stream.getvalue().strip()), stream.getvalue()
+
+
+def test_a_logged_exception_keeps_its_traceback() -> None:
+    stream = io.StringIO()
+    handler, listener = log_in_background(stream)
+    logger = logging.getLogger("tests.host.log-traceback")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise ZeroDivisionError("division by zero")
+        except ZeroDivisionError:
+            logger.exception("function failed")
+    finally:
+        listener.stop()
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith(" ERROR tests.host.log-traceback: function failed")
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-1] == "ZeroDivisionError: division by zero"
+
+
+def test_a_host_whose_app_fails_to_start_writes_what_the_app_logged_before_it_exits(tmp_path: Path) -> None:
+    (tmp_path / "failing_app.py").write_text(
+        "import logging\n"
+        "for n in range(3000):\n"  # more than the writer could drain as the process exits, unless it is waited for
+        "    logging.getLogger('failing_app').warning('checked setting %d', n)\n"
+        "logging.getLogger('failing_app').error('GATES_EXAMPLE is not set')\n"
+        "raise RuntimeError('the app could not start')\n")
+    command = [sys.executable, "-m", "local_azure.host", "--project", str(tmp_path), "--app", "failing_app:app",
+               "--port", "0"]
+    finished = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert finished.returncode != 0
+    assert " ERROR failing_app: GATES_EXAMPLE is not set" in finished.stderr
