@@ -108,14 +108,14 @@ def send_to_queue(connection_string: str, alerts: list[dict[str, Any]]) -> float
 def post_to_intake(bench: BenchStack, alerts: list[dict[str, Any]], clients: int) -> tuple[float, float, float]:
     """The posts come from a process of their own (`_post_load`): sharing this one's interpreter, the
     clients' threads would slow the Service Bus stand-in the intake sends to, which a real load does not.
-    Its bodies are encoded and its connections opened beforehand; the clock starts when it is told to go.
-    When it was told to go (perf_counter), the seconds the posting took and the CPU seconds the load used."""
+    Its bodies are read and encoded before the clock starts, when it is told to go. When it was told to go
+    (perf_counter), the seconds the posting took and the CPU seconds the load used."""
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as bodies:
         bodies.writelines(json.dumps(alert) + "\n" for alert in alerts)
+    load = subprocess.Popen([sys.executable, __file__, "--post-load", bodies.name, "--url", bench.base_url,  # noqa: S603
+                             "--key", bench.function_key, "--clients", str(clients)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        load = subprocess.Popen([sys.executable, __file__, "--post-load", bodies.name, "--url", bench.base_url,  # noqa: S603
-                                 "--key", bench.function_key, "--clients", str(clients)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert load.stdin is not None
         assert load.stdout is not None
         if load.stdout.readline().strip() != "ready":
@@ -123,9 +123,14 @@ def post_to_intake(bench: BenchStack, alerts: list[dict[str, Any]], clients: int
         began = time.perf_counter()
         load.stdin.write("go\n")
         load.stdin.flush()
-        result = json.loads(load.stdout.readline())
+        answer = load.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"the load process ended without its figures (exit {load.wait(timeout=60)})")
+        result = json.loads(answer)
         load.wait(timeout=60)
     finally:
+        if load.poll() is None:
+            load.kill()
         os.unlink(bodies.name)
     if result["statuses"] != {"202": len(alerts)}:
         print(f"  the intake answered {result['statuses']}")
