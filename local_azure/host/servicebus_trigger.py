@@ -12,6 +12,10 @@ settled as one: every message completed when the invocation succeeds, every one 
 Its receiver prefetches (at least `BATCH_PREFETCH`), and a batch is the first message and what the
 receiver already holds: the Python SDK, asked for more than it holds, waits for a 0.2 s gap after the
 last message, which the runtime does not (a lone alert would wait that long before it is planned).
+The runtime's SDK (Azure.Messaging.ServiceBus) hands what its buffer holds at once too, but when the
+buffer was empty it waits up to 20 ms after the first message for more (`BeginReceiveRemoteMessages`'s
+batch wait): here a trickle comes in smaller batches than there. Done here with the Python SDK's receive,
+that wait polls the socket and cost more host CPU than it saved (the HTTP storm, 281 -> 251 alerts/s).
 """
 
 from __future__ import annotations
