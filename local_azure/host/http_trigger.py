@@ -203,6 +203,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # The listen backlog: socketserver's 5 drops what a storm's burst of connections brings beyond it.
+    request_queue_size = 512
     dispatcher: HttpDispatcher
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -14,6 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 TIMEOUT = 10
 FUNCTION_KEY = "sample-function-key"
 MASTER_KEY = "sample-master-key"
+BURST_CONNECT_SECONDS = 0.5  # under TCP's first resend of a dropped connection request (1 s)
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +188,25 @@ def test_settings_are_restored_when_the_host_stops() -> None:
 
     assert "SAMPLE_ONLY_WHILE_RUNNING" not in os.environ
 
+
+
+def test_a_burst_of_connections_is_taken_without_a_refusal_or_a_resend(host: FunctionsHost) -> None:
+    # An action group in a storm opens many connections at once; a listen backlog of socketserver's 5
+    # drops the rest, and each dropped client waits out a TCP resend (a second or more) or is reset.
+    burst = 64
+    ready = threading.Barrier(burst)
+
+    def connect(_: int) -> bool:
+        ready.wait()
+        try:
+            with socket.create_connection(("127.0.0.1", host.port), timeout=BURST_CONNECT_SECONDS) as connection:
+                connection.sendall(b"GET /api/items/1?code=" + FUNCTION_KEY.encode() + b" HTTP/1.1\r\n"
+                                   b"Host: localhost\r\nConnection: close\r\n\r\n")
+                connection.settimeout(TIMEOUT)
+                return connection.recv(12).startswith(b"HTTP/1.")
+        except OSError:
+            return False
+
+    with ThreadPoolExecutor(burst) as pool:
+        answered = list(pool.map(connect, range(burst)))
+    assert answered.count(True) == burst
