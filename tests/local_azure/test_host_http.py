@@ -189,7 +189,6 @@ def test_settings_are_restored_when_the_host_stops() -> None:
     assert "SAMPLE_ONLY_WHILE_RUNNING" not in os.environ
 
 
-
 def test_a_burst_of_connections_is_taken_without_a_refusal_or_a_resend(host: FunctionsHost) -> None:
     # An action group in a storm opens many connections at once; a listen backlog of socketserver's 5
     # drops the rest, and each dropped client waits out a TCP resend (a second or more) or is reset.
