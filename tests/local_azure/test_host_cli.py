@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,35 +55,36 @@ def test_the_cli_serves_the_app_and_stops_cleanly_on_sigterm() -> None:
             process.stderr.close()
 
 
-def test_each_log_line_says_when_how_bad_and_which_logger_once() -> None:
+def written_by_the_host_log(logger_name: str, log: Callable[[logging.Logger], None]) -> str:
+    """What the host's log writes for what `log` logs on a logger of that name."""
     stream = io.StringIO()
     handler, listener = log_in_background(stream)
-    logger = logging.getLogger("tests.host.log-format")
+    logger = logging.getLogger(logger_name)
     logger.addHandler(handler)
     logger.propagate = False
     try:
-        logger.warning("alert %s accepted", "a-1")
+        log(logger)
     finally:
         listener.stop()
         logger.removeHandler(handler)
-    assert LOG_LINE.fullmatch(stream.getvalue().strip()), stream.getvalue()
+    return stream.getvalue()
+
+
+def test_each_log_line_says_when_how_bad_and_which_logger_once() -> None:
+    written = written_by_the_host_log("tests.host.log-format",
+                                      lambda logger: logger.warning("alert %s accepted", "a-1"))
+    assert LOG_LINE.fullmatch(written.strip()), written
+
+
+def _fail_and_log(logger: logging.Logger) -> None:
+    try:
+        raise ZeroDivisionError("division by zero")
+    except ZeroDivisionError:
+        logger.exception("function failed")
 
 
 def test_a_logged_exception_keeps_its_traceback() -> None:
-    stream = io.StringIO()
-    handler, listener = log_in_background(stream)
-    logger = logging.getLogger("tests.host.log-traceback")
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        try:
-            raise ZeroDivisionError("division by zero")
-        except ZeroDivisionError:
-            logger.exception("function failed")
-    finally:
-        listener.stop()
-        logger.removeHandler(handler)
-    lines = stream.getvalue().splitlines()
+    lines = written_by_the_host_log("tests.host.log-traceback", _fail_and_log).splitlines()
     assert lines[0].endswith(" ERROR tests.host.log-traceback: function failed")
     assert lines[1] == "Traceback (most recent call last):"
     assert lines[-1] == "ZeroDivisionError: division by zero"
