@@ -58,6 +58,7 @@ from shared.topology import Queue
 
 RULE = "vm-not-responding"
 RUN_SIZED_DATA = "x" * 2500  # a run entity's Data (its JSON) is about this long
+LOAD_URL, LOAD_KEY = "STORM_LOAD_URL", "STORM_LOAD_FUNCTION_KEY"  # the load process's target and key
 MIN_RATE = 2.0  # alerts/s below which a path is given up as stuck (bounds the run's time)
 
 
@@ -118,9 +119,10 @@ def post_to_intake(bench: BenchStack, alerts: list[dict[str, Any]], clients: int
     (perf_counter), the seconds the posting took and the CPU seconds the load used."""
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as bodies:
         bodies.writelines(json.dumps(alert) + "\n" for alert in alerts)
-    load = subprocess.Popen([sys.executable, __file__, "--post-load", bodies.name, "--url", bench.base_url,  # noqa: S603
-                             "--key", bench.function_key, "--clients", str(clients)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    # The function key goes in the environment, not in an argument any process on the machine can list.
+    load = subprocess.Popen([sys.executable, __file__, "--post-load", bodies.name, "--clients", str(clients)],  # noqa: S603
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, LOAD_URL: bench.base_url, LOAD_KEY: bench.function_key})
     try:
         assert load.stdin is not None
         assert load.stdout is not None
@@ -143,23 +145,19 @@ def post_to_intake(bench: BenchStack, alerts: list[dict[str, Any]], clients: int
     return began, float(result["seconds"]), float(result["cpu"])
 
 
-def _post_load(path: str, base_url: str, key: str, clients: int) -> None:
+def _post_load(path: str, clients: int) -> None:
     """The load process: each client posts on a kept-alive connection of its own, bodies encoded beforehand."""
     local = threading.local()
-    address = urlsplit(base_url)
-    headers = {"x-functions-key": key, "Content-Type": "application/json"}
-    bodies = [line.rstrip("\n").encode() for line in Path(path).read_text().splitlines()]
-
-    def connect() -> http.client.HTTPConnection:
-        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
-        connection.connect()
-        return connection
+    address = urlsplit(os.environ[LOAD_URL])
+    headers = {"x-functions-key": os.environ[LOAD_KEY], "Content-Type": "application/json"}
+    bodies = [line.encode() for line in Path(path).read_text().splitlines()]
 
     def post(body: bytes) -> int:
         for attempt in (1, 2):
             connection = getattr(local, "connection", None)
             if connection is None:
-                connection = local.connection = connect()
+                connection = local.connection = http.client.HTTPConnection(address.hostname, address.port,
+                                                                           timeout=60)
             try:
                 connection.request("POST", "/api/alerts", body=body, headers=headers)
                 response = connection.getresponse()
@@ -254,12 +252,10 @@ def main() -> None:
                              "host.json's maxConcurrentCalls; an HTTP trigger is not bound by it)")
     # The HTTP path's load process (post_to_intake starts it): not for use by hand.
     parser.add_argument("--post-load", help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--key", help=argparse.SUPPRESS)
     parser.add_argument("--clients", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.post_load:
-        _post_load(args.post_load, args.url, args.key, args.clients)
+        _post_load(args.post_load, args.clients)
         return
     concurrency = max_concurrent_calls()
 
