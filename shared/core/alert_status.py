@@ -64,6 +64,26 @@ def intake_key(alert: Alert) -> str:
     return hashlib.sha256(alert_key(alert).encode()).hexdigest()[:64]
 
 
+# How far the alerting service's clock may run ahead of ours: an alert fired this far in the future is on time.
+CLOCK_SKEW = dt.timedelta(minutes=1)
+
+
+def sends_beside_status(fired_at: dt.datetime, now: dt.datetime, duplicate_window: dt.timedelta) -> bool:
+    """Whether the intake may send an alert to the queue while it writes the alert's status row, rather than
+    after the write has shown the alert is new.
+
+    It may when the queue would drop the message if the alert was posted before: its id is the alert's key,
+    which includes when the alert fired, and the queue drops an id it took within its duplicate-detection
+    window. Taken this way only while the alert fired at most half a window ago (and at most `CLOCK_SKEW` in
+    the future), two posts of one alert both sent beside their status writes are less than a window apart;
+    and a post written first (the alert older than that) comes after every post sent beside. Not covered: a
+    post made more than `CLOCK_SKEW` before the alert fired, which takes a clock far off or a forged time
+    (and a caller holding the function key can post a new alert anyway). Otherwise (a late retry, a
+    resolution of an old firing) the status is written first and a known alert is not sent again."""
+    age = now - fired_at
+    return duplicate_window > 2 * CLOCK_SKEW and -CLOCK_SKEW <= age <= duplicate_window / 2
+
+
 def queued(key: str, alert: Alert, now: dt.datetime) -> AlertStatus:
     targets = tuple((t, correlation_key(alert.rule_id, t)) for t in alert.target_resource_ids or ("",))
     return AlertStatus(key, AlertState.QUEUED, alert.alert_id, alert.condition, now,
