@@ -4,29 +4,40 @@ Never anonymous: a function key always, and an Entra token for the action group'
 when GATES_ALERT_WEBHOOK_AUDIENCE is set. A bad alert is refused with the reason (413 when too large
 for the queue, 400 otherwise) and kept in rejected alerts; a good one is queued for the plan stage and
 answered 202 with its key and the status URL that leads to its run(s); the same alert again is answered
-as a duplicate, naming the runs once planned."""
+as a duplicate, naming the runs once planned.
+
+A fresh alert (`sends_beside_status`) goes to the queue while its status row is written, not after: in a
+storm a post then costs one round trip instead of two, and the queue's duplicate detection drops what the
+status row would have stopped. Either way the answer waits for both."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
 import azure.functions as func
 import jwt
 
 from gates.alert_lookup import current_status
-from shared.core.alert_status import AlertState, AlertStatus, intake_key, queued
+from shared.core.alert_status import AlertState, AlertStatus, intake_key, queued, sends_beside_status
 from shared.core.alerts import limits_for_queue, queued_size, read_alert
 from shared.core.errors import MalformedAlert, PayloadTooLarge
 from shared.core.model import OutboundMessage
 from shared.ports import MessageTooLarge
 from shared.services import Services, ServicesProvider
-from shared.topology import Queue
+from shared.topology import QUEUE_PROPERTIES, Queue
 
 logger = logging.getLogger("sre_gates")
 SECURE_WEBHOOK_ROLE = "ActionGroupsSecureWebhook"
+_ALERTS_QUEUE = QUEUE_PROPERTIES[Queue.ALERTS]
+DUPLICATE_WINDOW = dt.timedelta(seconds=_ALERTS_QUEUE.duplicate_detection_window_seconds
+                                if _ALERTS_QUEUE.requires_duplicate_detection else 0)
+# Sends made while a post's status row is written; they group into one batch per queue send anyway.
+_SENDS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="intake-send")
 
 
 def _json(document: object, status: int) -> func.HttpResponse:
@@ -72,19 +83,29 @@ def handle_intake(services: Services, req: func.HttpRequest) -> func.HttpRespons
     key = intake_key(alert)
     status_url = f"{services.policy.public_base_url}/api/alerts/{key}"
     now = services.clock.now()
-    if not services.alert_status.add(queued(key, alert, now)):
+    # The same alert posted twice becomes one message: the queue drops the duplicate id.
+    to_queue = OutboundMessage(queue=Queue.ALERTS.value, message_id=key, body=document,
+                               correlation_id=alert.alert_id[-128:])
+    added, beside = _add_status(services, queued(key, alert, now), to_queue,
+                                sends_beside_status(alert.fired_at, now, DUPLICATE_WINDOW))
+    if not added:
         known = current_status(services, key)
         if known is not None and known.state is AlertState.REFUSED:
-            return _json({"status": 413, "message": known.outcome, "key": key}, 413)  # refused again, as before
+            if beside is None or beside.exception() is not None:
+                return _json({"status": 413, "message": known.outcome, "key": key}, 413)  # refused again
+            # The queue took it this time (its limit was raised since): accepted after all, as it is queued.
+            services.alert_status.put(queued(key, alert, now))
         if known is not None and known.state is AlertState.PLANNED:
-            # The same alert again changes nothing; say what it led to.
+            # The same alert again changes nothing (a send beside was a repeat the queue dropped); say
+            # what it led to.
             return _json(_duplicate(services, known, status_url), 200)
         # Accepted before and not planned yet; sending again is harmless (the queue drops a repeated id)
         # and covers a first attempt whose send failed after the status was written.
     try:
-        # The same alert posted twice becomes one message: the queue drops the duplicate id.
-        services.bus.send([OutboundMessage(queue=Queue.ALERTS.value, message_id=key, body=document,
-                                           correlation_id=alert.alert_id[-128:])])
+        if beside is None:
+            services.bus.send([to_queue])
+        else:
+            beside.result()
     except MessageTooLarge as error:
         too_large = PayloadTooLarge(f"the queue refused the alert as too large ({error})", max_bytes)
         services.alert_status.put(replace(queued(key, alert, now), state=AlertState.REFUSED,
@@ -93,6 +114,17 @@ def handle_intake(services: Services, req: func.HttpRequest) -> func.HttpRespons
     logger.info("alert %s accepted as %s for %s", alert.alert_id, key, alert.target_resource_ids)
     return _json({"status": 202, "message": "alert accepted", "key": key, "message_id": key,
                   "status_url": status_url}, 202)
+
+
+def _add_status(services: Services, status: AlertStatus, to_queue: OutboundMessage,
+                send_beside: bool) -> tuple[bool, Future[None] | None]:
+    """Whether the status row is new, and the send made while it was written (done by now), if one was."""
+    beside = _SENDS.submit(services.bus.send, [to_queue]) if send_beside else None
+    try:
+        return services.alert_status.add(status), beside
+    finally:
+        if beside is not None:
+            wait([beside])  # no send outlives its post, whatever the status write did
 
 
 def _duplicate(services: Services, known: AlertStatus, status_url: str) -> dict[str, object]:

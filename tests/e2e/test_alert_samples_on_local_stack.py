@@ -4,9 +4,11 @@ URL leads to what it became; hostile bodies get a 4xx naming the limit, never a 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -103,6 +105,24 @@ def test_the_same_alert_posted_again_is_answered_as_a_duplicate_naming_its_run(
     assert again.status_code == 200
     assert again.json()["duplicate"] is True
     assert again.json()["runs"] == runs
+
+
+def test_an_alert_that_just_fired_posted_by_many_senders_at_once_is_one_run_and_then_a_duplicate(
+        app: App, alice: requests.Session) -> None:
+    """Sent while its status row is written: the queue's duplicate detection keeps it one message."""
+    document = fresh(dict(samples())["metric-static-threshold:Fired"], uuid.uuid4().hex[:8])
+    document["data"]["essentials"]["firedDateTime"] = dt.datetime.now(dt.UTC).isoformat()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: scenario.post_alert(app.base_url, app.function_key, document), range(8)))
+    assert {answer.status_code for answer in answers} <= {200, 202}, [answer.text for answer in answers]
+    key = answers[0].json()["key"]
+    status = planned(alice, app, key)
+    (run,) = status["runs"]
+    assert status["outcome"].startswith(f"started run {run['run_id']}")
+    again = scenario.post_alert(app.base_url, app.function_key, document)
+    assert again.status_code == 200
+    assert again.json()["runs"] == [run["run_id"]]
+    assert app.stack.service_bus.dead_letter_depth("alerts") == 0
 
 
 @pytest.mark.parametrize(("body", "status", "limit"), [
