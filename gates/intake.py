@@ -6,9 +6,9 @@ for the queue, 400 otherwise) and kept in rejected alerts; a good one is queued 
 answered 202 with its key and the status URL that leads to its run(s); the same alert again is answered
 as a duplicate, naming the runs once planned.
 
-A fresh alert (`sends_beside_status`) goes to the queue while its status row is written, not after: in a
-storm a post then costs one round trip instead of two, and the queue's duplicate detection drops what the
-status row would have stopped. Either way the answer waits for both."""
+A fresh alert (`sends_beside_status`) goes to the queue while its status row is written, not after: a post
+then waits for the slower of the two round trips instead of their sum, and the queue's duplicate detection
+drops what the status row would have stopped. Either way the answer waits for both."""
 
 from __future__ import annotations
 
