@@ -36,7 +36,8 @@ SECURE_WEBHOOK_ROLE = "ActionGroupsSecureWebhook"
 _ALERTS_QUEUE = QUEUE_PROPERTIES[Queue.ALERTS]
 DUPLICATE_WINDOW = dt.timedelta(seconds=_ALERTS_QUEUE.duplicate_detection_window_seconds
                                 if _ALERTS_QUEUE.requires_duplicate_detection else 0)
-# Sends made while a post's status row is written; they group into one batch per queue send anyway.
+# Sends made while a post's status row is written; they group into one batch per queue send anyway. Not
+# `shell.ahead`'s pool: a send waits its turn on the queue's group commit, and the reads there must not.
 _SENDS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="intake-send")
 
 
