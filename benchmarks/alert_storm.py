@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import subprocess
@@ -90,7 +91,8 @@ def cpu_seconds(pid: int) -> float:
 def processes(bench: BenchStack) -> dict[str, int]:
     assert bench.stack is not None
     assert bench.stack.azurite is not None
-    named = {"host": bench.process.pid} if bench.process is not None else {}
+    hosts = bench.host_pids
+    named = {"host": hosts[0]} if len(hosts) == 1 else {f"host {index}": pid for index, pid in enumerate(hosts, 1)}
     return {**named, "Azurite": bench.stack.azurite.pid, "stand-ins + senders": os.getpid()}
 
 
@@ -126,7 +128,7 @@ def post_to_intake(bench: BenchStack, alerts: list[dict[str, Any]],
     # The function key goes in the environment, not in an argument any process on the machine can list.
     load = subprocess.Popen([sys.executable, __file__, "--post-load", bodies.name, "--clients", str(clients)],  # noqa: S603
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, LOAD_URL: bench.base_url, LOAD_KEY: bench.function_key})
+                            env={**os.environ, LOAD_URL: " ".join(bench.base_urls), LOAD_KEY: bench.function_key})
     try:
         assert load.stdin is not None
         assert load.stdout is not None
@@ -150,9 +152,12 @@ def post_to_intake(bench: BenchStack, alerts: list[dict[str, Any]],
 
 
 def _post_load(path: str, clients: int) -> None:
-    """The load process: each client posts on a kept-alive connection of its own, bodies encoded beforehand."""
+    """The load process: each client posts on a kept-alive connection of its own, bodies encoded beforehand.
+    With more than one instance, the clients are spread over them in turn (as the platform's front end
+    spreads connections)."""
     local = threading.local()
-    address = urlsplit(os.environ[LOAD_URL])
+    addresses = [urlsplit(url) for url in os.environ[LOAD_URL].split()]
+    next_address = itertools.count()
     headers = {"x-functions-key": os.environ[LOAD_KEY], "Content-Type": "application/json"}
     bodies = [line.encode() for line in Path(path).read_text().splitlines()]
 
@@ -169,8 +174,10 @@ def _post_load(path: str, clients: int) -> None:
         for attempt in (1, 2):
             connection = getattr(local, "connection", None)
             if connection is None:
-                connection = local.connection = http.client.HTTPConnection(address.hostname, address.port,
-                                                                           timeout=60)
+                if not hasattr(local, "address"):
+                    local.address = addresses[next(next_address) % len(addresses)]
+                connection = local.connection = http.client.HTTPConnection(local.address.hostname,
+                                                                           local.address.port, timeout=60)
             try:
                 connection.request("POST", "/api/alerts", body=body, headers=headers)
                 response = connection.getresponse()
@@ -264,6 +271,8 @@ def main() -> None:
     parser.add_argument("--raw-inserts", type=int, default=2000, help="inserts timed for the raw rate")
     parser.add_argument("--paths", default="queue,http", help="queue, http or both (comma-separated)")
     parser.add_argument("--wire", action="store_true", help="count the app's table requests on the wire")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="instances of the host, scaled out: each runs every function, all share the storage")
     parser.add_argument("--http-clients", type=int, default=0,
                         help="concurrent posts on the HTTP path, and the raw rate's threads for it (default: "
                              "host.json's maxConcurrentCalls; an HTTP trigger is not bound by it)")
@@ -276,14 +285,17 @@ def main() -> None:
         return
     concurrency = max_concurrent_calls()
 
-    with BenchStack(wire=args.wire) as bench:
+    with BenchStack(wire=args.wire, instances=args.instances) as bench:
         store = run_store(bench.azurite_connection_string)
-        # One alert first: the host builds its services and opens its links before the clock starts.
-        warm = common_alert(RULE, f"{WEB_VMS}/vm-storm-warm-up", uuid.uuid4().hex)
-        requests.post(f"{bench.base_url}/api/alerts", json=warm, headers={"x-functions-key": bench.function_key},
-                      timeout=60).raise_for_status()
+        # An alert to each instance first: each builds its services and opens its links before the clock starts.
+        for index, url in enumerate(bench.base_urls):
+            warm = common_alert(RULE, f"{WEB_VMS}/vm-storm-warm-up-{index}", uuid.uuid4().hex)
+            requests.post(f"{url}/api/alerts", json=warm, headers={"x-functions-key": bench.function_key},
+                          timeout=60).raise_for_status()
         wait_until_handled(bench, 1, time.perf_counter())
-        print(f"alert storm: host.json maxConcurrentCalls {concurrency}; the host runs every function")
+        hosts = ("the host runs every function" if args.instances == 1 else
+                 f"{args.instances} instances of the host, each runs every function (scaled out)")
+        print(f"alert storm: host.json maxConcurrentCalls {concurrency} per instance; {hosts}")
         for path in [p.strip() for p in args.paths.split(",") if p.strip()]:
             if path not in ("queue", "http"):
                 raise SystemExit(f"--paths: unknown path {path!r}")

@@ -33,7 +33,7 @@ from azure.data.tables import TableClient
 from benchmarks.wire import TableWire
 from local_azure.host import FunctionsHost
 from local_azure.host.signin import sign_in
-from local_azure.processes import ManagedProcess, wait_for_port
+from local_azure.processes import ManagedProcess, free_port, wait_for_port
 from local_azure.stack import AUTH_SETTINGS, LocalStack
 from shared.adapters.table_store import TableRunStore
 from shared.topology import Table
@@ -58,8 +58,11 @@ def max_concurrent_calls() -> int:
 
 class BenchStack:
     def __init__(self, *, wire: bool = True, timers: bool = True, in_process: bool = False, plans: Path = PLANS,
-                 say: Any = None, **settings: str) -> None:
+                 say: Any = None, instances: int = 1, **settings: str) -> None:
+        if instances < 1 or (in_process and instances > 1):
+            raise ValueError(f"instances: 1 in process, or 1 or more hosts of their own, not {instances}")
         self.use_wire = wire
+        self.instances = instances
         self.timers = timers
         self.in_process = in_process
         self.plans = plans
@@ -68,6 +71,7 @@ class BenchStack:
         self.stack: LocalStack | None = None
         self.wire: TableWire | None = None
         self.process: ManagedProcess | None = None
+        self.more: list[tuple[ManagedProcess, int]] = []  # the instances beside the first: process, port
         self.host: FunctionsHost | None = None
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._saved_env: dict[str, str | None] = {}
@@ -123,18 +127,33 @@ class BenchStack:
             self.host = FunctionsHost(ROOT, app=app, settings=self.app_settings(), port=self.stack.host_port,
                                       auth_settings=AUTH_SETTINGS).start()
             return
-        self.process = ManagedProcess(
+        self.process = self._host_process(app, local_settings, self.stack.host_port, folder / "host.log")
+        # Scaled out: more instances of the app beside the first, sharing every stand-in and the storage,
+        # as the platform adds instances under load (each with its own memory, links and timers).
+        for instance in range(2, self.instances + 1):
+            port = free_port()
+            self.more.append((self._host_process(app, local_settings, port, folder / f"host-{instance}.log"), port))
+
+    def _host_process(self, app: str, local_settings: Path, port: int, log: Path) -> ManagedProcess:
+        process = ManagedProcess(
             [sys.executable, "-m", "local_azure.host", "--project", str(ROOT), "--app", app, "--port",
-             str(self.stack.host_port), "--local-settings", str(local_settings), "--auth-settings",
-             str(AUTH_SETTINGS)],
-            name="functions host", cwd=ROOT, log_path=folder / "host.log")
-        self.process.start()
-        wait_for_port("127.0.0.1", self.stack.host_port, 60, process=self.process)
+             str(port), "--local-settings", str(local_settings), "--auth-settings", str(AUTH_SETTINGS)],
+            name="functions host", cwd=ROOT, log_path=log)
+        process.start()
+        try:
+            wait_for_port("127.0.0.1", port, 60, process=process)
+        except BaseException:
+            process.stop()
+            raise
+        return process
 
     def stop_host(self) -> None:
         if self.host is not None:
             self.host.stop()
             self.host = None
+        for process, _ in self.more:
+            process.stop()
+        self.more = []
         if self.process is not None:
             self.process.stop()
             self.process = None
@@ -162,6 +181,16 @@ class BenchStack:
     def base_url(self) -> str:
         assert self.stack is not None
         return f"http://127.0.0.1:{self.stack.host_port}"
+
+    @property
+    def base_urls(self) -> list[str]:
+        """Every instance's address, the first one's first."""
+        return [self.base_url, *(f"http://127.0.0.1:{port}" for _, port in self.more)]
+
+    @property
+    def host_pids(self) -> list[int]:
+        return [process.pid for process in ([self.process] if self.process is not None else [])
+                + [process for process, _ in self.more]]
 
     @property
     def function_key(self) -> str:
