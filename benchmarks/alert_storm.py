@@ -1,7 +1,7 @@
 """An alert storm: many alerts of one rule over 100 resources, through the queue and through the HTTP intake.
 
     .venv/bin/python benchmarks/alert_storm.py [--alerts 10000] [--resources 100] [--raw-inserts 2000] [--wire]
-                                               [--paths queue,http] [--http-clients 16]
+                                               [--paths queue,http] [--http-clients 16] [--instances 2]
     .venv/bin/python benchmarks/alert_storm.py --alerts 2000        # a quick run
 
 The app runs on its own local host (all functions, timers included) against the Service Bus stand-in
@@ -22,6 +22,9 @@ senders): on a shared machine it moves far less than the rates do.
 Before each path, Azurite's raw conditional-insert rate is measured in the same run: `create_entity`
 with the SDK from as many threads as host.json's maxConcurrentCalls, sharing one client, entities of
 a run's size. Quoted in issue 7: 16-22 alerts/s against 230-239 raw; target ≥ 50 % of raw.
+`--instances N` runs the app scaled out: N hosts, each with every function, sharing the stand-ins and Azurite,
+the posts spread over them; each path must still make exactly one run per resource. On a 2-core machine
+it is slower than one host (the cores are what both share), so the default is one.
 `--wire` puts the app's table traffic through the counting proxy and prints requests per alert
 (the proxy costs CPU on this machine, so the rate is lower with it).
 The paths share one Azurite, and every alert's status row is in one partition: Azurite scans a partition
