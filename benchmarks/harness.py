@@ -33,8 +33,8 @@ from azure.data.tables import TableClient
 from benchmarks.wire import TableWire
 from local_azure.host import FunctionsHost
 from local_azure.host.signin import sign_in
-from local_azure.processes import ManagedProcess, free_port, wait_for_port
-from local_azure.stack import AUTH_SETTINGS, LocalStack
+from local_azure.processes import ManagedProcess, free_port
+from local_azure.stack import AUTH_SETTINGS, LocalStack, start_host_process
 from shared.adapters.table_store import TableRunStore
 from shared.topology import Table
 
@@ -127,25 +127,14 @@ class BenchStack:
             self.host = FunctionsHost(ROOT, app=app, settings=self.app_settings(), port=self.stack.host_port,
                                       auth_settings=AUTH_SETTINGS).start()
             return
-        self.process = self._host_process(app, local_settings, self.stack.host_port, folder / "host.log")
+        self.process = start_host_process(local_settings, self.stack.host_port, folder / "host.log", project=ROOT,
+                                          app=app)
         # Scaled out: more instances of the app beside the first, sharing every stand-in and the storage,
         # as the platform adds instances under load (each with its own memory, links and timers).
         for instance in range(2, self.instances + 1):
             port = free_port()
-            self.more.append((self._host_process(app, local_settings, port, folder / f"host-{instance}.log"), port))
-
-    def _host_process(self, app: str, local_settings: Path, port: int, log: Path) -> ManagedProcess:
-        process = ManagedProcess(
-            [sys.executable, "-m", "local_azure.host", "--project", str(ROOT), "--app", app, "--port",
-             str(port), "--local-settings", str(local_settings), "--auth-settings", str(AUTH_SETTINGS)],
-            name="functions host", cwd=ROOT, log_path=log)
-        process.start()
-        try:
-            wait_for_port("127.0.0.1", port, 60, process=process)
-        except BaseException:
-            process.stop()
-            raise
-        return process
+            log = folder / f"host-{instance}.log"
+            self.more.append((start_host_process(local_settings, port, log, project=ROOT, app=app), port))
 
     def stop_host(self) -> None:
         if self.host is not None:

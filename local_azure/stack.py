@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any
 
 from local_azure.azurite import AzuriteTables
 from local_azure.lifecycle import Startable
-from local_azure.processes import free_port
+from local_azure.processes import ManagedProcess, free_port, wait_for_port
 from local_azure.servicebus.endpoint import STANDARD_MAX_MESSAGE_BYTES
 from local_azure.smtp import MailCatcher
 from local_azure.tls import LocalCertificateAuthority
@@ -58,6 +59,24 @@ class StackPorts:
     @classmethod
     def standard(cls) -> StackPorts:
         return cls(tables=10002, service_bus=5672, entra=8443, arm=8444, smtp=2525, host=7071)
+
+
+def start_host_process(local_settings: Path, port: int, log_path: Path, *, project: Path = PROJECT_DIR,
+                       app: str | None = None, ready_within: float = 60) -> ManagedProcess:
+    """A Functions host in a process of its own (`python -m local_azure.host`), listening on `port` when this
+    returns; stopped again if it does not come up. A process per host gives each a fresh import of the app,
+    as the runtime gives each worker."""
+    process = ManagedProcess(
+        [sys.executable, "-m", "local_azure.host", "--project", str(project), *(["--app", app] if app else []),
+         "--port", str(port), "--local-settings", str(local_settings), "--auth-settings", str(AUTH_SETTINGS)],
+        name="functions host", cwd=project, log_path=log_path)
+    process.start()
+    try:
+        wait_for_port("127.0.0.1", port, ready_within, process=process)
+    except BaseException:
+        process.stop()
+        raise
+    return process
 
 
 def new_secret_key() -> str:

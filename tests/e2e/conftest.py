@@ -7,7 +7,6 @@ the pages, and the VM is restarted (or not) in the ARM stand-in."""
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,8 +17,8 @@ import requests
 
 from local_azure.azurite import AzuriteNotInstalled, ensure_installed
 from local_azure.host.signin import sign_in
-from local_azure.processes import ManagedProcess, wait_for_port
-from local_azure.stack import AUTH_SETTINGS, PROJECT_DIR, LocalStack
+from local_azure.processes import ManagedProcess
+from local_azure.stack import LocalStack, start_host_process
 
 PLANS = Path(__file__).resolve().parent / "plans.json"
 PASSWORD = "Passw0rd!"
@@ -79,18 +78,7 @@ def start_app(stack: LocalStack, *, port: int | None = None, **overrides: str) -
         local_settings.chmod(0o600)
 
         def launch() -> ManagedProcess:
-            process = ManagedProcess(
-                [sys.executable, "-m", "local_azure.host", "--project", str(PROJECT_DIR), "--port",
-                 str(port), "--local-settings", str(local_settings), "--auth-settings",
-                 str(AUTH_SETTINGS)],
-                name="functions host", cwd=PROJECT_DIR, log_path=Path(folder) / "host.log")
-            process.start()
-            try:
-                wait_for_port("127.0.0.1", port, 60, process=process)
-            except BaseException:
-                process.stop()
-                raise
-            return process
+            return start_host_process(local_settings, port, Path(folder) / "host.log")
 
         app = App(stack, f"http://127.0.0.1:{port}", FUNCTION_KEY, launch(), launch)
         try:
